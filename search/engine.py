@@ -1,0 +1,290 @@
+"""Experiment spec -> Ray Tune Tuner (searcher, scheduler, resources, storage), and resume.
+
+Example::
+
+    from mathtune.search import SearchOptions, run_search
+    outcome = run_search("arith-text2text-addsub", SearchOptions(num_samples=4, overrides={"epochs": 2}))
+    print(outcome.experiment_dir, outcome.counts)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mathtune.spaces.loader import Space, SpaceError, load_space
+from mathtune.trainables.base import ConfigError
+from mathtune.trainables.registry import get_family
+
+__all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "ensure_ray", "apply_overrides",
+           "EXPERIMENT_FILE", "SearchError"]
+
+EXPERIMENT_FILE = "mathtune.json"
+OPTUNA_FILE = "optuna.db"
+
+
+class SearchError(RuntimeError):
+    """A search that cannot start or resume; the message says why and what to do."""
+
+
+@dataclass
+class SearchOptions:
+    """Options of ``mathtune search`` (see ``mathtune search --help`` for the advice on each)."""
+
+    num_samples: int = 8
+    max_concurrent: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    scheduler: str = "asha"
+    storage_path: str = "runs"
+    name: str | None = None
+    address: str | None = None
+    seed: int = 0
+    optuna_storage: str | None = None
+    max_failures: int = 2
+    sampler: str = "tpe"
+    faithful: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
+    verbose: int = 1
+    dashboard: bool = True
+
+
+@dataclass
+class SearchOutcome:
+    experiment_dir: Path
+    counts: dict[str, int]
+    best: dict[str, dict[str, Any]]  # factor-combo label -> {metric values, config}
+    interrupted: bool
+
+
+def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
+    """Fix parameters to constants (``--set key=value``): removed from the search, checked by the family."""
+    if not overrides:
+        return space
+    family = get_family(space.family)
+    params = dict(space.params)
+    constants = dict(space.constants)
+    factors = dict(space.factors)
+    for key, value in overrides.items():
+        if key not in family.all_params():
+            raise SpaceError(f"--set {key}: unknown parameter for family {family.name} "
+                             f"(known: {', '.join(sorted(family.all_params()))})")
+        try:
+            value = family.all_params()[key].check(key, value)
+        except ConfigError as exc:
+            raise SpaceError(f"--set {exc}") from None
+        params.pop(key, None)
+        if key in factors:
+            factors[key] = [value]
+        else:
+            constants[key] = value
+    points = [{k: v for k, v in p.items() if k in params or k in factors} for p in space.points_to_evaluate]
+    new = dataclasses.replace(space, params=params, constants=constants, factors=factors,
+                              points_to_evaluate=[p for p in points if p])
+    for combo in new.factor_combos():
+        try:
+            family.make_config({**new.constants, **combo}, where="--set")
+        except ConfigError as exc:
+            raise SpaceError(str(exc)) from None
+    return new
+
+
+def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
+    """Join ``address`` or start a local Ray bound to 127.0.0.1 (dashboard on 127.0.0.1 too)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=num_cpus, log_to_driver=True,
+             configure_logging=True, logging_level="WARNING")
+
+
+def _datasets(space: Space) -> dict:
+    """Build each dataset the search will need once (per factor combination) for the object store."""
+    family = get_family(space.family)
+    if any(k in space.params for k in family.data_params):
+        return {}  # a searched data parameter: each trial builds its own
+    out = {}
+    for combo in space.factor_combos():
+        config = space.config(combo, {})
+        key = family.data_key(config)
+        if key not in out:
+            t0 = time.perf_counter()
+            out[key] = family.build_data(config)
+            print(f"[mathtune] built dataset {dict(key)} in {time.perf_counter() - t0:.2f} s: "
+                  f"{family.describe_data(out[key])}", flush=True)
+    return out
+
+
+def _resources(space: Space, options: SearchOptions) -> dict[str, float]:
+    cpus = options.cpus_per_trial if options.cpus_per_trial is not None else space.resources.get("cpus", 1.0)
+    gpus = options.gpus_per_trial if options.gpus_per_trial is not None else space.resources.get("gpus", 0.0)
+    if cpus < 0 or gpus < 0 or (cpus == 0 and gpus == 0):
+        raise SearchError(f"per-trial resources must be >= 0 and not both zero (cpus {cpus}, gpus {gpus})")
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def _build_tuner_parts(space: Space, meta: dict[str, Any], exp_dir: Path):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from mathtune.search.scheduler import GroupedASHA
+    from mathtune.search.searcher import FactorOptunaSearch
+    from mathtune.trainables.tune_wrapper import make_trainable
+
+    opts = meta["options"]
+    per_study = max(1, opts["num_samples"] // max(1, len(space.factor_combos())))
+    searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
+                                  seed=opts["seed"], n_startup_trials=max(2, min(10, per_study // 3)),
+                                  sampler=opts["sampler"], faithful=opts["faithful"])
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=opts["max_concurrent"])
+    scheduler = None
+    if opts["scheduler"] == "asha":
+        scheduler = GroupedASHA(group_keys=list(space.factors), metric=space.metric, mode=space.mode,
+                                max_t=space.epochs, grace_period=int(space.scheduler.get("grace_period", 1)),
+                                reduction_factor=space.scheduler.get("reduction_factor", 3),
+                                brackets=int(space.scheduler.get("brackets", 1)))
+    trainable = tune.with_resources(make_trainable(space.family, _datasets(space)), meta["resources"])
+    return trainable, search_alg, scheduler
+
+
+def _run_config(space: Space, meta: dict[str, Any]):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=meta["name"], storage_path=meta["storage_path"], verbose=meta["options"]["verbose"],
+        failure_config=tune.FailureConfig(max_failures=meta["options"]["max_failures"]),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=space.metric,
+                                                checkpoint_score_order=space.mode))
+
+
+def run_search(space_ref: str | Path | Space, options: SearchOptions | None = None) -> SearchOutcome:
+    """Run a search described by a space file and options; returns where it went and what happened."""
+    from ray import tune
+
+    options = options or SearchOptions()
+    space = space_ref if isinstance(space_ref, Space) else load_space(space_ref)
+    space = apply_overrides(space, options.overrides)
+    if options.num_samples < 1:
+        raise SearchError(f"--num-samples must be at least 1, got {options.num_samples}")
+    if options.scheduler not in ("asha", "none"):
+        raise SearchError(f"--scheduler must be asha or none, got {options.scheduler!r}")
+    resources = _resources(space, options)
+    storage_path = str(Path(options.storage_path).expanduser().resolve()) if "://" not in options.storage_path \
+        else options.storage_path
+    name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp_dir = Path(storage_path) / name
+    if (exp_dir / EXPERIMENT_FILE).exists():
+        raise SearchError(f"{exp_dir} already holds an experiment; resume it with `mathtune resume {exp_dir}` "
+                          f"or choose another --name")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(space.path, exp_dir / "space.yaml")
+    ensure_ray(options.address, dashboard=options.dashboard)
+    max_concurrent = options.max_concurrent or _default_concurrency(resources)
+    opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent}
+    meta = {"space": str(space.path), "space_name": space.name, "family": space.family, "name": name,
+            "storage_path": storage_path, "study_name": name, "resources": resources, "options": opts,
+            "optuna_storage": options.optuna_storage or f"sqlite:///{exp_dir / OPTUNA_FILE}",
+            "metric": space.metric, "mode": space.mode, "factors": list(space.factors),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _write_json(exp_dir / EXPERIMENT_FILE, meta)
+    trainable, search_alg, scheduler = _build_tuner_parts(space, meta, exp_dir)
+    tuner = tune.Tuner(trainable,
+                       tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                                   num_samples=options.num_samples, metric=space.metric,
+                                                   mode=space.mode),
+                       run_config=_run_config(space, meta))
+    print(f"[mathtune] experiment {exp_dir} ({space.family}, {options.num_samples} trials, "
+          f"{max_concurrent} at a time, {resources['cpu']:g} CPU / {resources['gpu']:g} GPU each)", flush=True)
+    print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
+    return _finish(tuner, space, meta, exp_dir)
+
+
+def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard: bool = True) -> SearchOutcome:
+    """Finish an interrupted experiment with ``Tuner.restore`` (searcher and scheduler state included)."""
+    from ray import tune
+
+    exp_dir = Path(exp_dir).expanduser().resolve()
+    meta_path = exp_dir / EXPERIMENT_FILE
+    if not meta_path.is_file():
+        raise SearchError(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SearchError(f"{meta_path}: corrupt experiment file ({exc})") from None
+    space = apply_overrides(load_space(exp_dir / "space.yaml"), meta["options"].get("overrides") or {})
+    ensure_ray(address, dashboard=dashboard)
+    if not tune.Tuner.can_restore(str(exp_dir)):
+        raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
+    trainable, _, _ = _build_tuner_parts(space, meta, exp_dir)
+    tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                               restart_errored=False)
+    print(f"[mathtune] resuming {exp_dir}", flush=True)
+    return _finish(tuner, space, meta, exp_dir)
+
+
+def _default_concurrency(resources: dict[str, float]) -> int:
+    import ray
+
+    total = ray.cluster_resources()
+    limits = []
+    if resources["cpu"] > 0:
+        limits.append(int(total.get("CPU", 1) // resources["cpu"]))
+    if resources["gpu"] > 0:
+        limits.append(int(total.get("GPU", 0) // resources["gpu"]))
+    return max(1, min(limits) if limits else 1)
+
+
+def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+    interrupted = False
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+        grid = None
+    counts: dict[str, int] = {}
+    best: dict[str, dict[str, Any]] = {}
+    if grid is not None:
+        for trial in grid._experiment_analysis.trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts)
+        for result in grid:
+            history = result.metrics_dataframe
+            if history is None or history.empty or space.metric not in history:
+                continue
+            row = history.loc[history[space.metric].idxmax() if space.mode == "max"
+                              else history[space.metric].idxmin()]
+            label = ", ".join(f"{k}={result.config.get(k)}" for k in space.factors) or "all"
+            test_key = space.metric.replace("val_", "test_", 1)
+            current = best.get(label)
+            if current is None or (row[space.metric] > current[space.metric] if space.mode == "max"
+                                   else row[space.metric] < current[space.metric]):
+                best[label] = {space.metric: float(row[space.metric]),
+                               test_key: float(row[test_key]) if test_key in row else float("nan"),
+                               "epoch": int(row.get("epoch", 0)), "trial_id": result.metrics.get("trial_id"),
+                               "path": result.path}
+    print(f"[mathtune] results: {exp_dir}", flush=True)
+    if counts:
+        print("[mathtune] trials: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())), flush=True)
+    for label, b in best.items():
+        test_key = space.metric.replace("val_", "test_", 1)
+        print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f} "
+              f"(test, reported only: {test_key} {b[test_key]:.4f}) epoch {b['epoch']}", flush=True)
+    print(f"[mathtune] report: mathtune report {exp_dir}", flush=True)
+    return SearchOutcome(exp_dir, counts, best, interrupted)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(tmp, path)

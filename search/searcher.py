@@ -1,0 +1,222 @@
+"""An Optuna-backed Ray Tune searcher that tells Optuna the truth and survives a dead driver.
+
+Differences from ``ray.tune.search.optuna.OptunaSearch``:
+
+* **Study factors** (e.g. ``split``) get one Optuna study each; trials go round-robin over them, so
+  TPE never compares validation scores measured on different data.
+* **Faithful reporting**: every epoch's validation metric becomes an intermediate value; a trial
+  stopped by the scheduler is told PRUNED, a finished one COMPLETE with its *best* validation value
+  (the checkpoint kept), an errored one FAIL.
+* **Storage is the truth**: each Optuna trial records its Tune trial id as a user attribute. After
+  ``Tuner.restore`` the searcher rebuilds its map from the storage, ignores updates for trials the
+  storage already holds as finished (no ``UpdateFinishedTrialError``), and fails Optuna trials that
+  were asked for but never reached Tune, so every trial is accounted for exactly once.
+
+Example::
+
+    searcher = FactorOptunaSearch(space, storage="sqlite:///exp/optuna.db", study_name="exp", seed=0)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from mathtune.spaces.loader import Space
+
+__all__ = ["FactorOptunaSearch", "study_name_for", "TUNE_ID_ATTR"]
+
+TUNE_ID_ATTR = "tune_trial_id"
+logger = logging.getLogger(__name__)
+
+
+def study_name_for(base: str, combo: dict[str, Any]) -> str:
+    """Study name of one factor combination, e.g. ``exp[split=0.5]``."""
+    if not combo:
+        return base
+    return base + "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]"
+
+
+class FactorOptunaSearch(Searcher):
+    """Define-by-run Optuna search over a :class:`~mathtune.spaces.loader.Space`."""
+
+    def __init__(self, space: Space, *, storage: str, study_name: str, seed: int = 0,
+                 n_startup_trials: int = 10, sampler: str = "tpe", faithful: bool = True):
+        super().__init__(metric=space.metric, mode=space.mode)
+        self.space = space
+        self.storage_url = storage
+        self.study_name = study_name
+        self.seed = seed
+        self.n_startup_trials = n_startup_trials
+        self.sampler_name = sampler
+        self.faithful = faithful
+        self.combos = space.factor_combos()
+        self._asked = [0] * len(self.combos)
+        self._trials: dict[str, dict[str, Any]] = {}  # tune id -> {combo, number, best, last_epoch}
+        self._points = [dict(p) for p in space.points_to_evaluate]
+        self._studies: dict[int, optuna.Study] | None = None
+        self._storage_obj = None
+
+    # ------------------------------------------------------------------ pickling (Tuner saves us)
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_studies"] = None
+        state["_storage_obj"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"asked": list(self._asked), "trials": {k: dict(v) for k, v in self._trials.items()},
+                "points": [dict(p) for p in self._points]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._asked = list(state["asked"])
+        self._trials = {k: dict(v) for k, v in state["trials"].items()}
+        self._points = [dict(p) for p in state["points"]]
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.get_state(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as fh:
+            self.set_state(pickle.load(fh))
+        self._studies = None
+        self._reconcile()
+
+    # ------------------------------------------------------------------ studies
+    def _sampler(self, index: int) -> optuna.samplers.BaseSampler:
+        seed = self.seed * 1000 + index
+        if self.sampler_name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
+                                          constant_liar=True)
+
+    def studies(self) -> dict[int, optuna.Study]:
+        if self._studies is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            if self._storage_obj is None:
+                self._storage_obj = optuna.storages.RDBStorage(self.storage_url) \
+                    if "://" in self.storage_url else self.storage_url
+            direction = "maximize" if self.space.mode == "max" else "minimize"
+            self._studies = {}
+            for i, combo in enumerate(self.combos):
+                name = study_name_for(self.study_name, combo)
+                study = optuna.create_study(storage=self._storage_obj, study_name=name, direction=direction,
+                                            sampler=self._sampler(i), load_if_exists=True)
+                if not study.user_attrs:
+                    study.set_user_attr("family", self.space.family)
+                    study.set_user_attr("space", str(self.space.path))
+                    study.set_user_attr("metric", self.space.metric)
+                    study.set_user_attr("factors", combo)
+                self._studies[i] = study
+        return self._studies
+
+    def _reconcile(self) -> None:
+        """After a restore: adopt trials the storage knows, fail the ones Tune never ran."""
+        known = {(v["combo"], v["number"]) for v in self._trials.values()}
+        for i, study in self.studies().items():
+            trials = study.get_trials(deepcopy=False)
+            self._asked[i] = max(self._asked[i], sum(1 for t in trials if t.state != TrialState.WAITING))
+            for t in trials:
+                tune_id = t.user_attrs.get(TUNE_ID_ATTR)
+                if t.state == TrialState.RUNNING and (i, t.number) not in known:
+                    if tune_id is not None and tune_id not in self._trials:
+                        # Asked for and handed to Tune after Tune's last snapshot: Tune will never run it.
+                        study.tell(t.number, state=TrialState.FAIL)
+                        logger.info("optuna trial %s of %s was never run by Tune; marked FAIL", t.number,
+                                    study.study_name)
+
+    # ------------------------------------------------------------------ Searcher API
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # metric and mode come from the space file
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        studies = self.studies()
+        if self._points:
+            point = self._points.pop(0)
+            combo_index = self._combo_of(point)
+            study = studies[combo_index]
+            study.enqueue_trial({k: v for k, v in point.items() if k in self.space.params},
+                                skip_if_exists=False)
+        else:
+            combo_index = min(range(len(self.combos)), key=lambda i: (self._asked[i], i))
+            study = studies[combo_index]
+        trial = study.ask()
+        params = self.space.suggest(trial)
+        trial.set_user_attr(TUNE_ID_ATTR, trial_id)
+        self._asked[combo_index] += 1
+        self._trials[trial_id] = {"combo": combo_index, "number": trial.number, "best": None, "last_epoch": 0}
+        return self.space.config(self.combos[combo_index], params)
+
+    def _combo_of(self, point: dict[str, Any]) -> int:
+        for i, combo in enumerate(self.combos):
+            if all(point.get(k, v) == v for k, v in combo.items()):
+                return i
+        return 0
+
+    def _open(self, trial_id: str) -> tuple[dict[str, Any], optuna.Study, optuna.trial.FrozenTrial] | None:
+        info = self._trials.get(trial_id)
+        if info is None:
+            return None
+        study = self.studies()[info["combo"]]
+        frozen = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, info["number"]))
+        if frozen.state.is_finished():
+            return None  # already told (e.g. replayed after a restore): nothing to update
+        return info, study, frozen
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        opened = self._open(trial_id)
+        if opened is None:
+            return
+        info, study, frozen = opened
+        value = result.get(self.space.metric)
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        info["last_epoch"] = max(info["last_epoch"], epoch)
+        if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+            return
+        if info["best"] is None or (value > info["best"] if self.space.mode == "max" else value < info["best"]):
+            info["best"] = float(value)
+        if self.faithful and epoch not in frozen.intermediate_values:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                optuna.trial.Trial(study, frozen._trial_id).report(float(value), step=epoch)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result:
+            self.on_trial_result(trial_id, result)
+        opened = self._open(trial_id)
+        if opened is None:
+            return
+        info, study, _ = opened
+        if error:
+            study.tell(info["number"], state=TrialState.FAIL)
+            return
+        last_value = (result or {}).get(self.space.metric)
+        if not self.faithful:
+            # What the stock integration does: COMPLETE with the last reported value.
+            if last_value is None or (isinstance(last_value, float) and math.isnan(last_value)):
+                study.tell(info["number"], state=TrialState.FAIL)
+            else:
+                study.tell(info["number"], float(last_value))
+            return
+        max_epochs = int((result or {}).get("config", {}).get("epochs", 0) or self.space.epochs)
+        if info["best"] is None:
+            study.tell(info["number"], state=TrialState.FAIL)
+        elif info["last_epoch"] < max_epochs:
+            study.tell(info["number"], state=TrialState.PRUNED)
+        else:
+            study.tell(info["number"], info["best"])

@@ -1,0 +1,307 @@
+"""Search-space files: YAML -> validated :class:`Space` -> Optuna define-by-run suggestions.
+
+A space file::
+
+    family: arith-text2text          # a registered family (``mathtune families``)
+    description: one line for ``mathtune spaces``
+    metric: val_exact_match          # a validation metric: selection never looks at test data
+    mode: max
+    factors:                         # study factors: every value gets its own Optuna study,
+      split: [0.5, 0.25]             # trials go round-robin over them, ASHA compares within one
+    params:                          # searched parameters
+      hidden: {type: choice, values: [128, 256, 512]}
+      extra_layers: {type: int, low: 0, high: 2}
+      dropout: {type: float, low: 0.0, high: 0.5}
+      lr: {type: logfloat, low: 1.0e-4, high: 1.0e-2}
+    constants: {ops: "+-", epochs: 30}
+    resources: {cpus: 1, gpus: 0}    # per trial; CLI options override
+    scheduler: {grace_period: 2, reduction_factor: 3}
+    points_to_evaluate:              # optional warm start, evaluated first
+      - {hidden: 256, extra_layers: 0, dropout: 0.0, lr: 0.001}
+
+Example::
+
+    >>> space = load_space("arith-text2text-addsub")
+    >>> space.family, space.metric
+    ('arith-text2text', 'val_exact_match')
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mathtune.trainables.base import ConfigError
+from mathtune.trainables.registry import get_family
+
+__all__ = ["SpaceError", "ParamSpec", "Space", "load_space", "space_names", "space_path", "SPACE_DIR"]
+
+SPACE_DIR = Path(__file__).resolve().parent
+PARAM_TYPES = ("choice", "int", "float", "logfloat")
+TOP_KEYS = ("family", "description", "metric", "mode", "factors", "params", "constants", "resources",
+            "scheduler", "points_to_evaluate")
+SCHEDULER_KEYS = ("grace_period", "reduction_factor", "brackets")
+
+
+class SpaceError(ValueError):
+    """A bad space file; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+    def suggest(self, trial) -> Any:
+        if self.type == "choice":
+            return trial.suggest_categorical(self.name, list(self.values))
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1))
+        if self.type == "float":
+            return trial.suggest_float(self.name, self.low, self.high, step=self.step)
+        return trial.suggest_float(self.name, self.low, self.high, log=True)
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "choice":
+            return value in self.values
+        try:
+            return self.low <= float(value) <= self.high
+        except (TypeError, ValueError):
+            return False
+
+    def describe(self) -> str:
+        if self.type == "choice":
+            return f"choice {list(self.values)}"
+        return f"{self.type} [{self.low:g}, {self.high:g}]"
+
+
+@dataclass
+class Space:
+    """A validated search space."""
+
+    name: str
+    path: Path
+    family: str
+    description: str
+    metric: str
+    mode: str
+    factors: dict[str, list[Any]]
+    params: dict[str, ParamSpec]
+    constants: dict[str, Any]
+    resources: dict[str, float] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+
+    def factor_combos(self) -> list[dict[str, Any]]:
+        """Every combination of factor values (one Optuna study each); ``[{}]`` without factors."""
+        keys = list(self.factors)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.factors[k] for k in keys))]
+
+    def suggest(self, trial) -> dict[str, Any]:
+        """Define-by-run: sample every searched parameter on an Optuna trial."""
+        return {name: spec.suggest(trial) for name, spec in self.params.items()}
+
+    def config(self, factors: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """The full trial config (validated by the family)."""
+        overrides = {**self.constants, **factors, **params}
+        return get_family(self.family).make_config(overrides, where=str(self.path))
+
+    @property
+    def epochs(self) -> int:
+        return int(self.constants.get("epochs", get_family(self.family).defaults()["epochs"]))
+
+
+def space_names() -> list[str]:
+    """Names of the space files shipped with mathtune."""
+    return sorted(p.stem for p in SPACE_DIR.glob("*.yaml"))
+
+
+def space_path(name_or_path: str | Path) -> Path:
+    """A shipped space name, or a path to the user's own YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise SpaceError(f"{candidate}: space file not found")
+        return candidate
+    shipped = SPACE_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise SpaceError(f"unknown space {str(name_or_path)!r}: not a shipped space ({', '.join(space_names())}) "
+                     f"nor an existing file")
+
+
+def load_space(name_or_path: str | Path) -> Space:
+    """Load and validate a space file; any problem raises :class:`SpaceError` naming file and key."""
+    path = space_path(name_or_path)
+    where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpaceError(f"{where}: not valid YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpaceError(f"{where}: cannot read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{where}: expected a mapping of keys (family, metric, params, ...), got "
+                         f"{type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise SpaceError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(TOP_KEYS)})")
+    if "family" not in raw:
+        raise SpaceError(f"{where}: missing key 'family'")
+    try:
+        family = get_family(str(raw["family"]))
+    except ConfigError as exc:
+        raise SpaceError(f"{where}: family: {exc}") from None
+    fparams = family.all_params()
+
+    metric = raw.get("metric", family.metric)
+    if not isinstance(metric, str) or not metric.startswith("val_"):
+        raise SpaceError(f"{where}: metric: {metric!r} is not a validation metric (must start with 'val_'; "
+                         f"test data is never used for selection)")
+    mode = raw.get("mode", family.mode)
+    if mode not in ("max", "min"):
+        raise SpaceError(f"{where}: mode: {mode!r} must be 'max' or 'min'")
+
+    def mapping(key: str) -> dict[str, Any]:
+        value = raw.get(key) or {}
+        if not isinstance(value, dict):
+            raise SpaceError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        return value
+
+    seen: dict[str, str] = {}
+
+    def claim(section: str, name: Any) -> str:
+        if not isinstance(name, str):
+            raise SpaceError(f"{where}: {section}: key {name!r} is not a string")
+        if name not in fparams:
+            raise SpaceError(f"{where}: {section}.{name}: unknown parameter for family {family.name} "
+                             f"(known: {', '.join(sorted(fparams))})")
+        if name in seen:
+            raise SpaceError(f"{where}: {section}.{name}: already given in {seen[name]}")
+        seen[name] = section
+        return name
+
+    def check_value(key: str, name: str, value: Any) -> Any:
+        try:
+            return fparams[name].check(name, value)
+        except ConfigError as exc:
+            raise SpaceError(f"{where}: {key}: {exc}") from None
+
+    factors: dict[str, list[Any]] = {}
+    for name, values in mapping("factors").items():
+        claim("factors", name)
+        if not isinstance(values, list) or not values:
+            raise SpaceError(f"{where}: factors.{name}: expected a non-empty list of values")
+        factors[name] = [check_value(f"factors.{name}", name, v) for v in values]
+        if len(set(map(repr, factors[name]))) != len(factors[name]):
+            raise SpaceError(f"{where}: factors.{name}: repeated value")
+
+    params: dict[str, ParamSpec] = {}
+    for name, spec in mapping("params").items():
+        claim("params", name)
+        params[name] = _param_spec(where, name, spec, lambda key, v, n=name: check_value(key, n, v))
+
+    constants: dict[str, Any] = {}
+    for name, value in mapping("constants").items():
+        claim("constants", name)
+        constants[name] = check_value(f"constants.{name}", name, value)
+
+    resources = mapping("resources")
+    for key, value in resources.items():
+        if key not in ("cpus", "gpus"):
+            raise SpaceError(f"{where}: resources.{key}: unknown (allowed: cpus, gpus)")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
+            raise SpaceError(f"{where}: resources.{key}: expected a number >= 0, got {value!r}")
+    if resources.get("cpus", 1) == 0 and resources.get("gpus", 0) == 0:
+        raise SpaceError(f"{where}: resources: a trial needs some CPU or GPU")
+
+    scheduler = mapping("scheduler")
+    for key, value in scheduler.items():
+        if key not in SCHEDULER_KEYS:
+            raise SpaceError(f"{where}: scheduler.{key}: unknown (allowed: {', '.join(SCHEDULER_KEYS)})")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1:
+            raise SpaceError(f"{where}: scheduler.{key}: expected a number >= 1, got {value!r}")
+    if "reduction_factor" in scheduler and scheduler["reduction_factor"] < 2:
+        raise SpaceError(f"{where}: scheduler.reduction_factor: must be at least 2")
+
+    points = raw.get("points_to_evaluate") or []
+    if not isinstance(points, list):
+        raise SpaceError(f"{where}: points_to_evaluate: expected a list of mappings")
+    checked_points = []
+    for i, point in enumerate(points):
+        key = f"points_to_evaluate[{i}]"
+        if not isinstance(point, dict):
+            raise SpaceError(f"{where}: {key}: expected a mapping of parameter values")
+        for name, value in point.items():
+            if name not in params and name not in factors:
+                raise SpaceError(f"{where}: {key}.{name}: not a searched parameter or factor of this space")
+            value = check_value(f"{key}.{name}", name, value)
+            spec = params.get(name)
+            if (spec is not None and not spec.contains(value)) or (name in factors and value not in factors[name]):
+                raise SpaceError(f"{where}: {key}.{name}: {value!r} lies outside the space")
+            point[name] = value
+        checked_points.append(point)
+
+    space = Space(name=path.stem, path=path, family=family.name, description=str(raw.get("description", "")),
+                  metric=metric, mode=mode, factors=factors, params=params, constants=constants,
+                  resources={k: float(v) for k, v in resources.items()}, scheduler=dict(scheduler),
+                  points_to_evaluate=checked_points)
+    # One full config per factor combination proves constants and factors agree with the family.
+    for combo in space.factor_combos():
+        try:
+            family.make_config({**constants, **combo}, where=where)
+        except ConfigError as exc:
+            raise SpaceError(str(exc)) from None
+    return space
+
+
+def _param_spec(where: str, name: str, spec: Any, check) -> ParamSpec:
+    key = f"params.{name}"
+    if not isinstance(spec, dict):
+        raise SpaceError(f"{where}: {key}: expected a mapping like {{type: choice, values: [...]}} or "
+                         f"{{type: float, low: 0, high: 1}}")
+    kind = spec.get("type")
+    if kind not in PARAM_TYPES:
+        raise SpaceError(f"{where}: {key}.type: {kind!r} is not one of {', '.join(PARAM_TYPES)}")
+    allowed = {"type", "values"} if kind == "choice" else {"type", "low", "high", "step"}
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise SpaceError(f"{where}: {key}.{extra[0]}: not allowed for type {kind} (allowed: {', '.join(sorted(allowed))})")
+    if kind == "choice":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise SpaceError(f"{where}: {key}.values: expected a non-empty list")
+        return ParamSpec(name, kind, values=tuple(check(f"{key}.values", v) for v in values))
+    for bound in ("low", "high"):
+        if bound not in spec:
+            raise SpaceError(f"{where}: {key}.{bound}: missing")
+        value = spec[bound]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise SpaceError(f"{where}: {key}.{bound}: expected a number, got {value!r}")
+        check(f"{key}.{bound}", value)
+    low, high = spec["low"], spec["high"]
+    if low > high:
+        raise SpaceError(f"{where}: {key}: low {low} is above high {high}")
+    if kind == "int" and (int(low) != low or int(high) != high):
+        raise SpaceError(f"{where}: {key}: int bounds must be whole numbers")
+    if kind == "logfloat" and low <= 0:
+        raise SpaceError(f"{where}: {key}.low: a logfloat needs low > 0, got {low}")
+    step = spec.get("step")
+    if step is not None and (not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0):
+        raise SpaceError(f"{where}: {key}.step: expected a positive number, got {step!r}")
+    if kind == "logfloat" and step is not None:
+        raise SpaceError(f"{where}: {key}.step: not allowed for logfloat")
+    return ParamSpec(name, kind, low=float(low) if kind != "int" else int(low),
+                     high=float(high) if kind != "int" else int(high), step=step)

@@ -1,0 +1,8 @@
+"""Model families, the shared training loop and its Ray Tune wrapper."""
+
+from .base import ConfigError, Family, Param
+from .loop import load_checkpoint, save_checkpoint, train
+from .registry import FAMILIES, family_names, get_family
+
+__all__ = ["ConfigError", "Family", "Param", "train", "save_checkpoint", "load_checkpoint", "FAMILIES",
+           "family_names", "get_family"]

@@ -1,0 +1,137 @@
+"""arith-text2text: query characters ("22+13") -> answer characters ("35 ").
+
+Default model = the seed report's: one-hot input, LSTM(256) encoder (plus ``extra_layers`` more),
+the final state repeated to the answer length, LSTM(256) decoder, per-step softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..base import Family, Param
+from .data import ALPHABET, ArithData, build_arith
+
+__all__ = ["Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches"]
+
+
+class Seq2SeqLSTM(nn.Module):
+    """One-hot chars -> LSTM encoder stack -> repeat -> LSTM decoder -> per-step logits."""
+
+    def __init__(self, vocab_size: int, answer_len: int, *, hidden: int = 256, extra_layers: int = 0,
+                 decoder_hidden: int = 256, dropout: float = 0.0, input_size: int | None = None):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.answer_len = answer_len
+        self.encoder = nn.LSTM(input_size or vocab_size, hidden, num_layers=1 + extra_layers, batch_first=True,
+                               dropout=dropout if extra_layers else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = nn.LSTM(hidden, decoder_hidden, batch_first=True)
+        self.out = nn.Linear(decoder_hidden, vocab_size)
+
+    def encode_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(x, self.vocab_size).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.encoder(self.encode_inputs(x))
+        state = self.dropout(h[-1])  # (B, hidden)
+        repeated = state.unsqueeze(1).expand(-1, self.answer_len, -1)
+        decoded, _ = self.decoder(repeated)
+        return self.out(decoded)  # (B, T, V)
+
+
+def char_metrics(logits_or_pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float, int]:
+    """(exact-match count, correct-character count, n) for predictions vs targets (B, T)."""
+    pred = logits_or_pred.argmax(-1) if logits_or_pred.dim() == 3 else logits_or_pred
+    eq = pred == target
+    return float(eq.all(dim=1).sum()), float(eq.sum()), target.shape[0]
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterable[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+class ArithFamily(Family):
+    """Shared parts of the arithmetic families: data params, splits, exact-match metrics."""
+
+    data_params = ("ops", "split", "data_seed", "val_fraction")
+    arith_params: dict[str, Param] = {
+        "ops": Param("+-", "operator set: '+-' (20,000 queries) or '*' (10,000)", str, choices=("+-", "*")),
+        "split": Param(0.5, "fraction of all queries used for training (validation carved from it); "
+                            "the rest is the test set", float, 0.01, 0.99),
+        "val_fraction": Param(0.1, "fraction of the training portion held out for validation "
+                                   "(selection and early stopping use it, never the test set)", float, 0.01, 0.5),
+        "batch_size": Param(8, "training batch size (the seed recipe used 8)", int, 1, 65_536),
+    }
+
+    def build_data(self, config: dict[str, Any]) -> ArithData:
+        return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"])
+
+    def describe_data(self, data: ArithData) -> str:
+        return data.describe()
+
+    def inputs(self, data: ArithData) -> np.ndarray:
+        return data.x
+
+    def batches(self, data, config, generator, device):
+        idx = torch.from_numpy(data.train_index)
+        x, y = torch.from_numpy(self.inputs(data)), torch.from_numpy(data.y)
+        for sel in iterate_batches(len(idx), config["batch_size"], generator):
+            rows = idx[sel]
+            yield x[rows].to(device), y[rows].to(device)
+
+    def loss(self, model, batch, config):
+        x, y = batch
+        logits = model(x)
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    @torch.no_grad()
+    def evaluate(self, model, data, config, device, *, final=False):
+        metrics: dict[str, float] = {}
+        x_all, y_all = torch.from_numpy(self.inputs(data)), torch.from_numpy(data.y)
+        for part in ("val", "test"):
+            idx = torch.from_numpy(data.part(part))
+            exact = chars = loss = 0.0
+            for start in range(0, len(idx), 2048):
+                rows = idx[start:start + 2048]
+                x, y = x_all[rows].to(device), y_all[rows].to(device)
+                logits = model(x)
+                loss += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                          reduction="sum"))
+                e, c, _ = char_metrics(logits, y)
+                exact, chars = exact + e, chars + c
+            n = len(idx)
+            metrics[f"{part}_loss"] = loss / (n * data.answer_len)
+            metrics[f"{part}_exact_match"] = exact / n
+            metrics[f"{part}_char_acc"] = chars / (n * data.answer_len)
+        return metrics
+
+    @torch.no_grad()
+    def predict(self, model, data, part: str, device) -> list[str]:
+        """Decoded answer strings (padding stripped) for one part of the data."""
+        idx = torch.from_numpy(data.part(part))
+        x = torch.from_numpy(self.inputs(data))[idx].to(device)
+        pred = model(x).argmax(-1).cpu().numpy()
+        return ["".join(ALPHABET[i] for i in row).strip() for row in pred]
+
+
+class ArithText2Text(ArithFamily):
+    name = "arith-text2text"
+    description = "two-digit arithmetic, query characters -> answer characters (LSTM encoder-decoder)"
+    params = {
+        **ArithFamily.arith_params,
+        "hidden": Param(256, "encoder LSTM width", int, 4, 4096),
+        "decoder_hidden": Param(256, "decoder LSTM width", int, 4, 4096),
+        "extra_layers": Param(0, "extra encoder LSTM layers beyond the first", int, 0, 8),
+        "dropout": Param(0.0, "dropout between encoder layers and on the encoder state", float, 0.0, 0.9),
+    }
+
+    def build_model(self, config, data):
+        return Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],
+                           extra_layers=config["extra_layers"], decoder_hidden=config["decoder_hidden"],
+                           dropout=config["dropout"])

@@ -1,0 +1,188 @@
+"""The seam every model family plugs into.
+
+A family is one folder under ``trainables/`` with a :class:`Family` subclass registered in
+``trainables/registry.py``. The family supplies data, model, loss and metrics; the shared loop in
+``trainables/loop.py`` does the rest (optimiser, epochs, checkpoints, reporting), with or without Ray.
+
+Example::
+
+    from mathtune.trainables import get_family, train
+    fam = get_family("arith-text2text")
+    result = train(fam, {"split": 0.5, "epochs": 2})
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+import torch
+
+__all__ = ["ConfigError", "Family", "Param", "Batch"]
+
+Batch = Any
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One configuration key of a family: its default, type, help text and allowed range."""
+
+    default: Any
+    help: str
+    type: type = float
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, key: str, value: Any) -> Any:
+        """Return ``value`` coerced to this parameter's type or raise :class:`ConfigError`."""
+        if value is None and self.default is None:
+            return None
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError
+                    value = value.lower() in ("true", "1", "yes")
+                else:
+                    value = bool(value)
+            elif self.type is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                if isinstance(value, bool):
+                    raise ValueError
+                value = int(float(value)) if isinstance(value, str) else int(value)
+            elif self.type is float:
+                if isinstance(value, bool):
+                    raise ValueError
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError
+            else:
+                value = self.type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {self.type.__name__}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(map(str, self.choices))
+            raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
+        if self.low is not None and value < self.low:
+            raise ConfigError(f"{key}: {value!r} is below the minimum {self.low}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{key}: {value!r} is above the maximum {self.high}")
+        return value
+
+
+# Keys every family has; the loop reads them.
+COMMON_PARAMS: dict[str, Param] = {
+    "epochs": Param(20, "maximum number of training epochs (ASHA may stop a trial earlier)", int, 1, 10_000),
+    "batch_size": Param(32, "training batch size", int, 1, 65_536),
+    "lr": Param(1e-3, "Adam learning rate", float, 1e-7, 10.0),
+    "grad_clip": Param(0.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
+    "seed": Param(0, "seed for model initialisation and batch order", int, 0, 2**31 - 1),
+    "data_seed": Param(0, "seed for the dataset and its train/validation/test split", int, 0, 2**31 - 1),
+    "threads": Param(0, "torch CPU threads (0 = the trial's CPU count, or all cores outside Tune)", int, 0, 1024),
+    "device": Param("auto", "torch device: auto (cuda when available), cpu or cuda", str,
+                    choices=("auto", "cpu", "cuda")),
+}
+
+
+class Family(abc.ABC):
+    """A model family: data, model, loss and metrics for one task.
+
+    Subclasses set ``name``, ``description``, ``params`` (every config key with default, type and
+    help; the common keys in :data:`COMMON_PARAMS` are added automatically) and ``data_params``
+    (the keys that determine the dataset, so a search builds each dataset once and shares it).
+    Metrics returned by :meth:`evaluate` are named ``val_*`` (selection) and ``test_*`` (reporting
+    only; never used to select or stop).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[dict[str, Param]]
+    data_params: ClassVar[tuple[str, ...]]
+    metric: ClassVar[str] = "val_exact_match"
+    mode: ClassVar[str] = "max"
+
+    # ----------------------------------------------------------------- configuration
+    @classmethod
+    def all_params(cls) -> dict[str, Param]:
+        merged = dict(COMMON_PARAMS)
+        merged.update(cls.params)
+        return merged
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {k: p.default for k, p in cls.all_params().items()}
+
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None, *, where: str = "config") -> dict[str, Any]:
+        """Defaults updated with ``overrides``, each value checked; unknown keys are errors."""
+        params = cls.all_params()
+        config = cls.defaults()
+        for key, value in (overrides or {}).items():
+            if key not in params:
+                known = ", ".join(sorted(params))
+                raise ConfigError(f"{where}: unknown parameter {key!r} for family {cls.name} (known: {known})")
+            try:
+                config[key] = params[key].check(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        cls.check_config(config, where=where)
+        return config
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any], *, where: str = "config") -> None:
+        """Cross-key checks; override to add family rules. Raise :class:`ConfigError`."""
+
+    @classmethod
+    def data_key(cls, config: dict[str, Any]) -> tuple:
+        """The values that determine this config's dataset (hashable)."""
+        return tuple((k, config[k]) for k in cls.data_params)
+
+    # ----------------------------------------------------------------- the task
+    @abc.abstractmethod
+    def build_data(self, config: dict[str, Any]) -> Any:
+        """Build the dataset for ``config`` (depends only on :attr:`data_params`). Picklable."""
+
+    @abc.abstractmethod
+    def build_model(self, config: dict[str, Any], data: Any) -> torch.nn.Module:
+        """A fresh model for ``config``."""
+
+    @abc.abstractmethod
+    def batches(self, data: Any, config: dict[str, Any], generator: torch.Generator,
+                device: torch.device) -> Iterable[Batch]:
+        """One epoch of shuffled training batches (on ``device``)."""
+
+    @abc.abstractmethod
+    def loss(self, model: torch.nn.Module, batch: Batch, config: dict[str, Any]) -> torch.Tensor:
+        """Mean training loss of one batch (the model is in training mode)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: torch.nn.Module, data: Any, config: dict[str, Any],
+                 device: torch.device, *, final: bool = False) -> dict[str, float]:
+        """Validation and test metrics (``val_*``, ``test_*``) with the model in eval mode.
+
+        ``final`` is true for the last evaluation of a run, where a family may decode more
+        expensively (e.g. beam search).
+        """
+
+    # ----------------------------------------------------------------- optional hooks
+    def optimizer(self, model: torch.nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=config["lr"])
+
+    def scheduler(self, optimizer: torch.optim.Optimizer, config: dict[str, Any]):
+        """An optional learning-rate scheduler stepped once per epoch (None = constant)."""
+        return None
+
+    def num_train_examples(self, data: Any) -> int:
+        return len(getattr(data, "train_index", ()))
+
+    def describe_data(self, data: Any) -> str:
+        """One line saying what data a run uses (printed and recorded with metrics)."""
+        return ""

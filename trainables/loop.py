@@ -1,0 +1,217 @@
+"""The one training loop every family shares; runs with or without Ray.
+
+Example::
+
+    from mathtune.trainables import get_family, train
+    fam = get_family("arith-text2text")
+    cfg = fam.make_config({"split": 0.5, "epochs": 2, "batch_size": 64})
+    result = train(fam, cfg, checkpoint_dir="runs/t2t")   # resumes if runs/t2t holds a checkpoint
+    print(result["best"]["val_exact_match"])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .base import Family
+
+__all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "CHECKPOINT_FILE"]
+
+CHECKPOINT_FILE = "state.pt"
+Reporter = Callable[[dict[str, Any], str], None]
+
+
+def resolve_device(config: dict[str, Any]) -> torch.device:
+    want = config.get("device", "auto")
+    if want == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but torch sees no GPU")
+    return torch.device(want)
+
+
+def set_threads(config: dict[str, Any], cpus: float | None = None) -> int:
+    """Match torch's intra-op threads to the CPUs this run owns (avoids oversubscription)."""
+    n = int(config.get("threads") or 0) or (max(1, int(cpus)) if cpus else os.cpu_count() or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, optimizer, scheduler, epoch: int,
+                    generator: torch.Generator, config: dict[str, Any], history: list[dict[str, Any]],
+                    best: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint folder: ``state.pt`` (tensors), ``config.json``, ``metrics.json``.
+
+    Written into a temporary sibling and renamed into place, so a crash never leaves half a checkpoint.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory.parent))
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+             "generator": generator.get_state()}
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    torch.save(state, tmp / CHECKPOINT_FILE)
+    (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+    (tmp / "metrics.json").write_text(json.dumps({"epoch": epoch, "history": history, "best": best,
+                                                  **(extra or {})}, indent=1))
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(directory)
+    return directory
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(state, config, metrics) from a checkpoint folder; tensors loaded with ``weights_only=True``."""
+    directory = Path(directory)
+    path = directory / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: not a mathtune checkpoint (no {CHECKPOINT_FILE})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    config = json.loads((directory / "config.json").read_text())
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return state, config, metrics
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or (isinstance(best, float) and math.isnan(best)):
+        return not math.isnan(value)
+    return value > best if mode == "max" else value < best
+
+
+def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoint_dir: str | os.PathLike | None = None,
+          resume_from: str | os.PathLike | None = None, report: Reporter | None = None,
+          progress: Callable[[str], None] | None = print, cpus: float | None = None) -> dict[str, Any]:
+    """Train ``family`` on ``config`` and return ``{"history", "best", "last", "config"}``.
+
+    * ``data``: a prebuilt dataset (as from ``family.build_data``); built here when None.
+    * ``checkpoint_dir``: write ``last/`` and ``best/`` checkpoints there each epoch; when it already
+      holds ``last/``, training resumes from it (unless ``resume_from`` is given).
+    * ``resume_from``: a checkpoint folder to continue from.
+    * ``report(metrics, checkpoint_path)``: called after each epoch (the Tune wrapper reports to Tune).
+    * ``progress``: called with one line per epoch (None for silence).
+
+    The selection metric is ``family.metric`` on validation data; test metrics are recorded for
+    reporting only.
+    """
+    set_threads(config, cpus)
+    device = resolve_device(config)
+    if data is None:
+        data = family.build_data(config)
+    torch.manual_seed(config["seed"])
+    model = family.build_model(config, data).to(device)
+    optimizer = family.optimizer(model, config)
+    scheduler = family.scheduler(optimizer, config)
+    generator = torch.Generator().manual_seed(config["seed"])
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    start_epoch = 0
+
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume_from is None and checkpoint_dir is not None and (checkpoint_dir / "last" / CHECKPOINT_FILE).is_file():
+        resume_from = checkpoint_dir / "last"
+    if resume_from is not None:
+        state, _, saved = load_checkpoint(resume_from)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and "scheduler" in state:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        start_epoch = int(state["epoch"])
+        history, best = saved.get("history", []), saved.get("best")
+        if progress:
+            progress(f"[{family.name}] resumed from {resume_from} after epoch {start_epoch}")
+    if progress and start_epoch == 0:
+        progress(f"[{family.name}] {family.describe_data(data)}; {sum(p.numel() for p in model.parameters()):,} "
+                 f"parameters on {device}")
+
+    metric, mode = family.metric, family.mode
+    for epoch in range(start_epoch + 1, config["epochs"] + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, n_batches, n_samples = 0.0, 0, 0
+        for batch in family.batches(data, config, generator, device):
+            optimizer.zero_grad(set_to_none=True)
+            loss = family.loss(model, batch, config)
+            loss.backward()
+            if config.get("grad_clip"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            optimizer.step()
+            total += float(loss.detach())
+            n_batches += 1
+            n_samples += _batch_len(batch)
+        train_time = time.perf_counter() - t0
+        train_loss = total / max(1, n_batches)
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"{family.name}: training loss became {train_loss} in epoch {epoch} "
+                                     f"(lr {config['lr']}); the trial stops here")
+        if scheduler is not None:
+            scheduler.step()
+        model.eval()
+        metrics = family.evaluate(model, data, config, device, final=epoch == config["epochs"])
+        metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
+                   "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
+                   "epoch_time_s": time.perf_counter() - t0}
+        improved = metric in metrics and _is_better(metrics[metric], best.get(metric) if best else None, mode)
+        if improved:
+            best = dict(metrics)
+        history.append(metrics)
+        metrics = {**metrics, f"best_{metric}": best.get(metric) if best else float("nan"),
+                   "best_epoch": best["epoch"] if best else 0}
+        ckpt_path = _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config,
+                                       history, best, improved)
+        if progress:
+            progress(_progress_line(family, epoch, config["epochs"], metrics))
+        if report is not None:
+            if ckpt_path is None:
+                with tempfile.TemporaryDirectory(prefix="mathtune-ckpt-") as tmp:
+                    save_checkpoint(Path(tmp) / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler,
+                                    epoch=epoch, generator=generator, config=config, history=history, best=best)
+                    report(metrics, str(Path(tmp) / "ckpt"))
+            else:
+                report(metrics, str(ckpt_path))
+    return {"history": history, "best": best, "last": history[-1] if history else None, "config": config,
+            "model": model, "data": data}
+
+
+def _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config, history, best,
+                       improved) -> Path | None:
+    if checkpoint_dir is None:
+        return None
+    last = save_checkpoint(checkpoint_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler,
+                           epoch=epoch, generator=generator, config=config, history=history, best=best)
+    if improved:
+        save_checkpoint(checkpoint_dir / "best", model=model, optimizer=optimizer, scheduler=scheduler,
+                        epoch=epoch, generator=generator, config=config, history=history, best=best)
+    return last
+
+
+def _batch_len(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if isinstance(first, dict):
+        first = next(iter(first.values()))
+    return int(first.shape[0]) if hasattr(first, "shape") else 1
+
+
+def _progress_line(family: Family, epoch: int, epochs: int, m: dict[str, Any]) -> str:
+    parts = [f"[{family.name}] epoch {epoch}/{epochs}", f"train_loss {m['train_loss']:.4f}"]
+    for key in (family.metric, family.metric.replace("val_", "test_", 1), "val_char_acc", "test_char_acc"):
+        if key in m and isinstance(m[key], (int, float)):
+            parts.append(f"{key} {m[key]:.4f}")
+    parts.append(f"{m['train_samples_per_s']:.0f} samples/s, {m['epoch_time_s']:.1f} s")
+    return " | ".join(parts)

@@ -1,0 +1,40 @@
+"""The Tune trainable: the shared loop with reporting to Tune and resume from Tune checkpoints.
+
+Datasets arrive through the object store (``tune.with_parameters``) as a dict keyed by
+``Family.data_key(config)``; a trial whose key is missing (a data parameter searched continuously)
+builds its own dataset once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+
+from .loop import train
+from .registry import get_family
+
+__all__ = ["run_trial", "make_trainable"]
+
+
+def run_trial(config: dict[str, Any], family_name: str, datasets: dict | None = None) -> None:
+    family = get_family(family_name)
+    config = family.make_config(config)
+    data = (datasets or {}).get(family.data_key(config))
+    resources = tune.get_context().get_trial_resources()
+    cpus = resources.required_resources.get("CPU") if resources is not None else None
+
+    def report(metrics: dict[str, Any], checkpoint_path: str) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_path))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            train(family, config, data=data, resume_from=ckpt_dir, report=report, cpus=cpus)
+    else:
+        train(family, config, data=data, report=report, cpus=cpus)
+
+
+def make_trainable(family_name: str, datasets: dict | None = None):
+    """``run_trial`` bound to a family, with the datasets put once into the object store."""
+    return tune.with_parameters(run_trial, family_name=family_name, datasets=datasets or {})
