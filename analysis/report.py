@@ -60,7 +60,7 @@ def markdown_report(exp_dirs: Sequence[Path]) -> str:
         for key, (trial, row) in best.items():
             config = {k: v for k, v in trial.config.items() if k not in factors and k not in HIDDEN_KEYS}
             config_text = ", ".join(f"{k}={v}" for k, v in sorted(config.items()))
-            cells = [_fmt(v) for v in key] + [
+            cells = [str(v) for v in key] + [
                 _fmt(row.get(metric)), _fmt(row.get(test_metric)), _fmt(row.get("val_char_acc")),
                 _fmt(row.get("test_char_acc")), str(row.get("epoch")), str(trial.config.get("data_seed")),
                 config_text]

@@ -99,6 +99,7 @@ def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: 
     """Join ``address`` or start a local Ray bound to 127.0.0.1 (dashboard on 127.0.0.1 too)."""
     import ray
 
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     if address:
@@ -202,7 +203,8 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                                    num_samples=options.num_samples, metric=space.metric,
-                                                   mode=space.mode),
+                                                   mode=space.mode, trial_dirname_creator=_trial_dirname,
+                                                   trial_name_creator=_trial_dirname),
                        run_config=_run_config(space, meta))
     print(f"[mathtune] experiment {exp_dir} ({space.family}, {options.num_samples} trials, "
           f"{max_concurrent} at a time, {resources['cpu']:g} CPU / {resources['gpu']:g} GPU each)", flush=True)
@@ -231,6 +233,10 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
                                restart_errored=False)
     print(f"[mathtune] resuming {exp_dir}", flush=True)
     return _finish(tuner, space, meta, exp_dir)
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def _default_concurrency(resources: dict[str, float]) -> int:

@@ -111,10 +111,19 @@ class ArithData:
                 f"(data_seed {self.seed})")
 
 
-def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1) -> ArithData:
-    """All queries of ``ops``, encoded, with a deterministic split (see :func:`split_indices`)."""
+def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1, *, limit: int = 0) -> ArithData:
+    """All queries of ``ops``, encoded, with a deterministic split (see :func:`split_indices`).
+
+    ``limit`` > 0 keeps only that many training queries and shrinks validation and test in proportion
+    (at least 16 each); for quick runs and tests.
+    """
     queries, answers = make_queries(ops)
     train, val, test = split_indices(len(queries), split, val_fraction, seed)
+    if limit:
+        scale = min(1.0, limit / len(train))
+        train = train[:limit]
+        val = val[:max(16, int(len(val) * scale))]
+        test = test[:max(16, int(len(test) * scale))]
     return ArithData(ops=ops, split=split, seed=seed, val_fraction=val_fraction, queries=queries,
                      answers=answers, x=encode(queries, QUERY_LEN), y=encode(answers, ANSWER_LEN[ops]),
                      train_index=train, val_index=val, test_index=test)

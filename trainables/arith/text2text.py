@@ -59,18 +59,21 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None) 
 class ArithFamily(Family):
     """Shared parts of the arithmetic families: data params, splits, exact-match metrics."""
 
-    data_params = ("ops", "split", "data_seed", "val_fraction")
+    data_params = ("ops", "split", "data_seed", "val_fraction", "limit")
     arith_params: dict[str, Param] = {
         "ops": Param("+-", "operator set: '+-' (20,000 queries) or '*' (10,000)", str, choices=("+-", "*")),
         "split": Param(0.5, "fraction of all queries used for training (validation carved from it); "
                             "the rest is the test set", float, 0.01, 0.99),
         "val_fraction": Param(0.1, "fraction of the training portion held out for validation "
                                    "(selection and early stopping use it, never the test set)", float, 0.01, 0.5),
+        "limit": Param(0, "keep only this many training queries, validation and test shrunk alike "
+                          "(0 = all; for quick runs and tests)", int, 0, 1_000_000),
         "batch_size": Param(8, "training batch size (the seed recipe used 8)", int, 1, 65_536),
     }
 
     def build_data(self, config: dict[str, Any]) -> ArithData:
-        return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"])
+        return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
+                           limit=config["limit"])
 
     def describe_data(self, data: ArithData) -> str:
         return data.describe()

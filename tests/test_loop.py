@@ -1,0 +1,67 @@
+"""The shared training loop on the real arith-text2text config, shrunk."""
+
+import json
+
+import pytest
+import torch
+
+from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
+from mathtune.trainables.arith.text2text import Seq2SeqLSTM
+
+FAM = get_family("arith-text2text")
+TINY = {"limit": 512, "batch_size": 32, "hidden": 64, "decoder_hidden": 64, "threads": 1, "lr": 0.005}
+
+
+def test_seed_model_shapes_and_defaults():
+    cfg = FAM.make_config()
+    assert (cfg["hidden"], cfg["decoder_hidden"], cfg["batch_size"], cfg["epochs"]) == (256, 256, 8, 20)
+    for extra in (0, 2):
+        model = Seq2SeqLSTM(14, 3, hidden=32, extra_layers=extra, decoder_hidden=16)
+        assert model.encoder.num_layers == 1 + extra
+        assert model(torch.zeros(4, 5, dtype=torch.long)).shape == (4, 3, 14)
+
+
+def test_loop_learns_on_tiny_data():
+    result = train(FAM, FAM.make_config({**TINY, "limit": 1024, "hidden": 128, "decoder_hidden": 128, "epochs": 8}),
+                   progress=None)
+    first, last = result["history"][0], result["history"][-1]
+    assert last["train_loss"] < 0.7 * first["train_loss"]
+    assert last["val_char_acc"] > first["val_char_acc"] + 0.1
+    assert result["best"]["epoch"] >= 1 and "test_exact_match" in last
+
+
+def test_checkpoint_resume_continues_exactly(tmp_path):
+    straight = train(FAM, FAM.make_config({**TINY, "epochs": 3}), checkpoint_dir=tmp_path / "a", progress=None)
+    train(FAM, FAM.make_config({**TINY, "epochs": 2}), checkpoint_dir=tmp_path / "b", progress=None)
+    lines = []
+    resumed = train(FAM, FAM.make_config({**TINY, "epochs": 3}), checkpoint_dir=tmp_path / "b",
+                    progress=lines.append)
+    assert "resumed" in lines[0] and len(resumed["history"]) == 3
+    assert resumed["history"][-1]["train_loss"] == pytest.approx(straight["history"][-1]["train_loss"], rel=1e-5)
+    state, config, metrics = load_checkpoint(tmp_path / "b" / "last")
+    assert state["epoch"] == 3 and config["epochs"] == 3 and len(metrics["history"]) == 3
+    assert (tmp_path / "b" / "best" / "state.pt").is_file()
+    assert json.loads((tmp_path / "b" / "best" / "metrics.json").read_text())["best"]["epoch"] >= 1
+
+
+def test_nan_loss_stops_the_run():
+    class NanFamily(type(FAM)):
+        def loss(self, model, batch, config):
+            return super().loss(model, batch, config) * float("nan")
+
+    with pytest.raises(FloatingPointError, match="loss became nan in epoch 1"):
+        train(NanFamily(), FAM.make_config({**TINY, "epochs": 1, "limit": 64}), progress=None)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"hiden": 3}, "unknown parameter 'hiden'"),
+    ({"hidden": "wide"}, "hidden: expected int"),
+    ({"hidden": 0}, "below the minimum"),
+    ({"dropout": 1.5}, "above the maximum"),
+    ({"ops": "/"}, "not one of"),
+    ({"split": "nan"}, "split: expected float"),
+    ({"extra_layers": 1.5}, "extra_layers: expected int"),
+])
+def test_bad_config_values_are_named(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        FAM.make_config(overrides)

@@ -1,0 +1,122 @@
+"""Real tiny searches on a local Ray: Optuna bookkeeping, shared data, report, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mathtune.analysis import load_trials, write_report
+from mathtune.search import SearchError, SearchOptions, resume_search, run_search
+from mathtune.search.searcher import TUNE_ID_ATTR
+
+from .conftest import MATHTUNE
+
+SHRINK = {"epochs": 3, "limit": 256, "batch_size": 64, "threads": 1, "hidden": 32, "decoder_hidden": 32}
+
+
+def _study_trials(exp_dir: Path, study: str):
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{exp_dir / 'optuna.db'}").trials
+
+
+@pytest.fixture(scope="module")
+def tiny_search(ray_session, tmp_path_factory):
+    """One real search shared by the tests below: 4 trials, ASHA, warm start from the space file."""
+    storage = tmp_path_factory.mktemp("runs")
+    overrides = {k: v for k, v in SHRINK.items() if k not in ("hidden",)}
+    outcome = run_search("arith-text2text-addsub",
+                         SearchOptions(num_samples=4, storage_path=str(storage), name="tiny", verbose=0,
+                                       overrides=overrides, seed=1))
+    return outcome
+
+
+def test_search_runs_every_trial_and_reports_best_per_split(tiny_search):
+    assert tiny_search.counts == {"TERMINATED": 4}
+    assert set(tiny_search.best) == {"split=0.5"}
+    best = tiny_search.best["split=0.5"]
+    assert 0.0 <= best["val_exact_match"] <= 1.0 and "test_exact_match" in best
+    trials = load_trials(tiny_search.experiment_dir)
+    assert len(trials) == 4 and all(t.history for t in trials)
+
+
+def test_optuna_study_holds_intermediate_values_and_warm_start_first(tiny_search):
+    exp = tiny_search.experiment_dir
+    trials = _study_trials(exp, "tiny[split=0.5]")
+    assert len(trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    tune_ids = {t.user_attrs[TUNE_ID_ATTR] for t in trials}
+    assert tune_ids == {t.trial_id for t in load_trials(exp)}
+    # the space's warm-start point (the seed recipe) is the first trial
+    assert trials[0].params["hidden"] == 256 and trials[0].params["lr"] == pytest.approx(0.001)
+    by_id = {t.trial_id: t for t in load_trials(exp)}
+    for t in trials:
+        history = by_id[t.user_attrs[TUNE_ID_ATTR]].history
+        assert sorted(t.intermediate_values) == [r["epoch"] for r in history]
+        if t.state == TrialState.COMPLETE:
+            # the value told is the best validation metric, not the last epoch's
+            assert t.value == pytest.approx(max(r["val_exact_match"] for r in history))
+        else:
+            assert len(history) < SHRINK["epochs"]
+
+
+def test_report_has_best_per_split_table(tiny_search):
+    path = write_report([tiny_search.experiment_dir])
+    text = path.read_text()
+    assert "| split | val exact match | test exact match |" in text
+    assert "| 0.5 |" in text and "tiny" in text
+
+
+def test_existing_experiment_name_is_refused(tiny_search):
+    with pytest.raises(SearchError, match="already holds an experiment"):
+        run_search("arith-text2text-addsub", SearchOptions(storage_path=str(tiny_search.experiment_dir.parent),
+                                                           name="tiny"))
+
+
+def _wait_for_results(exp_dir: Path, n_rows: int, proc, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = sum(len(p.read_text().splitlines()) for p in exp_dir.glob("trial_*/result.json"))
+        if rows >= n_rows:
+            return
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else "search ended early"
+        time.sleep(0.5)
+    raise AssertionError(f"no {n_rows} results in {exp_dir} after {timeout} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-driver", "ctrl-c"])
+def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
+    exp = tmp_path / "runs" / "intr"
+    sets = sum((["--set", f"{k}={v}"] for k, v in {**SHRINK, "epochs": 4}.items()), [])
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [MATHTUNE, "search", "arith-text2text-addsub", "--num-samples", "4", "--max-concurrent", "1",
+           "--scheduler", "none", "--storage-path", str(tmp_path / "runs"), "--name", "intr", "--no-dashboard",
+           "--verbose", "0", "--no-report", *sets]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for_results(exp, 6, proc)  # mid-search: the second trial is running
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = {p.parent.name for p in exp.glob("trial_*/result.json")}
+    assert 1 <= len(before) < 4
+    resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials = load_trials(exp)
+    assert len(trials) == 4, [t.trial_id for t in trials]
+    assert all([r["epoch"] for r in t.history] == [1, 2, 3, 4] for t in trials)
+    study = _study_trials(exp, "intr[split=0.5]")
+    assert len(study) == 4
+    assert [t.state for t in study] == [TrialState.COMPLETE] * 4
+    assert sorted(t.user_attrs[TUNE_ID_ATTR] for t in study) == sorted(t.trial_id for t in trials)
+    assert (exp / "report.md").is_file()
+    print(f"\n{sig.name}: {len(before)} trial(s) had started before the interrupt; after resume 4 trials, "
+          f"4 COMPLETE in Optuna, 4 x 4 epochs in the results")
