@@ -1,0 +1,68 @@
+"""The mathtune command line, run as a user runs it."""
+
+import json
+import subprocess
+
+from mathtune.search.cli import main
+
+from .conftest import MATHTUNE
+
+TINY = ["--set", "limit=128", "--set", "hidden=16", "--set", "decoder_hidden=16", "--set", "batch_size=64",
+        "--set", "threads=1"]
+
+
+def run(*args, timeout=120):
+    return subprocess.run([MATHTUNE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_prints_progress_writes_result_and_resumes(tmp_path):
+    out = tmp_path / "t"
+    first = run("train", "arith-text2text", *TINY, "--set", "epochs=1", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "epoch 1/1" in first.stdout and "val_exact_match" in first.stdout
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["config"]["hidden"] == 16 and summary["best"]["epoch"] == 1
+    second = run("train", "arith-text2text", *TINY, "--set", "epochs=2", "--out", str(out))
+    assert second.returncode == 0, second.stderr
+    assert "resumed" in second.stdout and "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout
+    # a config file (as `mathtune best` writes it) is accepted; --set overrides it
+    cfg = tmp_path / "best.json"
+    cfg.write_text(json.dumps({"config": {**summary["config"], "epochs": 1}, "val_exact_match": 0.0}))
+    third = run("train", "arith-text2text", "--config", str(cfg), "--set", "hidden=8", "--out", str(tmp_path / "c"))
+    assert third.returncode == 0, third.stderr
+    assert json.loads((tmp_path / "c" / "result.json").read_text())["config"]["hidden"] == 8
+
+
+def test_families_and_spaces_are_listed(capsys):
+    assert main(["families", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "arith-text2text" in out and "extra_layers" in out
+    assert main(["spaces"]) == 0
+    assert "arith-text2text-addsub" in capsys.readouterr().out
+
+
+def test_help_explains_the_search_options():
+    proc = run("search", "--help")
+    assert proc.returncode == 0
+    for option in ("--num-samples", "--max-concurrent", "--cpus-per-trial", "--gpus-per-trial", "--scheduler",
+                   "--storage-path", "--name", "--address", "--seed", "--optuna-storage"):
+        assert option in proc.stdout
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    cases = [
+        (["train", "no-such-family"], "unknown family 'no-such-family'"),
+        (["train", "arith-text2text", "--set", "hidden"], "--set 'hidden': expected KEY=VALUE"),
+        (["train", "arith-text2text", "--set", "hidden=-3"], "hidden: -3 is below the minimum"),
+        (["train", "arith-text2text", "--config", str(tmp_path / "none.json")], "file not found"),
+        (["resume", str(tmp_path)], "not a mathtune experiment"),
+        (["search", "arith-text2text-addsub", "--set", "nope=1"], "--set nope: unknown parameter"),
+        (["search", "arith-text2text-addsub", "--num-samples", "0", "--storage-path", str(tmp_path / "r")],
+         "--num-samples must be at least 1"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err, (argv, err)
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
