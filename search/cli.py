@@ -5,7 +5,10 @@
     mathtune train arith-text2text --set hidden=512 --set split=0.5
     mathtune search arith-text2text-addsub --num-samples 8
     mathtune resume runs/arith-text2text-addsub-20261122-101500
-    mathtune report runs/arith-text2text-addsub-20261122-101500
+    mathtune report runs/arith-text2text-addsub-20261122-101500 [more experiments] [--out DIR]
+    mathtune best runs/arith-text2text-addsub-20261122-101500 --out best.json
+    mathtune evaluate runs/train/t2m-attn-20261122-101500 test.json --beam-width 1 10 --out preds.json
+    mathtune score preds.beam10.json --out scored.json
 
 Every user error ends in one line on stderr (``mathtune: error: ...``) and exit status 2.
 """
@@ -121,6 +124,7 @@ def _search_options(args: argparse.Namespace):
                          scheduler=args.scheduler, storage_path=args.storage_path, name=args.name,
                          address=args.address, seed=args.seed, optuna_storage=args.optuna_storage,
                          max_failures=args.max_failures, overrides=_parse_sets(args.set),
+                         sampler=args.sampler, searcher=args.searcher,
                          dashboard=not args.no_dashboard, verbose=args.verbose)
 
 
@@ -141,16 +145,115 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
-def _write_report(dirs: Sequence[Path], out: str | None) -> None:
+def _write_report(dirs: Sequence[Path], out: str | None, **options: Any) -> None:
     from mathtune.analysis.report import write_report
 
-    path = write_report([Path(d) for d in dirs], Path(out) if out else None)
-    print(f"[mathtune] report written: {path}", flush=True)
+    path = write_report([Path(d) for d in dirs], Path(out) if out else None, **options)
+    print(f"[mathtune] report written: {path}" + (f" (and {path.with_suffix('.html').name})"
+                                                   if path.with_suffix(".html").is_file() else ""), flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _write_report([Path(d) for d in args.experiments], args.out)
+    from mathtune.analysis.report import FORMATS
+
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UserError(f"--format {args.format!r}: choose from {', '.join(FORMATS)} (comma-separated)")
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    for d in args.experiments:
+        if not (Path(d) / "mathtune.json").is_file():
+            raise UserError(f"{d}: not a mathtune experiment folder (no mathtune.json)")
+    _write_report([Path(d) for d in args.experiments], args.out, formats=formats, params=args.param or None,
+                  top=args.top, predictions=not args.no_predictions)
     return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from mathtune.analysis.best import BestError, best_config, write_best
+
+    if not (Path(args.experiment) / "mathtune.json").is_file():
+        raise UserError(f"{args.experiment}: not a mathtune experiment folder (no mathtune.json)")
+    try:
+        payload = best_config(args.experiment, where=_parse_sets(args.where))
+    except BestError as exc:
+        raise UserError(str(exc)) from None
+    if args.out:
+        path = write_best(payload, args.out)
+        metric = payload["metric"]
+        test = metric.replace("val_", "test_", 1)
+        print(f"[mathtune] best trial {payload['trial_id']} ({', '.join(f'{k}={v}' for k, v in payload['factors'].items()) or 'all'}) "
+              f"epoch {payload['epoch']}: {metric} {payload[metric]:.4f} (test, reported only: {test} "
+              f"{payload.get(test) if payload.get(test) is None else format(payload[test], '.4f')}); "
+              f"checkpoint {payload['checkpoint']}", flush=True)
+        print(f"[mathtune] written: {path}; reproduce with: mathtune train {payload['family']} --config {path}",
+              flush=True)
+    else:
+        print(json.dumps(payload, indent=1, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mathtune.trainables.t2m.evaluation import evaluate_file, find_checkpoint, load_trained
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: expected a positive number of problems")
+    if args.beam_width and min(args.beam_width) < 1:
+        raise UserError(f"--beam-width {min(args.beam_width)}: widths start at 1")
+    if not Path(args.data_file).is_file():
+        raise UserError(f"{args.data_file}: data file not found")
+    ckpt = find_checkpoint(args.checkpoint)
+    overrides: dict[str, Any] = {"device": args.device}
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    if args.beam_mode:
+        overrides["beam_mode"] = args.beam_mode
+    if args.batch_size:
+        overrides["eval_batch_size"] = args.batch_size
+    family, config, model = load_trained(ckpt, overrides=overrides)
+    widths = sorted(set(args.beam_width or [1, config["beam_width"]]))
+    print(f"[mathtune] {family.name} checkpoint {ckpt}; decoding {args.data_file} at beam width "
+          f"{', '.join(map(str, widths))} ({config['beam_mode']} beam)", flush=True)
+    t0 = time.perf_counter()
+    out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0)
+    wall = time.perf_counter() - t0
+    for w in widths:
+        r = out.scores[w]
+        print(f"beam {w:3d}: exact match {r.exact_match:6.2f}%  execution accuracy {r.execution_accuracy:6.2f}%  "
+              f"({r.n} problems of {out.source.name})")
+    print(f"[mathtune] {wall:.1f} s", flush=True)
+    if args.out:
+        target = Path(args.out)
+        for w in widths:
+            path = target if len(widths) == 1 else target.with_name(f"{target.stem}.beam{w}{target.suffix or '.json'}")
+            _write_json(path, out.items[w])
+            print(f"[mathtune] predictions (beam {w}) written: {path}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from mathtune.trainables.t2m.evaluation import read_predictions
+    from mathtune.trainables.t2m.scoring import score_items
+
+    items = read_predictions(args.predictions)
+    result = score_items(items)
+    print(f"exact match {result.exact_match:6.2f}%  execution accuracy {result.execution_accuracy:6.2f}%  "
+          f"({result.n} problems of {Path(args.predictions).name})")
+    if args.out:
+        _write_json(Path(args.out), [{**item, **row} for item, row in zip(items, result.items)])
+        print(f"[mathtune] per-problem results written: {args.out}")
+    return 0
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://head:10001); default: "
                                      "start a local Ray on 127.0.0.1")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
+                   help="Optuna sampler: tpe (default) or random (a baseline)")
+    p.add_argument("--searcher", choices=("mathtune", "stock"), default="mathtune",
+                   help="mathtune (default): one study per factor value, intermediate values, PRUNED/best-value "
+                        "reporting, safe resume; stock: Ray's OptunaSearch, for comparison")
     p.add_argument("--optuna-storage", metavar="URL",
                    help="SQLAlchemy URL for the Optuna studies (default sqlite in the experiment folder; "
                         "e.g. postgresql://user@head/optuna on a cluster)")
@@ -218,10 +326,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("report", help="write the report of one or more experiments")
-    p.add_argument("experiments", nargs="+", help="experiment folders")
+    p = sub.add_parser("report", help="write the report of one or more experiments (Markdown, HTML, LaTeX)",
+                       description="Tables (best per factor, per parameter value, top-k, family summary, versus the "
+                                   "reference reports), plots, importance and family views. Works while a search "
+                                   "runs. Writes report.md (figures in report_files/), a self-contained "
+                                   "report.html, tables.tex and the tidy tables as Parquet under tables/.")
+    p.add_argument("experiments", nargs="+", help="experiment folders (several: compared in one report)")
     p.add_argument("--out", help="output folder (default: the first experiment's folder)")
+    p.add_argument("--format", default="md,html,tex",
+                   help="comma-separated formats among md, html, tex (default md,html,tex)")
+    p.add_argument("--param", action="append", metavar="NAME",
+                   help="add a best-per-value table for this parameter (repeatable; default: every searched "
+                        "parameter with a few values, e.g. extra_layers)")
+    p.add_argument("--top", type=int, default=10, help="rows of the top-k table (default 10)")
+    p.add_argument("--no-predictions", action="store_true",
+                   help="skip the family views that load the best checkpoints (e.g. arithmetic error analysis)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("best", help="print or write the best configuration and its checkpoint",
+                       description="The best trial on the validation metric (test figures reported only). The file "
+                                   "written with --out reproduces it: mathtune train FAMILY --config FILE.")
+    p.add_argument("experiment", help="an experiment folder")
+    p.add_argument("--out", metavar="FILE", help="write JSON here (default: print it)")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="restrict to one study-factor value (required when the experiment has several), "
+                        "e.g. --where split=0.5")
+    p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("evaluate", help="score a trained text-to-program model on a data file",
+                       description="Decode every problem of DATA_FILE (COL775 or original MathQA JSON) with a "
+                                   "trained t2m-* model at one or more beam widths, print exact match and execution "
+                                   "accuracy per width, and optionally write the predictions in the scorer format "
+                                   "(the file's objects plus `predicted`).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_TRIAL",
+                   help="a checkpoint folder (state.pt + config.json), a `mathtune train` folder (uses best/), or "
+                        "a Tune trial folder (uses the checkpoint_* whose epoch scored best on validation)")
+    p.add_argument("data_file", metavar="DATA_FILE", help="problems to decode, e.g. the held-apart test.json")
+    p.add_argument("--beam-width", type=int, nargs="+", metavar="W",
+                   help="beam widths (default: 1 and the model's beam_width); nested beams decode all in one pass")
+    p.add_argument("--beam-mode", choices=("nested", "standard"), help="override the model's beam_mode")
+    p.add_argument("--out", metavar="FILE", help="write predictions here; with several widths FILE becomes "
+                                                 "STEM.beamW.json per width")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N problems")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--batch-size", type=int, help="problems per decoding batch (default: the model's "
+                                                  "eval_batch_size)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score a prediction file (exact match and execution accuracy)",
+                       description="Score a JSON array of objects with Problem, linear_formula, answer and predicted "
+                                   "(as written by `mathtune evaluate --out`) with the course rules.")
+    p.add_argument("predictions", metavar="PREDICTIONS_FILE")
+    p.add_argument("--out", metavar="FILE", help="write the items with predicted_answer, em and exec_correct")
+    p.set_defaults(func=cmd_score)
     return parser
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class SearchOptions:
     optuna_storage: str | None = None
     max_failures: int = 2
     sampler: str = "tpe"
-    faithful: bool = True
+    searcher: str = "mathtune"
     overrides: dict[str, Any] = field(default_factory=dict)
     verbose: int = 1
     dashboard: bool = True
@@ -96,18 +97,39 @@ def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
 
 
 def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
-    """Join ``address`` or start a local Ray bound to 127.0.0.1 (dashboard on 127.0.0.1 too)."""
+    """Join ``address`` (or ``RAY_ADDRESS``, as set inside a Ray Job) or start a local Ray bound to 127.0.0.1.
+
+    A local Ray (and its dashboard) listens on 127.0.0.1 only; it never joins a cluster it happens to find.
+    """
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        _loopback_only()
     import ray
 
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     if address:
         ray.init(address=address, log_to_driver=True)
         return
+    ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=num_cpus,
+             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+
+
+def _loopback_only() -> None:
+    """Make the Ray this process starts bind 127.0.0.1 only.
+
+    On Linux Ray listens on the machine's address (gRPC servers on all interfaces) unless
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set before ``ray`` is imported; Ray reads it once, at import.
+    The variable reaches the Ray processes started from here; if this process imported Ray before it was
+    set, the value Ray read then is aligned with it. Setting the variable to 1 keeps Ray's own choice.
+    """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=num_cpus, log_to_driver=True,
-             configure_logging=True, logging_level="WARNING")
+    if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true"):
+        return
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def _datasets(space: Space) -> dict:
@@ -145,9 +167,12 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any], exp_dir: Path):
 
     opts = meta["options"]
     per_study = max(1, opts["num_samples"] // max(1, len(space.factor_combos())))
-    searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
-                                  seed=opts["seed"], n_startup_trials=max(2, min(10, per_study // 3)),
-                                  sampler=opts["sampler"], faithful=opts["faithful"])
+    n_startup = max(2, min(10, per_study // 3))
+    if opts.get("searcher", "mathtune") == "stock":
+        searcher = _stock_searcher(space, meta, n_startup)
+    else:
+        searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
+                                      seed=opts["seed"], n_startup_trials=n_startup, sampler=opts["sampler"])
     search_alg = ConcurrencyLimiter(searcher, max_concurrent=opts["max_concurrent"])
     scheduler = None
     if opts["scheduler"] == "asha":
@@ -157,6 +182,25 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any], exp_dir: Path):
                                 brackets=int(space.scheduler.get("brackets", 1)))
     trainable = tune.with_resources(make_trainable(space.family, _datasets(space)), meta["resources"])
     return trainable, search_alg, scheduler
+
+
+def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):
+    """Ray's own OptunaSearch on the same space, for comparison (factors become categorical choices)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    def define(trial) -> dict[str, Any]:
+        params = space.suggest(trial)
+        combo = {k: trial.suggest_categorical(k, v) for k, v in space.factors.items()}
+        config = space.config(combo, params)
+        return {k: v for k, v in config.items() if k not in params and k not in combo}
+
+    seed = meta["options"]["seed"]
+    sampler = optuna.samplers.RandomSampler(seed=seed) if meta["options"]["sampler"] == "random" else \
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, constant_liar=True)
+    return OptunaSearch(space=define, metric=space.metric, mode=space.mode, sampler=sampler,
+                        points_to_evaluate=space.points_to_evaluate or None, study_name=meta["study_name"],
+                        storage=optuna.storages.RDBStorage(meta["optuna_storage"]))
 
 
 def _run_config(space: Space, meta: dict[str, Any]):
@@ -180,6 +224,10 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         raise SearchError(f"--num-samples must be at least 1, got {options.num_samples}")
     if options.scheduler not in ("asha", "none"):
         raise SearchError(f"--scheduler must be asha or none, got {options.scheduler!r}")
+    if options.searcher not in ("mathtune", "stock"):
+        raise SearchError(f"--searcher must be mathtune or stock, got {options.searcher!r}")
+    if options.sampler not in ("tpe", "random"):
+        raise SearchError(f"--sampler must be tpe or random, got {options.sampler!r}")
     resources = _resources(space, options)
     storage_path = str(Path(options.storage_path).expanduser().resolve()) if "://" not in options.storage_path \
         else options.storage_path

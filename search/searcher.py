@@ -47,7 +47,7 @@ class FactorOptunaSearch(Searcher):
     """Define-by-run Optuna search over a :class:`~mathtune.spaces.loader.Space`."""
 
     def __init__(self, space: Space, *, storage: str, study_name: str, seed: int = 0,
-                 n_startup_trials: int = 10, sampler: str = "tpe", faithful: bool = True):
+                 n_startup_trials: int = 10, sampler: str = "tpe"):
         super().__init__(metric=space.metric, mode=space.mode)
         self.space = space
         self.storage_url = storage
@@ -55,10 +55,9 @@ class FactorOptunaSearch(Searcher):
         self.seed = seed
         self.n_startup_trials = n_startup_trials
         self.sampler_name = sampler
-        self.faithful = faithful
         self.combos = space.factor_combos()
         self._asked = [0] * len(self.combos)
-        self._trials: dict[str, dict[str, Any]] = {}  # tune id -> {combo, number, best, last_epoch}
+        self._trials: dict[str, dict[str, Any]] = {}  # tune id -> {combo, number, last_epoch}
         self._points = [dict(p) for p in space.points_to_evaluate]
         self._studies: dict[int, optuna.Study] | None = None
         self._storage_obj = None
@@ -158,7 +157,7 @@ class FactorOptunaSearch(Searcher):
         params = self.space.suggest(trial)
         trial.set_user_attr(TUNE_ID_ATTR, trial_id)
         self._asked[combo_index] += 1
-        self._trials[trial_id] = {"combo": combo_index, "number": trial.number, "best": None, "last_epoch": 0}
+        self._trials[trial_id] = {"combo": combo_index, "number": trial.number, "last_epoch": 0}
         return self.space.config(self.combos[combo_index], params)
 
     def _combo_of(self, point: dict[str, Any]) -> int:
@@ -188,9 +187,7 @@ class FactorOptunaSearch(Searcher):
         info["last_epoch"] = max(info["last_epoch"], epoch)
         if value is None or not isinstance(value, (int, float)) or math.isnan(value):
             return
-        if info["best"] is None or (value > info["best"] if self.space.mode == "max" else value < info["best"]):
-            info["best"] = float(value)
-        if self.faithful and epoch not in frozen.intermediate_values:
+        if epoch not in frozen.intermediate_values:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 optuna.trial.Trial(study, frozen._trial_id).report(float(value), step=epoch)
@@ -201,22 +198,17 @@ class FactorOptunaSearch(Searcher):
         opened = self._open(trial_id)
         if opened is None:
             return
-        info, study, _ = opened
+        info, study, frozen = opened
         if error:
             study.tell(info["number"], state=TrialState.FAIL)
             return
-        last_value = (result or {}).get(self.space.metric)
-        if not self.faithful:
-            # What the stock integration does: COMPLETE with the last reported value.
-            if last_value is None or (isinstance(last_value, float) and math.isnan(last_value)):
-                study.tell(info["number"], state=TrialState.FAIL)
-            else:
-                study.tell(info["number"], float(last_value))
-            return
+        # The storage holds every epoch ever reported (also those after Tune's last snapshot).
+        values = frozen.intermediate_values
         max_epochs = int((result or {}).get("config", {}).get("epochs", 0) or self.space.epochs)
-        if info["best"] is None:
+        last_epoch = max([info["last_epoch"], *values])
+        if not values:
             study.tell(info["number"], state=TrialState.FAIL)
-        elif info["last_epoch"] < max_epochs:
+        elif last_epoch < max_epochs:
             study.tell(info["number"], state=TrialState.PRUNED)
         else:
-            study.tell(info["number"], info["best"])
+            study.tell(info["number"], (max if self.space.mode == "max" else min)(values.values()))

@@ -21,7 +21,7 @@ see :mod:`mathtune.trainables.arith.classifier` for why that is honest.
 Example::
 
     >>> images, labels = load_mnist()                                   # doctest: +SKIP
-    >>> s = build_image_split(x[train_idx], x[test_idx], seed=0, images=images, labels=labels)
+    >>> s = build_image_split(x[train_idx], x[test_idx], seed=0, images=images, labels=labels)  # doctest: +SKIP
     >>> s.train.shape, s.train.dtype                                    # doctest: +SKIP
     ((10000, 5, 28, 28), dtype('uint8'))
 """
@@ -157,7 +157,7 @@ def render_sequences(chars: np.ndarray | Sequence[str], pool_images: np.ndarray,
     Example::
 
         >>> out = render_sequences(["9-7  "], images, labels, np.random.default_rng(0))   # doctest: +SKIP
-        >>> out.shape
+        >>> out.shape  # doctest: +SKIP
         (1, 5, 28, 28)
     """
     ids = to_ids(chars)
@@ -207,7 +207,7 @@ def split_pool(images: np.ndarray | None, labels: np.ndarray, fractions: Sequenc
     Example::
 
         >>> parts = split_pool(None, labels, [0.2, 0.8], np.random.default_rng(0))   # doctest: +SKIP
-        >>> [len(p) for p in parts]
+        >>> [len(p) for p in parts]  # doctest: +SKIP
         [2000, 8000]
     """
     labels = np.asarray(labels)
@@ -271,7 +271,7 @@ def split_mnist_pool(labels: np.ndarray, n_train: int, n_test: int, seed: int, *
     Example::
 
         >>> p = split_mnist_pool(labels, 13000, 7000, seed=0)                      # doctest: +SKIP
-        >>> len(p.train), len(p.test), len(p.classifier_eval)
+        >>> len(p.train), len(p.test), len(p.classifier_eval)  # doctest: +SKIP
         (5200, 2800, 2000)
     """
     f_train, f_test, f_cls = pool_fractions(n_train, n_test, classifier_fraction=classifier_fraction,
@@ -321,7 +321,7 @@ def build_image_split(train_chars: np.ndarray | Sequence[str], test_chars: np.nd
     Example::
 
         >>> s = build_image_split(["9-7  "] * 4, ["22+13"] * 2, seed=0)             # doctest: +SKIP
-        >>> s.train.shape, s.test.shape
+        >>> s.train.shape, s.test.shape  # doctest: +SKIP
         ((4, 5, 28, 28), (2, 5, 28, 28))
     """
     if images is None or labels is None:

