@@ -1,9 +1,13 @@
-"""Read an experiment folder (written by Ray Tune) without importing Tune: per-trial config and history.
+"""Read an experiment folder (written by Ray Tune) without importing Tune: per-trial config, history, status.
+
+Everything here tolerates a search that is still running: half-written result lines, a missing or
+half-written ``experiment_state-*.json``, trial folders without results yet.
 
 Example::
 
     trials = load_trials("runs/arith-text2text-addsub-20261122-101500")
     best = max(trials, key=lambda t: t.best("val_exact_match")["val_exact_match"])
+    print(best.status, best.best_checkpoint("val_exact_match"))
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrialRecord", "load_trials", "load_experiment_meta"]
+__all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
+           "STATUSES"]
+
+STATUSES = ("finished", "stopped early", "errored", "running", "pending")
+"""Trial statuses in the tables: ran every epoch; stopped by the scheduler; failed (after retries);
+still reporting (or its driver died before it ended); started but nothing reported yet."""
+
+ERROR_FILES = ("error.txt", "error.pkl")
 
 
 @dataclass
@@ -23,36 +34,126 @@ class TrialRecord:
     path: Path
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    tune_status: str | None = None  # Tune's own status from experiment_state-*.json, when saved
+    tune_info: dict[str, Any] = field(default_factory=dict)  # start_time, num_failures from the same file
 
     @property
     def epochs_run(self) -> int:
         return max((int(r.get("epoch", 0)) for r in self.history), default=0)
 
     @property
+    def epochs_planned(self) -> int:
+        return int(self.config.get("epochs", 0) or 0)
+
+    @property
     def finished(self) -> bool:
-        return self.epochs_run >= int(self.config.get("epochs", 0) or 0) > 0
+        return self.epochs_run >= self.epochs_planned > 0
+
+    @property
+    def error(self) -> str | None:
+        """First line of Tune's ``error.txt`` (None when the trial never failed)."""
+        path = self.path / "error.txt"
+        if path.is_file():
+            lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+            return (lines[-1] if lines else "error")[:300]
+        return "error (see error.pkl)" if (self.path / "error.pkl").is_file() else None
+
+    @property
+    def status(self) -> str:
+        """One of :data:`STATUSES`; Tune's saved status first, else inferred from the folder."""
+        done = bool(self.history and self.history[-1].get("done"))
+        tune = (self.tune_status or "").upper()
+        if tune == "ERROR" or (not tune and self.error and not done):
+            return "errored"
+        if tune == "TERMINATED" or done:
+            return "finished" if self.finished else "stopped early"
+        if not self.history:
+            return "pending"
+        return "finished" if self.finished and not tune else "running"
 
     def best(self, metric: str, mode: str = "max") -> dict[str, Any] | None:
         """The epoch row with the best value of ``metric`` (first one on ties)."""
-        rows = [r for r in self.history if isinstance(r.get(metric), (int, float)) and not math.isnan(r[metric])]
+        rows = [r for r in self.history if _is_number(r.get(metric))]
         if not rows:
             return None
         pick = max if mode == "max" else min
         return pick(rows, key=lambda r: r[metric])
 
+    def checkpoints(self) -> dict[int, Path]:
+        """Epoch -> checkpoint folder, for the checkpoints Tune kept (``checkpoint_*/state.pt``)."""
+        out: dict[int, Path] = {}
+        for ckpt in sorted(self.path.glob("checkpoint_*")):
+            if not (ckpt / "state.pt").is_file():
+                continue
+            try:
+                epoch = int(json.loads((ckpt / "metrics.json").read_text())["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            out[epoch] = ckpt
+        return out
+
+    def best_checkpoint(self, metric: str, mode: str = "max") -> tuple[Path | None, int | None]:
+        """(folder, epoch) of the kept checkpoint closest to the best validation epoch.
+
+        The best epoch's own checkpoint when Tune kept it (it keeps the best ones by the metric);
+        otherwise the kept checkpoint whose epoch scored best.
+        """
+        ckpts = self.checkpoints()
+        if not ckpts:
+            return None, None
+        row = self.best(metric, mode)
+        if row is not None and int(row.get("epoch", -1)) in ckpts:
+            epoch = int(row["epoch"])
+            return ckpts[epoch], epoch
+        by_epoch = {int(r.get("epoch", -1)): r for r in self.history}
+        scored = [(by_epoch[e][metric], e) for e in ckpts if e in by_epoch and _is_number(by_epoch[e].get(metric))]
+        if not scored:
+            epoch = max(ckpts)
+            return ckpts[epoch], epoch
+        _, epoch = (max if mode == "max" else min)(scored)
+        return ckpts[epoch], epoch
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
 
 def load_experiment_meta(exp_dir: str | Path) -> dict[str, Any]:
+    """``mathtune.json`` of an experiment (family, metric, mode, factors, resources, options)."""
     path = Path(exp_dir) / "mathtune.json"
     if not path.is_file():
         raise FileNotFoundError(f"{exp_dir}: not a mathtune experiment (no mathtune.json)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise FileNotFoundError(f"{path}: unreadable experiment file ({exc})") from None
+
+
+def searched_params(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Parameters the search varied -> their space spec (``{"type": "int", "low": 0, ...}``).
+
+    The experiment's copy of the space file (``space.yaml``) minus the parameters fixed with ``--set``;
+    empty when the file is unreadable.
+    """
+    import yaml
+
+    exp_dir = Path(exp_dir)
+    try:
+        space = yaml.safe_load((exp_dir / "space.yaml").read_text()) or {}
+        overrides = (load_experiment_meta(exp_dir).get("options") or {}).get("overrides") or {}
+    except (OSError, yaml.YAMLError, FileNotFoundError):
+        return {}
+    params = space.get("params") or {}
+    if not isinstance(params, dict):
+        return {}
+    return {p: dict(spec) if isinstance(spec, dict) else {} for p, spec in params.items() if p not in overrides}
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
     rows: dict[int, dict[str, Any]] = {}
     if not path.is_file():
         return []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
         if not line:
             continue
@@ -60,9 +161,32 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line being written right now
+        if not isinstance(row, dict):
+            continue
         # A trial restored from a checkpoint repeats epochs; keep the latest report of each epoch.
         rows[int(row.get("epoch", row.get("training_iteration", len(rows) + 1)))] = row
     return [rows[k] for k in sorted(rows)]
+
+
+def tune_trial_states(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Trial id -> ``{"status", "start_time", "num_failures"}`` from Tune's newest experiment state.
+
+    Empty when Tune has not saved one yet or the file is being rewritten; callers infer the status.
+    """
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    for path in reversed(files):
+        try:
+            payload = json.loads(path.read_text())
+            out: dict[str, dict[str, Any]] = {}
+            for entry in payload.get("trial_data", []):
+                static, runtime = (json.loads(e) if isinstance(e, str) else e for e in entry[:2])
+                out[str(static["trial_id"])] = {"status": static.get("status"),
+                                                "start_time": runtime.get("start_time"),
+                                                "num_failures": runtime.get("num_failures", 0)}
+            return out
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return {}
 
 
 def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
@@ -70,13 +194,20 @@ def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise FileNotFoundError(f"{exp_dir}: experiment folder not found")
+    states = tune_trial_states(exp_dir)
     trials = []
     for params in sorted(exp_dir.glob("*/params.json")):
         try:
             config = json.loads(params.read_text())
-        except json.JSONDecodeError:
+        except (OSError, json.JSONDecodeError):
             continue
         history = _read_results(params.parent / "result.json")
-        trial_id = history[-1].get("trial_id") if history else params.parent.name
-        trials.append(TrialRecord(trial_id=str(trial_id), path=params.parent, config=config, history=history))
+        trial_id = history[-1].get("trial_id") if history else None
+        if not trial_id:
+            name = params.parent.name
+            trial_id = name[len("trial_"):] if name.startswith("trial_") else name
+        state = states.get(str(trial_id), {})
+        trials.append(TrialRecord(trial_id=str(trial_id), path=params.parent, config=config, history=history,
+                                  tune_status=state.get("status"),
+                                  tune_info={k: v for k, v in state.items() if k != "status"}))
     return trials

@@ -149,8 +149,9 @@ def _write_report(dirs: Sequence[Path], out: str | None, **options: Any) -> None
     from mathtune.analysis.report import write_report
 
     path = write_report([Path(d) for d in dirs], Path(out) if out else None, **options)
-    print(f"[mathtune] report written: {path}" + (f" (and {path.with_suffix('.html').name})"
-                                                   if path.with_suffix(".html").is_file() else ""), flush=True)
+    html = path.with_suffix(".html")
+    print(f"[mathtune] report written: {path}" + (f" and {html.name}" if html != path and html.is_file() and
+                                                   "html" in options.get("formats", ("html",)) else ""), flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -183,7 +184,8 @@ def cmd_best(args: argparse.Namespace) -> int:
         path = write_best(payload, args.out)
         metric = payload["metric"]
         test = metric.replace("val_", "test_", 1)
-        print(f"[mathtune] best trial {payload['trial_id']} ({', '.join(f'{k}={v}' for k, v in payload['factors'].items()) or 'all'}) "
+        factors = ", ".join(f"{k}={v}" for k, v in payload["factors"].items()) or "all"
+        print(f"[mathtune] best trial {payload['trial_id']} ({factors}) "
               f"epoch {payload['epoch']}: {metric} {payload[metric]:.4f} (test, reported only: {test} "
               f"{payload.get(test) if payload.get(test) is None else format(payload[test], '.4f')}); "
               f"checkpoint {payload['checkpoint']}", flush=True)

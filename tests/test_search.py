@@ -52,7 +52,7 @@ def test_optuna_study_holds_intermediate_values_and_warm_start_first(tiny_search
     tune_ids = {t.user_attrs[TUNE_ID_ATTR] for t in trials}
     assert tune_ids == {t.trial_id for t in load_trials(exp)}
     # the space's warm-start point (the seed recipe) is the first trial
-    assert trials[0].params["hidden"] == 256 and trials[0].params["lr"] == pytest.approx(0.001)
+    assert trials[0].params["extra_layers"] == 1 and trials[0].params["lr"] == pytest.approx(0.004)
     by_id = {t.trial_id: t for t in load_trials(exp)}
     for t in trials:
         history = by_id[t.user_attrs[TUNE_ID_ATTR]].history

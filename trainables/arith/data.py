@@ -89,6 +89,7 @@ class ArithData:
     val_index: np.ndarray
     test_index: np.ndarray
     extra: dict = field(default_factory=dict)
+    reverse: str = "none"  # which sequences are stored reversed: none, query, answer or both
 
     @property
     def query_len(self) -> int:
@@ -106,17 +107,26 @@ class ArithData:
         return {"train": self.train_index, "val": self.val_index, "test": self.test_index}[name]
 
     def describe(self) -> str:
-        return (f"arith {self.ops}: {len(self.queries)} queries, split {self.split} -> "
+        rev = f", reversed {self.reverse}" if self.reverse != "none" else ""
+        return (f"arith {self.ops}{rev}: {len(self.queries)} queries, split {self.split} -> "
                 f"train {len(self.train_index)} / val {len(self.val_index)} / test {len(self.test_index)} "
                 f"(data_seed {self.seed})")
 
 
-def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1, *, limit: int = 0) -> ArithData:
+REVERSE_CHOICES = ("none", "query", "answer", "both")
+
+
+def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1, *, limit: int = 0,
+                reverse: str = "none") -> ArithData:
     """All queries of ``ops``, encoded, with a deterministic split (see :func:`split_indices`).
 
     ``limit`` > 0 keeps only that many training queries and shrinks validation and test in proportion
-    (at least 16 each); for quick runs and tests.
+    (at least 16 each); for quick runs and tests. ``reverse`` stores queries and/or answers reversed
+    (padding included), so the decoder can emit the least significant digit first; a bijection, so exact
+    match and per-character accuracy mean the same.
     """
+    if reverse not in REVERSE_CHOICES:
+        raise ValueError(f"reverse: {reverse!r} is not one of {', '.join(REVERSE_CHOICES)}")
     queries, answers = make_queries(ops)
     train, val, test = split_indices(len(queries), split, val_fraction, seed)
     if limit:
@@ -124,6 +134,10 @@ def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1
         train = train[:limit]
         val = val[:max(16, int(len(val) * scale))]
         test = test[:max(16, int(len(test) * scale))]
+    x, y = encode(queries, QUERY_LEN), encode(answers, ANSWER_LEN[ops])
+    if reverse in ("query", "both"):
+        x = np.ascontiguousarray(x[:, ::-1])
+    if reverse in ("answer", "both"):
+        y = np.ascontiguousarray(y[:, ::-1])
     return ArithData(ops=ops, split=split, seed=seed, val_fraction=val_fraction, queries=queries,
-                     answers=answers, x=encode(queries, QUERY_LEN), y=encode(answers, ANSWER_LEN[ops]),
-                     train_index=train, val_index=val, test_index=test)
+                     answers=answers, x=x, y=y, train_index=train, val_index=val, test_index=test, reverse=reverse)

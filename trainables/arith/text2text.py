@@ -60,6 +60,7 @@ class ArithFamily(Family):
     """Shared parts of the arithmetic families: data params, splits, exact-match metrics."""
 
     data_params = ("ops", "split", "data_seed", "val_fraction", "limit")
+    eval_batch: int = 2048  # rows per evaluation forward pass (image families use fewer)
     arith_params: dict[str, Param] = {
         "ops": Param("+-", "operator set: '+-' (20,000 queries) or '*' (10,000)", str, choices=("+-", "*")),
         "split": Param(0.5, "fraction of all queries used for training (validation carved from it); "
@@ -100,8 +101,8 @@ class ArithFamily(Family):
         for part in ("val", "test"):
             idx = torch.from_numpy(data.part(part))
             exact = chars = loss = 0.0
-            for start in range(0, len(idx), 2048):
-                rows = idx[start:start + 2048]
+            for start in range(0, len(idx), self.eval_batch):
+                rows = idx[start:start + self.eval_batch]
                 x, y = x_all[rows].to(device), y_all[rows].to(device)
                 logits = model(x)
                 loss += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
@@ -118,8 +119,11 @@ class ArithFamily(Family):
     def predict(self, model, data, part: str, device) -> list[str]:
         """Decoded answer strings (padding stripped) for one part of the data."""
         idx = torch.from_numpy(data.part(part))
-        x = torch.from_numpy(self.inputs(data))[idx].to(device)
-        pred = model(x).argmax(-1).cpu().numpy()
+        x_all = torch.from_numpy(self.inputs(data))
+        pred = np.concatenate([model(x_all[idx[s:s + self.eval_batch]].to(device)).argmax(-1).cpu().numpy()
+                               for s in range(0, len(idx), self.eval_batch)]) if len(idx) else np.zeros((0, 0), int)
+        if getattr(data, "reverse", "none") in ("answer", "both"):
+            pred = pred[:, ::-1]
         return ["".join(ALPHABET[i] for i in row).strip() for row in pred]
 
 
@@ -132,7 +136,15 @@ class ArithText2Text(ArithFamily):
         "decoder_hidden": Param(256, "decoder LSTM width", int, 4, 4096),
         "extra_layers": Param(0, "extra encoder LSTM layers beyond the first", int, 0, 8),
         "dropout": Param(0.0, "dropout between encoder layers and on the encoder state", float, 0.0, 0.9),
+        "reverse": Param("none", "feed the query and/or emit the answer reversed (none, query, answer, both); "
+                                 "answer-reversed lets the decoder produce the carry digit last", str,
+                         choices=("none", "query", "answer", "both")),
     }
+    data_params = ArithFamily.data_params + ("reverse",)
+
+    def build_data(self, config):
+        return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
+                           limit=config["limit"], reverse=config["reverse"])
 
     def build_model(self, config, data):
         return Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],

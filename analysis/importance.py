@@ -1,0 +1,142 @@
+"""The persisted Optuna studies of an experiment: optimisation history and parameter importance.
+
+Each study-factor value has its own study (``NAME[split=0.5]``). Importance uses Optuna's evaluators on
+the stored trials: fANOVA when scikit-learn is importable, else PED-ANOVA. Besides the selection metric
+(the study's own values), importance can be computed for any other per-trial figure of the tidy table
+(e.g. ``best_val_loss``, smoother in short searches), with the study's distributions and parameters.
+
+Example::
+
+    for s in load_studies("runs/exp"):
+        print(s.name, param_importances(s).importances)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .store import load_experiment_meta
+from .tidy import study_storage_url
+
+__all__ = ["StudyInfo", "Importance", "load_studies", "param_importances", "history_points", "MIN_TRIALS"]
+
+MIN_TRIALS = 3
+"""Fewest complete trials an importance is computed from (fewer give a note instead)."""
+
+
+@dataclass
+class StudyInfo:
+    name: str
+    label: str  # the factor part, e.g. "split=0.5" ("all" without factors)
+    study: Any  # optuna.Study
+    direction: str
+
+
+@dataclass
+class Importance:
+    study: str
+    target: str
+    importances: dict[str, float] | None
+    reason: str | None  # why there is no importance (too few trials, constant target, ...)
+    n_trials: int
+    evaluator: str
+
+
+def load_studies(exp_dir: str | Path, meta: dict[str, Any] | None = None) -> list[StudyInfo]:
+    """The experiment's studies, in name order; empty when the storage cannot be read."""
+    import optuna
+
+    meta = meta or load_experiment_meta(exp_dir)
+    url = study_storage_url(exp_dir, meta)
+    if url is None:
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = meta.get("study_name") or meta.get("name")
+    out = []
+    for name in sorted(optuna.get_all_study_names(url)):
+        if name != base and not name.startswith(f"{base}["):
+            continue
+        study = optuna.load_study(study_name=name, storage=url)
+        label = name[len(base) + 1:-1] if name != base else "all"
+        out.append(StudyInfo(name, label.replace(",", ", "), study, study.direction.name.lower()))
+    return out
+
+
+def history_points(info: StudyInfo) -> list[dict[str, Any]]:
+    """One point per finished trial in ask order: number, value, state (pruned trials: last intermediate)."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in info.study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            out.append({"number": t.number, "value": float(t.value), "state": "complete",
+                        "tune_trial_id": t.user_attrs.get("tune_trial_id")})
+        elif t.state == TrialState.PRUNED and t.intermediate_values:
+            vals = list(t.intermediate_values.values())
+            best = max(vals) if info.direction == "maximize" else min(vals)
+            out.append({"number": t.number, "value": float(best), "state": "pruned",
+                        "tune_trial_id": t.user_attrs.get("tune_trial_id")})
+    return out
+
+
+def _evaluator():
+    import optuna
+
+    try:
+        import sklearn  # noqa: F401
+
+        return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+    except ImportError:
+        return optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+
+
+def param_importances(info: StudyInfo, *, values: dict[str, float] | None = None, target: str | None = None,
+                      maximize: bool | None = None, min_trials: int = MIN_TRIALS) -> Importance:
+    """Importance of each searched parameter for the study's values, or for ``values`` (tune id -> value).
+
+    Never raises for thin data: the result then has ``importances=None`` and a ``reason``.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    target = target or "objective"
+    evaluator, ev_name = _evaluator()
+    trials = [t for t in info.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if values is not None:
+        trials = [t for t in trials if isinstance(values.get(t.user_attrs.get("tune_trial_id")), (int, float))
+                  and not math.isnan(values[t.user_attrs["tune_trial_id"]])]
+    n = len(trials)
+    if n < min_trials:
+        return Importance(info.name, target, None, f"{n} complete trial(s); importance needs at least {min_trials}",
+                          n, ev_name)
+    if not set.intersection(*(set(t.distributions) for t in trials)):
+        return Importance(info.name, target, None, "no parameter was searched in every trial", n, ev_name)
+    if values is None:
+        scores = [float(t.value) for t in trials]
+        fn = None
+    else:
+        scores = [float(values[t.user_attrs["tune_trial_id"]]) for t in trials]
+        fn = lambda t: float(values[t.user_attrs["tune_trial_id"]])  # noqa: E731
+    if max(scores) - min(scores) <= 1e-12 * max(1.0, abs(max(scores))):
+        return Importance(info.name, target, None, f"all {n} complete trials score {scores[0]:.4g}: nothing to "
+                                                   f"attribute", n, ev_name)
+    study = info.study
+    if fn is not None:
+        # a copy of the trials with the new value, so evaluators that assume minimisation see the right sign
+        study = optuna.create_study(direction="maximize" if maximize else "minimize")
+        study.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                    value=fn(t)) for t in trials])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except Exception as exc:  # noqa: BLE001 - evaluators raise on degenerate data (e.g. zero variance)
+        return Importance(info.name, target, None, f"{ev_name} failed: {exc}", n, ev_name)
+    imp = {k: float(v) for k, v in imp.items()}
+    if not imp or any(math.isnan(v) for v in imp.values()):
+        return Importance(info.name, target, None, f"{ev_name} gave no finite importances", n, ev_name)
+    return Importance(info.name, target, imp, None, n, ev_name)

@@ -1,0 +1,296 @@
+"""Experiment folders -> two tidy tables (pandas, stored as Parquet): trials and epochs.
+
+* ``trials``: one row per trial: experiment, family, factor label, status, Optuna bookkeeping, epochs
+  run, the epoch selected on the validation metric and every train/val/test metric at that epoch
+  (``best_*``) and at the last epoch (``final_*``), wall time, resources, the best kept checkpoint, and
+  the configuration as ``config/<key>`` columns.
+* ``epochs``: one row per trial and epoch with every key any trial ever reported (keys that first
+  appear late, e.g. a final-epoch beam-search score, are kept; earlier rows hold NaN).
+
+Several experiments load into one pair of tables (column ``experiment``), so families and searches can
+be compared. The experiment's ``mathtune.json`` says which metric selects and in which direction;
+nothing here assumes a particular family's metric names.
+
+Example::
+
+    tables = load_tables(["runs/a", "runs/b"])
+    tables.write_parquet("runs/a/tables")
+    again = Tables.read_parquet("runs/a/tables")
+    print(again.trials[["experiment", "trial_id", "status", "best_val_exact_match"]])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .store import TrialRecord, load_experiment_meta, load_trials, searched_params
+
+__all__ = ["Tables", "load_tables", "test_metric_for", "metric_keys", "factor_label", "CONFIG_PREFIX",
+           "study_storage_url"]
+
+CONFIG_PREFIX = "config/"
+METRIC_PREFIXES = ("train_", "val_", "test_")
+SKIP_METRICS = ("train_samples_per_s",)
+# Tune's bookkeeping keys that are not metrics of the model
+TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id",
+             "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+             "iterations_since_restore", "config"}
+
+
+def test_metric_for(metric: str) -> str:
+    """The test counterpart of a validation metric (``val_exec_acc`` -> ``test_exec_acc``)."""
+    return "test_" + metric[4:] if metric.startswith("val_") else metric
+
+
+def factor_label(config: dict[str, Any], factors: Sequence[str]) -> str:
+    """``split=0.5`` style label of a trial's factor values (``all`` when the study has no factors)."""
+    return ", ".join(f"{k}={config.get(k)}" for k in factors) or "all"
+
+
+def study_storage_url(exp_dir: str | Path, meta: dict[str, Any]) -> str | None:
+    """Where the experiment's Optuna studies live, or None when they cannot be read.
+
+    A SQLite file inside the experiment folder wins over the URL recorded at search time, so a copied
+    or moved experiment folder reads its own studies; a SQLite URL whose file is gone gives None (never
+    create an empty database by reading).
+    """
+    local = Path(exp_dir) / "optuna.db"
+    if local.is_file():
+        return f"sqlite:///{local.resolve()}"
+    url = meta.get("optuna_storage")
+    if not url:
+        return None
+    if url.startswith("sqlite:///"):
+        return url if Path(url[len("sqlite:///"):]).is_file() else None
+    return url
+
+
+def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Numeric train/val/test keys reported in any row, in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k.startswith(METRIC_PREFIXES) and k not in SKIP_METRICS and isinstance(v, (int, float)) \
+                    and not isinstance(v, bool):
+                keys.setdefault(k, None)
+    return list(keys)
+
+
+def _optuna_index(exp_dir: Path, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Tune trial id -> Optuna study, number, state and value (empty when the studies are unreadable)."""
+    url = study_storage_url(exp_dir, meta)
+    if url is None:
+        return {}
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        base = meta.get("study_name") or meta.get("name")
+        out: dict[str, dict[str, Any]] = {}
+        for name in optuna.get_all_study_names(url):
+            if name != base and not name.startswith(f"{base}["):
+                continue
+            study = optuna.load_study(study_name=name, storage=url)
+            for t in study.get_trials(deepcopy=False):
+                tune_id = t.user_attrs.get("tune_trial_id")
+                if tune_id:
+                    out[str(tune_id)] = {"optuna_study": name, "optuna_number": t.number,
+                                         "optuna_state": t.state.name, "optuna_value": t.value}
+        return out
+    except Exception:  # noqa: BLE001 - a locked/remote/unreadable storage must not stop a report
+        return {}
+
+
+def _trial_row(trial: TrialRecord, meta: dict[str, Any], keys: list[str], optuna_info: dict[str, Any]) -> dict:
+    metric, mode = meta["metric"], meta.get("mode", "max")
+    factors = meta.get("factors") or []
+    best = trial.best(metric, mode)
+    last = trial.history[-1] if trial.history else {}
+    status = trial.status
+    if status == "running" and optuna_info.get("optuna_state") == "PRUNED":
+        status = "stopped early"
+    ckpt, ckpt_epoch = trial.best_checkpoint(metric, mode)
+    resources = meta.get("resources") or {}
+    row: dict[str, Any] = {
+        "experiment": meta.get("name"), "family": meta.get("family"), "space": meta.get("space_name"),
+        "metric": metric, "mode": mode, "factors": factor_label(trial.config, factors),
+        "trial_id": trial.trial_id, "trial_dir": str(trial.path), "status": status, "tune_status": trial.tune_status,
+        "optuna_study": optuna_info.get("optuna_study"), "optuna_number": optuna_info.get("optuna_number"),
+        "optuna_state": optuna_info.get("optuna_state"),
+        "epochs_run": trial.epochs_run, "epochs_planned": trial.epochs_planned,
+        "best_epoch": int(best["epoch"]) if best and "epoch" in best else None,
+    }
+    for k in keys:
+        row[f"best_{k}"] = _num(best.get(k)) if best else math.nan
+    for k in keys:
+        row[f"final_{k}"] = _num(last.get(k))
+    row.update({
+        "wall_time_s": _num(last.get("time_total_s")),
+        "train_time_s": float(sum(_num(r.get("epoch_time_s"), 0.0) for r in trial.history)),
+        "start_time": _num(trial.tune_info.get("start_time")),
+        "last_report_time": _num(last.get("timestamp")),
+        "resource_cpu": _num(resources.get("cpu")), "resource_gpu": _num(resources.get("gpu")),
+        "num_failures": int(trial.tune_info.get("num_failures") or 0),
+        "hostname": last.get("hostname"),
+        "best_checkpoint": str(ckpt) if ckpt else None, "checkpoint_epoch": ckpt_epoch,
+        "error": trial.error,
+    })
+    for k, v in sorted(trial.config.items()):
+        row[CONFIG_PREFIX + k] = v
+    return row
+
+
+def _num(value: Any, default: float = math.nan) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value)
+
+
+def _epoch_rows(trial: TrialRecord, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    factors = meta.get("factors") or []
+    out = []
+    for row in trial.history:
+        clean = {k: v for k, v in row.items() if k != "config" and not isinstance(v, (dict, list))}
+        out.append({"experiment": meta.get("name"), "trial_id": trial.trial_id,
+                    "factors": factor_label(trial.config, factors), **clean})
+    return out
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing types (e.g. a config value that is sometimes a number, sometimes text) become text."""
+    frame = frame.copy()
+    for col in frame.columns:
+        if frame[col].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            frame[col] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                          for v in frame[col]]
+        elif kinds and kinds <= {int, float}:
+            frame[col] = pd.to_numeric(frame[col])
+    return frame
+
+
+@dataclass
+class Tables:
+    """The tidy tables of one or more experiments, plus their ``mathtune.json`` metadata."""
+
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    metas: dict[str, dict[str, Any]] = field(default_factory=dict)  # experiment name -> meta (+ "dir")
+
+    # ----------------------------------------------------------------- views
+    def experiments(self) -> list[str]:
+        return list(self.metas)
+
+    def trials_of(self, experiment: str) -> pd.DataFrame:
+        return self.trials[self.trials["experiment"] == experiment] if len(self.trials) else self.trials
+
+    def epochs_of(self, experiment: str) -> pd.DataFrame:
+        return self.epochs[self.epochs["experiment"] == experiment] if len(self.epochs) else self.epochs
+
+    def config_columns(self, experiment: str | None = None) -> list[str]:
+        frame = self.trials_of(experiment) if experiment else self.trials
+        return [c for c in frame.columns if c.startswith(CONFIG_PREFIX) and frame[c].notna().any()]
+
+    def searched(self, experiment: str) -> list[str]:
+        """Parameters the experiment searched (the space file's params), else the config keys that vary."""
+        meta = self.metas[experiment]
+        names = meta.get("searched") or []
+        frame = self.trials_of(experiment)
+        if not names:
+            factors = set(meta.get("factors") or [])
+            names = [c[len(CONFIG_PREFIX):] for c in self.config_columns(experiment)
+                     if c[len(CONFIG_PREFIX):] not in factors and frame[c].astype(str).nunique() > 1]
+        return [n for n in names if CONFIG_PREFIX + n in frame.columns]
+
+    def discrete_params(self, experiment: str, max_values: int = 8) -> list[str]:
+        """Searched parameters with few values (``choice``/``int`` in the space file), for per-value tables."""
+        meta = self.metas[experiment]
+        specs = meta.get("searched") or {}
+        frame = self.trials_of(experiment)
+        out = []
+        for name in self.searched(experiment):
+            kind = (specs.get(name) or {}).get("type") if isinstance(specs, dict) else None
+            values = frame[CONFIG_PREFIX + name].dropna()
+            if kind in ("choice", "int") or (kind is None and all(isinstance(v, (int, str)) for v in values)):
+                if 1 < values.astype(str).nunique() <= max_values:
+                    out.append(name)
+        return out
+
+    def metrics_of(self, experiment: str, prefix: str = "best_") -> list[str]:
+        """Metric names (without prefix) with a value for some trial of ``experiment``."""
+        frame = self.trials_of(experiment)
+        skip = {"best_epoch", "best_checkpoint"}
+        return [c[len(prefix):] for c in frame.columns
+                if c.startswith(prefix) and c not in skip and frame[c].notna().any()]
+
+    # ----------------------------------------------------------------- Parquet
+    def write_parquet(self, out_dir: str | Path) -> dict[str, Path]:
+        """``trials.parquet``, ``epochs.parquet`` and ``experiments.json`` into ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for name, frame in (("trials", self.trials), ("epochs", self.epochs)):
+            path = out_dir / f"{name}.parquet"
+            tmp = out_dir / f".{name}.parquet.tmp"
+            _parquet_safe(frame).to_parquet(tmp, engine="pyarrow", index=False)
+            os.replace(tmp, path)
+            paths[name] = path
+        meta_path = out_dir / "experiments.json"
+        tmp = out_dir / ".experiments.json.tmp"
+        tmp.write_text(json.dumps(self.metas, indent=1, default=str))
+        os.replace(tmp, meta_path)
+        paths["experiments"] = meta_path
+        return paths
+
+    @classmethod
+    def read_parquet(cls, out_dir: str | Path) -> "Tables":
+        out_dir = Path(out_dir)
+        metas = json.loads((out_dir / "experiments.json").read_text()) if (out_dir / "experiments.json").is_file() \
+            else {}
+        return cls(trials=pd.read_parquet(out_dir / "trials.parquet"),
+                   epochs=pd.read_parquet(out_dir / "epochs.parquet"), metas=metas)
+
+
+def load_tables(exp_dirs: str | Path | Sequence[str | Path], *, optuna: bool = True) -> Tables:
+    """Tidy tables of one or several experiment folders (readable while a search runs).
+
+    ``optuna=False`` skips reading the Optuna studies (the ``optuna_*`` columns stay empty).
+    """
+    if isinstance(exp_dirs, (str, Path)):
+        exp_dirs = [exp_dirs]
+    trial_rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    for exp_dir in exp_dirs:
+        exp_dir = Path(exp_dir).expanduser().resolve()
+        meta = dict(load_experiment_meta(exp_dir))
+        name = meta.get("name") or exp_dir.name
+        if name in metas:  # two folders with the same experiment name (e.g. a copy): keep both apart
+            name = f"{name} ({exp_dir.name})" if f"{name} ({exp_dir.name})" not in metas else str(exp_dir)
+        meta["name"] = name
+        meta["dir"] = str(exp_dir)
+        meta["searched"] = searched_params(exp_dir)
+        metas[name] = meta
+        trials = load_trials(exp_dir)
+        keys = metric_keys([r for t in trials for r in t.history])
+        index = _optuna_index(exp_dir, meta) if optuna else {}
+        for trial in trials:
+            trial_rows.append(_trial_row(trial, meta, keys, index.get(trial.trial_id, {})))
+            epoch_rows.extend(_epoch_rows(trial, meta))
+    trials_df = pd.DataFrame(trial_rows)
+    if trials_df.empty:
+        trials_df = pd.DataFrame(columns=["experiment", "family", "metric", "mode", "factors", "trial_id",
+                                          "status", "epochs_run"])
+    epochs_df = pd.DataFrame(epoch_rows)
+    if epochs_df.empty:
+        epochs_df = pd.DataFrame(columns=["experiment", "trial_id", "factors", "epoch"])
+    return Tables(trials=trials_df, epochs=epochs_df, metas=metas)
