@@ -54,6 +54,7 @@ class SearchOptions:
     overrides: dict[str, Any] = field(default_factory=dict)
     verbose: int = 1
     dashboard: bool = True
+    reuse_actors: bool = True
 
 
 @dataclass
@@ -228,7 +229,14 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         raise SearchError(f"--searcher must be mathtune or stock, got {options.searcher!r}")
     if options.sampler not in ("tpe", "random"):
         raise SearchError(f"--sampler must be tpe or random, got {options.sampler!r}")
+    if options.max_concurrent is not None and options.max_concurrent < 1:
+        raise SearchError(f"--max-concurrent must be at least 1, got {options.max_concurrent} "
+                          f"(leave it out to fill the cluster)")
+    if options.max_failures < -1:
+        raise SearchError(f"--max-failures must be -1 (retry forever) or more, got {options.max_failures}")
     resources = _resources(space, options)
+    if options.optuna_storage:
+        _check_optuna_storage(options.optuna_storage)
     storage_path = str(Path(options.storage_path).expanduser().resolve()) if "://" not in options.storage_path \
         else options.storage_path
     name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -246,13 +254,14 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
             "optuna_storage": options.optuna_storage or f"sqlite:///{exp_dir / OPTUNA_FILE}",
             "metric": space.metric, "mode": space.mode, "factors": list(space.factors),
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    _write_json(exp_dir / EXPERIMENT_FILE, meta)
     trainable, search_alg, scheduler = _build_tuner_parts(space, meta, exp_dir)
+    _write_json(exp_dir / EXPERIMENT_FILE, meta)  # after the datasets built: a bad data file leaves no experiment
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                                    num_samples=options.num_samples, metric=space.metric,
                                                    mode=space.mode, trial_dirname_creator=_trial_dirname,
-                                                   trial_name_creator=_trial_dirname),
+                                                   trial_name_creator=_trial_dirname,
+                                                   reuse_actors=options.reuse_actors),
                        run_config=_run_config(space, meta))
     print(f"[mathtune] experiment {exp_dir} ({space.family}, {options.num_samples} trials, "
           f"{max_concurrent} at a time, {resources['cpu']:g} CPU / {resources['gpu']:g} GPU each)", flush=True)
@@ -270,17 +279,44 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
         raise SearchError(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SearchError(f"{meta_path}: corrupt experiment file ({exc})") from None
+    missing = [k for k in ("name", "storage_path", "study_name", "resources", "options", "optuna_storage")
+               if not isinstance(meta, dict) or k not in meta]
+    if missing or not isinstance(meta.get("options"), dict):
+        raise SearchError(f"{meta_path}: corrupt experiment file (no {(missing or ['options'])[0]!r})")
     space = apply_overrides(load_space(exp_dir / "space.yaml"), meta["options"].get("overrides") or {})
-    ensure_ray(address, dashboard=dashboard)
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
+    ensure_ray(address, dashboard=dashboard)
     trainable, _, _ = _build_tuner_parts(space, meta, exp_dir)
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
     print(f"[mathtune] resuming {exp_dir}", flush=True)
     return _finish(tuner, space, meta, exp_dir)
+
+
+def _check_optuna_storage(url: str) -> None:
+    """Refuse an Optuna storage URL that cannot be opened, or that carries a password (it would be stored
+    in the experiment folder); opening it creates Optuna's tables."""
+    import optuna
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    example = "e.g. sqlite:////shared/optuna.db or postgresql://user@head/optuna"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SearchError(f"--optuna-storage {url!r}: not a SQLAlchemy URL ({example})") from None
+    if parsed.password:
+        raise SearchError(f"--optuna-storage {parsed.render_as_string(hide_password=True)}: the URL carries a "
+                          f"password, which would be written into the experiment folder; leave it out and let "
+                          f"the database client supply it (PostgreSQL: ~/.pgpass or PGPASSWORD)")
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as exc:  # driver missing, database unreachable, file not creatable: all one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SearchError(f"--optuna-storage {url}: cannot open ({detail})") from None
 
 
 def _trial_dirname(trial) -> str:
