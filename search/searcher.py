@@ -9,8 +9,9 @@ Differences from ``ray.tune.search.optuna.OptunaSearch``:
   (the checkpoint kept), an errored one FAIL.
 * **Storage is the truth**: each Optuna trial records its Tune trial id as a user attribute. After
   ``Tuner.restore`` the searcher rebuilds its map from the storage, ignores updates for trials the
-  storage already holds as finished (no ``UpdateFinishedTrialError``), and fails Optuna trials that
-  were asked for but never reached Tune, so every trial is accounted for exactly once.
+  storage already holds as finished (no ``UpdateFinishedTrialError``), and hands Optuna trials that
+  were asked for after Tune's last snapshot to the replacement trials Tune asks for, so every trial is
+  accounted for exactly once.
 
 Example::
 
@@ -61,12 +62,14 @@ class FactorOptunaSearch(Searcher):
         self._points = [dict(p) for p in space.points_to_evaluate]
         self._studies: dict[int, optuna.Study] | None = None
         self._storage_obj = None
+        self._orphans: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------------ pickling (Tuner saves us)
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_studies"] = None
         state["_storage_obj"] = None
+        state["_orphans"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -124,19 +127,20 @@ class FactorOptunaSearch(Searcher):
         return self._studies
 
     def _reconcile(self) -> None:
-        """After a restore: adopt trials the storage knows, fail the ones Tune never ran."""
+        """After a restore, line the searcher up with the storage (the storage is the truth).
+
+        An Optuna trial that is RUNNING but unknown to the restored state was asked for after Tune's last
+        snapshot: Tune will ask for a replacement, and that replacement adopts it (same parameters, same
+        Optuna trial), so every Tune trial maps to exactly one Optuna trial.
+        """
         known = {(v["combo"], v["number"]) for v in self._trials.values()}
+        self._orphans: list[tuple[int, int]] = []
         for i, study in self.studies().items():
             trials = study.get_trials(deepcopy=False)
-            self._asked[i] = max(self._asked[i], sum(1 for t in trials if t.state != TrialState.WAITING))
+            self._asked[i] = sum(1 for t in trials if t.state != TrialState.WAITING)
             for t in trials:
-                tune_id = t.user_attrs.get(TUNE_ID_ATTR)
                 if t.state == TrialState.RUNNING and (i, t.number) not in known:
-                    if tune_id is not None and tune_id not in self._trials:
-                        # Asked for and handed to Tune after Tune's last snapshot: Tune will never run it.
-                        study.tell(t.number, state=TrialState.FAIL)
-                        logger.info("optuna trial %s of %s was never run by Tune; marked FAIL", t.number,
-                                    study.study_name)
+                    self._orphans.append((i, t.number))
 
     # ------------------------------------------------------------------ Searcher API
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -144,6 +148,18 @@ class FactorOptunaSearch(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         studies = self.studies()
+        if self._orphans:
+            combo_index, number = self._orphans.pop(0)
+            study = studies[combo_index]
+            frozen = study.trials[number]
+            optuna.trial.Trial(study, frozen._trial_id).set_user_attr(TUNE_ID_ATTR, trial_id)
+            params = {k: frozen.params[k] for k in self.space.params if k in frozen.params}
+            if self._points and all(params.get(k) == v for k, v in self._points[0].items()
+                                    if k in self.space.params):
+                self._points.pop(0)  # that warm-start point is the adopted trial
+            self._trials[trial_id] = {"combo": combo_index, "number": number, "last_epoch": 0}
+            logger.info("tune trial %s adopts optuna trial %s of %s", trial_id, number, study.study_name)
+            return self.space.config(self.combos[combo_index], params)
         if self._points:
             point = self._points.pop(0)
             combo_index = self._combo_of(point)
