@@ -32,6 +32,13 @@ class UserError(Exception):
     """Shown as one line, exit 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parse_sets(pairs: Sequence[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -111,8 +118,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = result["best"] or {}
     metric = family.metric
     test_metric = metric.replace("val_", "test_", 1)
-    print(f"[mathtune] best epoch {best.get('epoch')}: {metric} {best.get(metric, float('nan')):.4f}, "
-          f"{test_metric} {best.get(test_metric, float('nan')):.4f}; {wall:.0f} s; summary in {out / 'result.json'}")
+    test_part = f", {test_metric} {best[test_metric]:.4f}" if test_metric in best else ""
+    print(f"[mathtune] best epoch {best.get('epoch')}: {metric} {best.get(metric, float('nan')):.4f}{test_part}; "
+          f"{wall:.0f} s; summary in {out / 'result.json'}")
     return 0
 
 
@@ -259,7 +267,7 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mathtune", description="Optuna-guided Ray Tune searches over "
+    parser = _Parser(prog="mathtune", description="Optuna-guided Ray Tune searches over "
                                      "sequence-to-sequence models that do math.", epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -298,9 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs per trial; fractions pack several small trials on one GPU (e.g. 0.25)")
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
                    help="asha: stop weak trials early on the validation metric (default); none: run all epochs")
-    p.add_argument("--storage-path", default="runs",
-                   help="where experiment folders go (default ./runs); on a multi-node cluster use shared "
-                        "storage (NFS path or s3://bucket/prefix)")
+    p.add_argument("--storage-path", default=os.environ.get("MATHTUNE_STORAGE_PATH") or "runs",
+                   help="where experiment folders go (default $MATHTUNE_STORAGE_PATH, else ./runs); on a "
+                        "multi-node cluster use shared storage (an NFS path, as cluster.yaml mounts)")
     p.add_argument("--name", help="experiment folder name (default SPACE-DATE-TIME)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://head:10001); default: "
                                      "start a local Ray on 127.0.0.1")
@@ -406,6 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mathtune: error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder that cannot be created, read or written: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mathtune: error: {where}{exc.strerror or str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mathtune: interrupted", file=sys.stderr)
         return 130
@@ -416,7 +428,8 @@ def _family_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = []
     for module, name in (("mathtune.trainables.t2m.data", "DataError"),
                          ("mathtune.trainables.t2m.executor", "ExecutionError"),
-                         ("mathtune.trainables.arith.mnist", "MnistError")):
+                         ("mathtune.trainables.arith.mnist", "MnistError"),
+                         ("mathtune.trainables.loop", "CheckpointError")):
         try:
             errors.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):

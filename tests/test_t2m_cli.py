@@ -30,17 +30,21 @@ def real_data():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A t2m-attn run of two epochs on 96 problems; each epoch's checkpoint also copied into a trial-style
-    folder (checkpoint_000000, checkpoint_000001), as Tune keeps them."""
+    """A t2m-attn run of three epochs on 48 training problems (validated on the same 48, so that its scores
+    move); each epoch's checkpoint is also copied into a trial-style folder (checkpoint_000000, ...), as
+    Tune keeps them."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("t2m-cli")
+    small = root / "small.json"
+    small.write_text(json.dumps(json.loads((COL775 / "train.json").read_text())[:48]))
     trial = root / "trial"
     trial.mkdir()
     fam = get_family("t2m-attn")
-    cfg = fam.make_config({"limit_train": 96, "limit_dev": 16, "epochs": 2, "threads": 1, "device": "cpu",
-                           "emb": 16, "hidden": 32, "dec_emb": 16, "dec_hidden": 32, "beam_width": 3,
-                           "max_decode_len": 40, "batch_size": 16, "lr": 0.01})
+    cfg = fam.make_config({"train_file": str(small), "dev_file": str(small), "epochs": 3, "threads": 1,
+                           "device": "cpu", "emb": 16, "hidden": 32, "dec_emb": 16, "dec_hidden": 32,
+                           "beam_width": 3, "max_decode_len": 40, "batch_size": 8, "lr": 0.01, "dropout": 0.0,
+                           "teacher_forcing": 1.0})
 
     def report(metrics, path):
         shutil.copytree(path, trial / f"checkpoint_{metrics['epoch'] - 1:06d}")
@@ -97,10 +101,27 @@ def test_evaluate_writes_predictions_that_score_identically(trained, tmp_path, c
         assert code == 0 and scores_of(out) == [line]
 
 
+def test_checkpoint_state_and_config_alone_rebuild_the_model(trained, tmp_path, capsys):
+    """A folder holding only state.pt and config.json evaluates exactly like the full checkpoint."""
+    root, _, _ = trained
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("state.pt", "config.json"):
+        shutil.copy(root / "run" / "best" / name, bare / name)
+    outputs = []
+    for ckpt in (root / "run" / "best", bare):
+        code, out, err = run(capsys, "evaluate", ckpt, DEV, "--beam-width", 2, "--limit", 8, "--threads", 1,
+                             "--out", tmp_path / f"{ckpt.name}.json")
+        assert code == 0, err
+        outputs.append(json.loads((tmp_path / f"{ckpt.name}.json").read_text()))
+    assert outputs[0] == outputs[1]
+
+
 def test_evaluate_trial_folder_picks_best_checkpoint(trained, tmp_path, capsys):
     """A trial folder resolves to the checkpoint whose epoch scored best on val_exec_acc."""
     _, trial, result = trained
     values = [h["val_exec_acc"] for h in result["history"]]
+    assert sorted(p.name for p in trial.iterdir()) == [f"checkpoint_{i:06d}" for i in range(len(values))]
     chosen = find_checkpoint(trial)
     assert chosen.name == f"checkpoint_{values.index(max(values)):06d}"
     code, out, err = run(capsys, "evaluate", trial, DEV, "--beam-width", 2, "--limit", 4, "--threads", 1,
@@ -134,3 +155,13 @@ def test_cli_user_errors_are_one_line(trained, tmp_path, capsys):
                          (("score", tmp_path / "nope.json"), "not found")]:
         code, _, err = run(capsys, *argv)
         assert code == 2 and err.count("\n") == 1 and needle in err, (argv, err)
+
+
+def test_missing_data_files_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    """A missing train file, or a $MATHTUNE_MATHQA folder without the files, stops `mathtune train` in one line."""
+    code, _, err = run(capsys, "train", "t2m-lstm", "--set", f"train_file={tmp_path / 'nope.json'}", "--set",
+                       "threads=1", "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "train_file" in err and "not found" in err
+    monkeypatch.setenv("MATHTUNE_MATHQA", str(tmp_path))
+    code, _, err = run(capsys, "train", "t2m-attn", "--set", "threads=1", "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "MATHTUNE_MATHQA" in err and str(tmp_path) in err

@@ -235,3 +235,30 @@ def test_constrained_outputs_are_well_formed_programs(dev_batch):
                 elif t.startswith("#"):
                     assert int(t[1:]) < step
             assert need == 0 or not done
+
+
+@pytest.mark.parametrize("family", ["t2m-lstm", "t2m-attn", "t2m-bert-frozen", "t2m-bert-ft"])
+def test_shipped_space_validates_against_its_family(family):
+    """Each family's space file loads, selects on val_exec_acc and searches teacher forcing in 0.3-1.0."""
+    from mathtune.spaces.loader import load_space
+
+    space = load_space(family)
+    assert (space.family, space.metric, space.mode) == (family, "val_exec_acc", "max")
+    tf = space.params["teacher_forcing"]
+    assert (tf.low, tf.high) == (0.3, 1.0) and "beam_width" in space.params
+    for point in space.points_to_evaluate:
+        space.config({}, point)
+
+
+def test_glove_text_file_as_config_value(tmp_path):
+    """`glove` may name a GloVe text file: its vectors initialise the input embeddings (projected to emb)."""
+    txt = tmp_path / "vectors.txt"
+    txt.write_text("the 1 0 0\nof 0 1 0\n? 0 0 1\n")
+    fam, cfg = tiny_config("t2m-lstm", glove=str(txt), limit_train=8, limit_dev=4)
+    data = fam.build_data(cfg)
+    assert data.meta["glove_dim"] == 3 and data.glove.shape[1] == 3
+    tokens = data.meta["input_vocab"]["tokens"]
+    assert data.glove[tokens.index("of")].tolist() == [0.0, 1.0, 0.0] and data.glove_found.sum() == 3
+    model = fam.build_model(cfg, data)
+    assert torch.equal(model.encoder.embed.weight[tokens.index("of")], torch.tensor([0.0, 1.0, 0.0]))
+    assert model.encoder.proj.in_features == 3 and model.encoder.proj.out_features == cfg["emb"]

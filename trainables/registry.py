@@ -12,6 +12,12 @@ __all__ = ["FAMILIES", "get_family", "family_names"]
 # name -> "module:Class", imported lazily so that listing families stays fast.
 FAMILIES: dict[str, str] = {
     "arith-text2text": "mathtune.trainables.arith.text2text:ArithText2Text",
+    "arith-img2text": "mathtune.trainables.arith.img2text:ArithImg2Text",
+    "arith-text2img": "mathtune.trainables.arith.text2img:ArithText2Img",
+    "t2m-lstm": "mathtune.trainables.t2m.family:T2MLstm",
+    "t2m-attn": "mathtune.trainables.t2m.family:T2MAttn",
+    "t2m-bert-frozen": "mathtune.trainables.t2m.family:T2MBertFrozen",
+    "t2m-bert-ft": "mathtune.trainables.t2m.family:T2MBertFT",
 }
 
 

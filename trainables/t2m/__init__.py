@@ -4,6 +4,11 @@ Number extraction (:mod:`.numbers`), an eval-free bounded executor (:mod:`.execu
 scoring rules (:mod:`.scoring`) and data loading / tokenisation / vocabularies (:mod:`.data`).
 Importing this package does not import torch.
 
+The model parts import torch and are imported by path: :mod:`.programs` (decoder tokens and grammar),
+:mod:`.glove` and :mod:`.pretrained` (offline embeddings and encoders), :mod:`.dataset` (splits, vocabularies,
+batches), :mod:`.models`, :mod:`.beam` (greedy and beam decoding), :mod:`.family` (the four ``t2m-*``
+families) and :mod:`.evaluation` (``mathtune evaluate`` / ``mathtune score``).
+
 Example::
 
     >>> from mathtune.trainables.t2m import execute, score_items

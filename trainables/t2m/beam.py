@@ -23,9 +23,8 @@ fall as hypotheses grow), which gives the same answers as running to ``max_len``
 
 Example::
 
-    >>> out = beam_search(model, batch, width=10, max_len=100, widths=(1, 5, 10))   # doctest: +SKIP
-    >>> out[1].tokens == greedy_decode(model, batch, 100).tokens
-    True
+    out = beam_search(model, batch, width=10, max_len=100, widths=(1, 5, 10))
+    assert out[1].tokens == greedy_decode(model, batch, 100).tokens
 """
 
 from __future__ import annotations

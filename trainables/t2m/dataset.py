@@ -10,9 +10,8 @@ so a checkpoint can encode any new file the same way (:func:`encode_part`).
 
 Example::
 
-    >>> data = build_t2m_data(cfg, family="t2m-attn", kind="glove")      # doctest: +SKIP
-    >>> data.describe()
-    'col775 train.json: 19791 train, val = dev.json (2961) ...'
+    data = build_t2m_data(cfg, family="t2m-attn", kind="glove")
+    data.describe()   # 'train 19791 (train.json), val 2961 (dev.json); program vocabulary ...'
 """
 
 from __future__ import annotations

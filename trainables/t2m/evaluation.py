@@ -14,16 +14,17 @@ What ``mathtune evaluate`` and ``mathtune score`` run:
 
 Example::
 
-    >>> ckpt = find_checkpoint("runs/t2m-attn")                                  # doctest: +SKIP
-    >>> family, config, model = load_trained(ckpt)
-    >>> out = evaluate_file(family, config, model, "test.json", widths=[1, 10])
-    >>> out.scores[10].execution_accuracy
+    ckpt = find_checkpoint("runs/t2m-attn")
+    family, config, model = load_trained(ckpt)
+    out = evaluate_file(family, config, model, "test.json", widths=[1, 10])
+    out.scores[10].execution_accuracy
 """
 
 from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 import torch
 
 from ..base import ConfigError
-from ..loop import CHECKPOINT_FILE, load_checkpoint
+from ..loop import CHECKPOINT_FILE, CheckpointError
 from ..registry import get_family
 from .data import DataError, load_split
 from .dataset import T2MData, encode_part
@@ -44,8 +45,17 @@ __all__ = ["find_checkpoint", "load_trained", "evaluate_file", "EvalOutput", "re
 REQUIRED_KEYS = ("Problem", "linear_formula", "answer", "predicted")
 
 
+def _load_state(ckpt: Path) -> dict[str, Any]:
+    """``state.pt`` of a checkpoint folder (tensors only); a damaged file is a one-line CheckpointError."""
+    try:
+        return torch.load(ckpt / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        raise CheckpointError(f"{ckpt / CHECKPOINT_FILE}: not a readable tensor checkpoint ({detail})") from None
+
+
 def _state_meta(ckpt: Path) -> dict[str, Any]:
-    state = torch.load(ckpt / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    state = _load_state(ckpt)
     try:
         return meta_of_state(state["model"])
     except (KeyError, ValueError):
@@ -86,9 +96,18 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def load_trained(ckpt: str | Path, *, overrides: dict[str, Any] | None = None):
-    """(family, config, model in eval mode on the config's device) from a checkpoint folder."""
+    """(family, config, model in eval mode on the config's device) from a checkpoint folder: its
+    ``state.pt`` and ``config.json`` are all that is read (``overrides`` replace config values)."""
     ckpt = Path(ckpt)
-    state, config, _ = load_checkpoint(ckpt)
+    if not (ckpt / CHECKPOINT_FILE).is_file() or not (ckpt / "config.json").is_file():
+        raise FileNotFoundError(f"{ckpt}: a checkpoint folder needs {CHECKPOINT_FILE} and config.json")
+    state = _load_state(ckpt)
+    try:
+        config = json.loads((ckpt / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{ckpt / 'config.json'}: cannot read: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{ckpt / 'config.json'}: expected a JSON object of parameter values")
     try:
         meta = meta_of_state(state["model"])
     except (KeyError, ValueError):

