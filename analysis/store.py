@@ -124,9 +124,13 @@ def load_experiment_meta(exp_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{exp_dir}: not a mathtune experiment (no mathtune.json)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FileNotFoundError(f"{path}: unreadable experiment file ({exc})") from None
+    missing = [k for k in ("family", "metric") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise FileNotFoundError(f"{path}: unreadable experiment file (no {missing[0]!r})")
+    return meta
 
 
 def searched_params(exp_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -104,8 +104,6 @@ def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: 
     """
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if not address:
-        _loopback_only()
     import ray
 
     if ray.is_initialized():
@@ -113,8 +111,22 @@ def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: 
     if address:
         ray.init(address=address, log_to_driver=True)
         return
+    _loopback_only()
     ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=num_cpus,
              log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    _private_token_file()
+
+
+def _private_token_file() -> None:
+    """Ray writes the token it generates for a local cluster with the default umask: make it owner-only."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        pass
 
 
 def _loopback_only() -> None:
@@ -122,8 +134,8 @@ def _loopback_only() -> None:
 
     On Linux Ray listens on the machine's address (gRPC servers on all interfaces) unless
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is set before ``ray`` is imported; Ray reads it once, at import.
-    The variable reaches the Ray processes started from here; if this process imported Ray before it was
-    set, the value Ray read then is aligned with it. Setting the variable to 1 keeps Ray's own choice.
+    The variable reaches the Ray processes started from here, and the value this process's Ray read at
+    import is aligned with it. Setting the variable to 1 keeps Ray's own choice.
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -24,7 +25,8 @@ import torch
 
 from .base import Family
 
-__all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "CHECKPOINT_FILE"]
+__all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "CHECKPOINT_FILE",
+           "CheckpointError"]
 
 CHECKPOINT_FILE = "state.pt"
 Reporter = Callable[[dict[str, Any], str], None]
@@ -76,16 +78,35 @@ def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, opt
     return directory
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, corrupt, or holding more than tensors)."""
+
+
 def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(state, config, metrics) from a checkpoint folder; tensors loaded with ``weights_only=True``."""
+    """(state, config, metrics) from a checkpoint folder; tensors loaded with ``weights_only=True``.
+
+    A damaged or foreign file raises :class:`CheckpointError` (one line naming the file); pickled
+    objects other than tensors and plain containers are refused, never executed.
+    """
     directory = Path(directory)
     path = directory / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a mathtune checkpoint (no {CHECKPOINT_FILE})")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    config = json.loads((directory / "config.json").read_text())
-    metrics = json.loads((directory / "metrics.json").read_text())
-    return state, config, metrics
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a tensor checkpoint (damaged, or holding pickled objects that "
+                              f"weights_only=True refuses to load)") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({detail})") from None
+    files = {}
+    for name in ("config.json", "metrics.json"):
+        try:
+            files[name] = json.loads((directory / name).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{directory / name}: not valid JSON ({exc})") from None
+    return state, files["config.json"], files["metrics.json"]
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
