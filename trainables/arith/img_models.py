@@ -7,7 +7,7 @@
 * :class:`Text2ImgModel` (arith-text2img): query character ids -> answer images. One-hot (or embedded)
   characters, LSTM encoder (+ ``extra_layers``), dropout, repeat, LSTM decoder, then per position
   dense 7*7*128 + batch-norm + ReLU, transposed conv 128->64 (stride 2) + BN + ReLU, transposed conv
-  64->1 (stride 2), sigmoid.
+  64->1 (stride 2), sigmoid (128 and 64 are ``proj_channels`` and ``up_channels``).
 
 Defaults reproduce the seed reports' architectures: :data:`IMG2TEXT_SEED` (per operator set) and
 :data:`TEXT2IMG_SEED`.
@@ -132,6 +132,8 @@ class Text2ImgModel(nn.Module):
     """Query ids (B, L) -> answer images (B, answer_len, 28, 28) in [0, 1] (sigmoid).
 
     ``embed_dim=0`` feeds one-hot characters (the seed); a positive value learns an embedding.
+    ``proj_channels`` / ``up_channels`` size the image head (the seed's 128 and 64: dense 7*7*128, transposed
+    convs 128->64->1); smaller values make it much cheaper on CPU.
     ``forward(x, logits=True)`` returns the pre-sigmoid values, for ``binary_cross_entropy_with_logits``.
 
     Example::
@@ -142,7 +144,8 @@ class Text2ImgModel(nn.Module):
     """
 
     def __init__(self, answer_len: int, vocab_size: int, *, embed_dim: int = 0, hidden: int = 512,
-                 extra_layers: int = 0, dropout: float = 0.2, decoder_hidden: int = 256):
+                 extra_layers: int = 0, dropout: float = 0.2, decoder_hidden: int = 256, proj_channels: int = 128,
+                 up_channels: int = 64):
         super().__init__()
         self.answer_len = answer_len
         self.vocab_size = vocab_size
@@ -151,12 +154,13 @@ class Text2ImgModel(nn.Module):
                                batch_first=True)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.LSTM(hidden, decoder_hidden, batch_first=True)
-        self.project = nn.Sequential(nn.Linear(decoder_hidden, 7 * 7 * 128), nn.BatchNorm1d(7 * 7 * 128),
-                                     nn.ReLU(inplace=True))
+        self.proj_channels = proj_channels
+        self.project = nn.Sequential(nn.Linear(decoder_hidden, 7 * 7 * proj_channels),
+                                     nn.BatchNorm1d(7 * 7 * proj_channels), nn.ReLU(inplace=True))
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(128, 64, 5, stride=2, padding=2, output_padding=1),  # 7 -> 14
-            nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(64, 1, 5, stride=2, padding=2, output_padding=1),  # 14 -> 28
+            nn.ConvTranspose2d(proj_channels, up_channels, 5, stride=2, padding=2, output_padding=1),  # 7 -> 14
+            nn.BatchNorm2d(up_channels), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(up_channels, 1, 5, stride=2, padding=2, output_padding=1),  # 14 -> 28
         )
 
     def forward(self, x: torch.Tensor, *, logits: bool = False) -> torch.Tensor:
@@ -168,7 +172,7 @@ class Text2ImgModel(nn.Module):
         state = self.dropout(h[-1])
         decoded, _ = self.decoder(state.unsqueeze(1).expand(-1, self.answer_len, -1))
         b = x.shape[0]
-        maps = self.project(decoded.reshape(b * self.answer_len, -1)).reshape(-1, 128, 7, 7)
+        maps = self.project(decoded.reshape(b * self.answer_len, -1)).reshape(-1, self.proj_channels, 7, 7)
         if maps.is_cuda:
             maps = maps.contiguous(memory_format=torch.channels_last)
         out = self.upsample(maps).reshape(b, self.answer_len, 28, 28)

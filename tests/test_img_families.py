@@ -1,0 +1,291 @@
+"""arith-img2text and arith-text2img on real MNIST: data, learning, the readable metric, caching, searches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mathtune.search import SearchOptions, run_search
+from mathtune.spaces import load_space
+from mathtune.trainables import get_family, train
+from mathtune.trainables.arith.data import build_arith
+from mathtune.trainables.arith.image_family import shift_images
+from mathtune.trainables.arith.img_models import IMG2TEXT_SEED, TEXT2IMG_SEED
+from mathtune.trainables.arith.mnist import IMAGES_FILE, load_mnist
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+CONFIGS = Path(__file__).resolve().parents[1] / "trainables" / "configs"
+HAVE_MNIST = (MNIST_DIR / f"{IMAGES_FILE}.gz").is_file()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST not found in {MNIST_DIR} "
+                                                        f"(see shared/data/PROVENANCE.md)")
+
+# Tiny but real: the shipped families shrunk (few queries, narrow layers, a one-epoch digit classifier).
+TINY_I2T = {"limit": 256, "filters": 8, "dense_units": 16, "hidden": 32, "decoder_hidden": 32, "batch_size": 32,
+            "lr": 5e-3, "epochs": 3, "threads": 1, "mnist_dir": str(MNIST_DIR)}
+TINY_T2I = {"limit": 256, "hidden": 32, "decoder_hidden": 32, "proj_channels": 8, "up_channels": 8,
+            "batch_size": 32, "lr": 5e-3, "epochs": 3, "threads": 1, "classifier_epochs": 1,
+            "mnist_dir": str(MNIST_DIR)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models (and the classifier trained in build_data) run on one thread on the shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A fresh classifier cache for this module, through $MATHTUNE_CACHE (as a user would set it)."""
+    path = tmp_path_factory.mktemp("mathtune-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MATHTUNE_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def i2t():
+    if not HAVE_MNIST:
+        pytest.skip(f"real MNIST not found in {MNIST_DIR} (see shared/data/PROVENANCE.md)")
+    fam = get_family("arith-img2text")
+    cfg = fam.make_config(TINY_I2T)
+    return fam, cfg, fam.build_data(cfg)
+
+
+@pytest.fixture(scope="module")
+def t2i(cache_dir):
+    if not HAVE_MNIST:
+        pytest.skip(f"real MNIST not found in {MNIST_DIR} (see shared/data/PROVENANCE.md)")
+    fam = get_family("arith-text2img")
+    cfg = fam.make_config(TINY_T2I)
+    return fam, cfg, fam.build_data(cfg)
+
+
+# ------------------------------------------------------------------------------------------- config
+def test_zero_means_the_seed_architecture_of_the_operator_set():
+    """Defaults resolve to the seed's model per operator set; explicit values win."""
+    fam = get_family("arith-img2text")
+    for ops in ("+-", "*"):
+        kw = fam.model_kwargs(fam.make_config({"ops": ops}))
+        seed = IMG2TEXT_SEED[ops]
+        assert {k: kw[k] for k in seed} == seed and kw["conv_blocks"] == len(seed["filters"])
+    kw = fam.model_kwargs(fam.make_config({"conv_blocks": 2, "filters": 16, "kernel": 5}))
+    assert kw["filters"] == [16, 16] and kw["kernel"] == [5, 3] and kw["dense_units"] == 80
+    kw = fam.model_kwargs(fam.make_config({"ops": "*", "conv_blocks": 2, "filters_next": 32}))
+    assert kw["filters"] == [256, 32] and kw["kernel"] == [5, 3] and kw["decoder_hidden"] == 128
+    t2i = get_family("arith-text2img").make_config({})
+    assert {k: t2i[k] for k in TEXT2IMG_SEED} == TEXT2IMG_SEED and (t2i["proj_channels"], t2i["up_channels"]) == (128, 64)
+    for name in ("arith-img2text", "arith-text2img"):
+        f = get_family(name)
+        assert f.metric == "val_exact_match" and f.mode == "max" and "mnist_dir" in f.data_params
+
+
+def test_shift_images_moves_pixels_and_keeps_blanks():
+    """Augmentation moves each image by at most max_shift pixels; blank stays blank; 0 is the identity."""
+    x = torch.zeros(64, 2, 28, 28, dtype=torch.uint8)
+    x[:, 0, 14, 14] = 255
+    out = shift_images(x, 2, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    assert (out[:, 1] == 0).all() and (out[:, 0].flatten(1).sum(1) == 255).all()
+    ys, xs = torch.nonzero(out[:, 0], as_tuple=True)[1:]
+    assert ((ys - 14).abs() <= 2).all() and ((xs - 14).abs() <= 2).all() and len(set(zip(ys.tolist(), xs.tolist()))) > 5
+    assert shift_images(x, 0, torch.Generator()) is x
+
+
+# ------------------------------------------------------------------------------------------- data
+def _check_pools(data, images_mnist):
+    pools = data.pools
+    fit = np.concatenate([data.train_index, data.val_index])
+    fit_idx, test_idx = data.image_index[fit], data.image_index[data.test_index]
+    fit_used, test_used = set(fit_idx[fit_idx >= 0].tolist()), set(test_idx[test_idx >= 0].tolist())
+    assert fit_used and test_used and not fit_used & test_used
+    assert fit_used <= set(pools.train.tolist()) and test_used <= set(pools.test.tolist())
+    assert not (fit_used | test_used) & set(pools.classifier_eval.tolist())
+    digit = data.image_index >= 0
+    assert np.array_equal(data.images[digit], images_mnist[data.image_index[digit]])
+
+
+@needs_mnist
+def test_img2text_data_is_deterministic_disjoint_and_follows_the_text_split(i2t):
+    """Queries as (N, 5, 28, 28) uint8; the text family's split; test images never seen in training."""
+    fam, cfg, data = i2t
+    again = fam.build_data(cfg)
+    assert data.images.shape == (len(data.x), 5, 28, 28) and data.images.dtype == np.uint8
+    assert data.y.shape == (len(data.x), 3)
+    assert np.array_equal(data.images, again.images) and np.array_equal(data.x, again.x)
+    other = fam.build_data({**cfg, "data_seed": 1})
+    assert not np.array_equal(other.source_index, data.source_index) or not np.array_equal(other.images, data.images)
+    text = build_arith("+-", cfg["split"], cfg["data_seed"], cfg["val_fraction"], limit=cfg["limit"])
+    for part in ("train", "val", "test"):
+        assert np.array_equal(data.source_index[data.part(part)], text.part(part))
+    assert np.array_equal(data.x, text.x[data.source_index]) and np.array_equal(data.y, text.y[data.source_index])
+    assert len(data.train_index) == 256
+    images, _ = load_mnist(MNIST_DIR)
+    _check_pools(data, images)
+    assert ((data.image_index >= 0) == (data.x < 10)).all()  # a digit image exactly where the query has a digit
+    assert "disjoint pools" in fam.describe_data(data) and str(MNIST_DIR) in fam.describe_data(data)
+
+
+@needs_mnist
+def test_text2img_data_renders_answers_and_carries_the_classifier(t2i):
+    """Answers as (N, 3, 28, 28) uint8 from disjoint pools, plus the classifier's weights and accuracy."""
+    fam, cfg, data = t2i
+    assert data.images.shape == (len(data.x), 3, 28, 28) and data.render == "answers"
+    assert ((data.image_index >= 0) == (data.y < 10)).all()
+    images, _ = load_mnist(MNIST_DIR)
+    _check_pools(data, images)
+    clf = data.classifier
+    assert 0.5 < clf["accuracy"] <= 1.0 and clf["metrics"]["n_eval"] == len(data.pools.classifier_eval)
+    assert all(isinstance(v, np.ndarray) for v in clf["state_dict"].values())
+
+
+# ------------------------------------------------------------------------------------------- learning
+@needs_mnist
+def test_img2text_loop_learns_on_tiny_data(i2t):
+    """Three epochs of a tiny CNN+LSTM lower the loss; metrics are text2text's names, in range."""
+    fam, cfg, data = i2t
+    result = train(fam, cfg, data=data, progress=None)
+    hist = result["history"]
+    assert hist[-1]["train_loss"] < 0.85 * hist[0]["train_loss"]
+    for key in ("val_exact_match", "val_char_acc", "test_exact_match", "test_char_acc", "val_loss"):
+        assert 0.0 <= hist[-1][key] < 10.0
+    assert hist[-1]["val_char_acc"] > 0.3  # above the all-blank answer (about 1/3 of positions are blank)
+    # the same config trains to the same numbers (augmentation draws from the seeded batch generator)
+    again = train(fam, {**cfg, "epochs": 1}, data=data, progress=None)["history"][0]
+    assert again["train_loss"] == hist[0]["train_loss"] and again["val_loss"] == hist[0]["val_loss"]
+
+
+@needs_mnist
+def test_text2img_loop_learns_and_reports_pixel_and_readable_metrics(t2i):
+    """Pixel loss falls; pixel accuracies, readable exact match and the classifier's accuracy are reported."""
+    fam, cfg, data = t2i
+    result = train(fam, cfg, data=data, progress=None)
+    first, last = result["history"][0], result["history"][-1]
+    assert last["val_pixel_loss"] < first["val_pixel_loss"] and last["train_loss"] < first["train_loss"]
+    for part in ("val", "test"):
+        assert 0.7 < last[f"{part}_pixel_acc"] <= 1.0
+        assert last[f"{part}_pixel_acc_exact"] <= last[f"{part}_pixel_acc"]
+        assert 0.0 <= last[f"{part}_exact_match"] <= last[f"{part}_char_acc"] <= 1.0
+    assert all(h["classifier_acc"] == data.classifier["accuracy"] for h in result["history"])
+
+
+class _TrueAnswers(torch.nn.Module):
+    """A generator that returns the dataset's own answer images: the ceiling of every text2img metric."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.keys = {tuple(row): i for i, row in enumerate(data.x.tolist())}
+        target = torch.from_numpy(data.images).float() / 255.0
+        self.logits = torch.logit(target, eps=1e-6)
+
+    def forward(self, x, *, logits=False):
+        rows = torch.tensor([self.keys[tuple(r)] for r in x.tolist()])
+        out = self.logits[rows]
+        return out if logits else torch.sigmoid(out)
+
+
+@needs_mnist
+def test_readable_metric_reads_true_answer_images(t2i):
+    """Perfect images score pixel accuracy 1 and a readable exact match as high as the classifier reads."""
+    fam, cfg, data = t2i
+    metrics = fam.evaluate(_TrueAnswers(data), data, cfg, torch.device("cpu"))
+    assert metrics["val_pixel_acc"] == 1.0 and metrics["test_pixel_acc"] == 1.0
+    assert metrics["test_pixel_acc_exact"] < 1.0  # grey rims never count in the seed's Keras figure
+    # a one-epoch classifier reads about 97% of digits; whole answers of up to three symbols mostly right
+    assert metrics["val_exact_match"] > 0.8 and metrics["test_exact_match"] > 0.8
+    assert metrics["test_char_acc"] >= metrics["test_exact_match"]
+    preds = fam.predict(_TrueAnswers(data), data, "test", torch.device("cpu"))
+    truth = [data.answers[i] for i in data.test_index]
+    assert np.mean([p == t for p, t in zip(preds, truth)]) == pytest.approx(metrics["test_exact_match"])
+
+
+@needs_mnist
+def test_classifier_is_trained_once_then_read_from_cache(t2i, cache_dir):
+    """Another split of the same data seed reuses the cached classifier: same file, same weights, no training."""
+    fam, cfg, data = t2i
+    assert not data.classifier["metrics"]["from_cache"]  # the module's fresh cache: trained by the fixture
+    assert Path(data.classifier["metrics"]["cache_path"]).parent.parent == cache_dir
+    again = fam.build_data({**cfg, "split": 0.6})
+    m = again.classifier["metrics"]
+    assert m["from_cache"] and m["cache_path"] == data.classifier["metrics"]["cache_path"]
+    assert again.classifier["accuracy"] == data.classifier["accuracy"]
+    assert all(np.array_equal(again.classifier["state_dict"][k], v) for k, v in data.classifier["state_dict"].items())
+    assert len(list(cache_dir.rglob("*.pt"))) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (channels-last + bfloat16 autocast)")
+@needs_mnist
+def test_gpu_epoch_with_amp(i2t, t2i):
+    """On a GPU both families train an epoch under autocast and report finite metrics."""
+    for fam, cfg, data in (i2t, t2i):
+        result = train(fam, {**cfg, "epochs": 1, "device": "cuda"}, data=data, progress=None)
+        assert np.isfinite(result["last"]["train_loss"]) and 0.0 <= result["last"]["val_exact_match"] <= 1.0
+
+
+# ------------------------------------------------------------------------------------------- spaces and configs
+@pytest.mark.parametrize("name, family, ops", [("arith-img2text-addsub", "arith-img2text", "+-"),
+                                               ("arith-img2text-mul", "arith-img2text", "*"),
+                                               ("arith-text2img-addsub", "arith-text2img", "+-"),
+                                               ("arith-text2img-mul", "arith-text2img", "*")])
+def test_shipped_image_spaces_load(name, family, ops):
+    """Each space searches the issue's parameters, with split as a study factor and CPU-sized resources."""
+    space = load_space(name)
+    assert space.family == family and space.metric == "val_exact_match" and space.constants["ops"] == ops
+    assert "split" in space.factors and space.resources.get("cpus", 0) >= 1
+    wanted = {"hidden", "decoder_hidden", "extra_layers", "dropout", "lr", "batch_size"}
+    if family == "arith-img2text":
+        wanted |= {"conv_blocks", "filters", "kernel", "dense_units"}
+    assert wanted <= set(space.params)
+    for combo in space.factor_combos():
+        for point in space.points_to_evaluate or [{}]:
+            space.config(combo, {k: v for k, v in point.items() if k not in space.factors})
+
+
+@pytest.mark.parametrize("family", ["arith-img2text", "arith-text2img"])
+def test_shipped_best_config_is_a_train_config_with_its_figures(family):
+    """trainables/configs/FAMILY-addsub.json: `mathtune train FAMILY --config FILE` input, figure and provenance."""
+    path = CONFIGS / f"{family}-addsub.json"
+    payload = json.loads(path.read_text())
+    assert payload["family"] == family
+    config = get_family(family).make_config(payload["config"], where=str(path))
+    assert config["ops"] == "+-" and config["threads"] == 1
+    assert 0.0 < payload["figure"]["test_exact_match"] <= 1.0
+    assert payload["measured_on"] and payload["wall_time_s"] > 0
+
+
+# ------------------------------------------------------------------------------------------- searches
+def _tiny_search(space: str, overrides: dict, storage: Path):
+    return run_search(space, SearchOptions(num_samples=2, storage_path=str(storage), name="tiny", verbose=0,
+                                           overrides=overrides, seed=0, dashboard=False))
+
+
+@needs_mnist
+def test_tiny_img2text_search_end_to_end(ray_session, tmp_path):
+    """The shipped +- space, shrunk: two trials finish; best reports val and test exact match."""
+    overrides = {**{k: v for k, v in TINY_I2T.items() if k != "lr"}, "epochs": 2, "conv_blocks": 1,
+                 "filters_next": 8, "extra_layers": 0, "augment_shift": 1, "batch_size": 64}
+    outcome = _tiny_search("arith-img2text-addsub", overrides, tmp_path)
+    assert outcome.counts == {"TERMINATED": 2}
+    (best,) = outcome.best.values()
+    assert 0.0 <= best["val_exact_match"] <= 1.0 and 0.0 <= best["test_exact_match"] <= 1.0
+
+
+@needs_mnist
+def test_tiny_text2img_search_end_to_end(ray_session, tmp_path, t2i):
+    """The shipped +- space, shrunk: two trials share one dataset with the cached classifier and finish."""
+    overrides = {**{k: v for k, v in TINY_T2I.items() if k != "lr"}, "epochs": 2, "extra_layers": 0,
+                 "embed_dim": 0, "batch_size": 64}
+    outcome = _tiny_search("arith-text2img-addsub", overrides, tmp_path)
+    assert outcome.counts == {"TERMINATED": 2}
+    (best,) = outcome.best.values()
+    assert 0.0 <= best["val_exact_match"] <= 1.0
+    rows = [json.loads(line) for p in outcome.experiment_dir.glob("trial_*/result.json")
+            for line in p.read_text().splitlines()]
+    assert len(rows) == 4 and all(r["classifier_acc"] == t2i[2].classifier["accuracy"] for r in rows)
+    assert all(0.0 < r["test_pixel_acc"] <= 1.0 for r in rows)

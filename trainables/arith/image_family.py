@@ -1,0 +1,84 @@
+"""What the two arithmetic image families share: MNIST-backed data, GPU speed-ups, batch augmentation.
+
+:class:`ImageArithFamily` extends :class:`~mathtune.trainables.arith.text2text.ArithFamily` (``ops``,
+``split``, ``val_fraction``, ``limit``, exact-match metrics) with the ``mnist_dir`` and ``amp`` parameters.
+On a GPU, models run channels-last and under bfloat16 autocast (``amp``); on CPU everything stays float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..base import Param
+from ..loop import resolve_device
+from .image_data import ImageArithData, build_image_arith
+from .text2text import ArithFamily
+
+__all__ = ["ImageArithFamily", "autocast_for", "shift_images"]
+
+
+def autocast_for(device: torch.device, config: dict[str, Any]):
+    """bfloat16 autocast on CUDA when ``config["amp"]``; a no-op context elsewhere (CPU stays float32)."""
+    if device.type == "cuda" and config.get("amp", True):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each 28x28 image of ``x`` (..., 28, 28) moved by a random whole-pixel offset in [-max_shift, max_shift]
+    on both axes, zero-filled (a blank image stays blank). One gather; any dtype; draws from ``generator``.
+
+    Example::
+
+        >>> x = torch.zeros(2, 5, 28, 28, dtype=torch.uint8)
+        >>> shift_images(x, 2, torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 5, 28, 28])
+    """
+    if max_shift <= 0:
+        return x
+    shape = x.shape
+    flat = x.reshape(-1, 28, 28)
+    m, k = flat.shape[0], int(max_shift)
+    padded = F.pad(flat, (k, k, k, k))
+    offsets = torch.randint(0, 2 * k + 1, (2, m), generator=generator)
+    ar = torch.arange(28)
+    rows = (offsets[0, :, None] + ar)[:, :, None]
+    cols = (offsets[1, :, None] + ar)[:, None, :]
+    return padded[torch.arange(m)[:, None, None], rows, cols].reshape(shape)
+
+
+class ImageArithFamily(ArithFamily):
+    """Base of arith-img2text and arith-text2img: the text split, with one side rendered as MNIST images."""
+
+    render: str = "queries"
+    eval_batch = 512
+    data_params = ArithFamily.data_params + ("mnist_dir",)
+    image_params: dict[str, Param] = {
+        "mnist_dir": Param("", "folder holding the MNIST test set (t10k-*-ubyte[.gz]); '' = $MATHTUNE_MNIST, else "
+                               "../shared/data/mnist next to the project", str),
+        "amp": Param(True, "on a GPU: bfloat16 autocast and channels-last convolutions (ignored on CPU, which "
+                           "stays float32)", bool),
+    }
+
+    def load_images(self, config: dict[str, Any], mnist: tuple[np.ndarray, np.ndarray] | None = None,
+                    mnist_source: str = "") -> ImageArithData:
+        return build_image_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
+                                 limit=config["limit"], render=self.render, mnist_dir=config["mnist_dir"],
+                                 mnist=mnist, mnist_source=mnist_source)
+
+    def build_data(self, config: dict[str, Any]) -> ImageArithData:
+        return self.load_images(config)
+
+    def describe_data(self, data: ImageArithData) -> str:
+        return data.describe()
+
+    def place_model(self, model: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
+        """Channels-last weights when the run will be on a GPU with ``amp``."""
+        if resolve_device(config).type == "cuda" and config.get("amp", True):
+            model = model.to(memory_format=torch.channels_last)
+        return model

@@ -1,0 +1,109 @@
+"""arith-img2text: a query as five MNIST-style images ("2", "2", "+", "1", "3") -> answer characters ("35 ").
+
+Model (:class:`~mathtune.trainables.arith.img_models.Img2TextModel`): a per-image CNN (1-3 blocks of
+conv + ReLU + 2x2 max-pool + dropout), dense + ReLU, LSTM encoder (+ ``extra_layers``), its state repeated to
+the answer length, LSTM decoder, per-step softmax. Defaults reproduce the seed report's models, which
+differ by operator set; as parameter defaults are static, the architecture keys use ``0`` to mean "the
+seed's value for this operator set":
+
+=================  ==============  ==========================
+key                ``+-`` seed      ``*`` seed
+=================  ==============  ==========================
+conv_blocks        1               3
+filters            512             256 (first block)
+filters_next       (one block)     512 (blocks 2-3)
+kernel             3               5 (first block)
+dense_units        80              100
+decoder_hidden     256             128
+=================  ==============  ==========================
+
+(``kernel_next`` = 3, ``hidden`` = 256, ``dropout`` = 0.25, ``extra_layers`` = 0 for both.) Metrics are
+those of arith-text2text: ``val_exact_match`` (selection), ``val_char_acc``, ``val_loss`` and the same for
+``test_*`` (reporting only). Images of training/validation queries and of test queries come from disjoint
+MNIST pools.
+
+Example::
+
+    >>> from mathtune.trainables import get_family, train
+    >>> fam = get_family("arith-img2text")
+    >>> cfg = fam.make_config({"limit": 256, "epochs": 1, "filters": 8, "dense_units": 16, "hidden": 32})
+    >>> fam.model_kwargs(cfg)["filters"]
+    [8]
+    >>> result = train(fam, cfg)                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..base import Param
+from .image_family import ImageArithFamily, autocast_for, shift_images
+from .img_models import IMG2TEXT_SEED, Img2TextModel
+
+__all__ = ["ArithImg2Text"]
+
+
+class ArithImg2Text(ImageArithFamily):
+    name = "arith-img2text"
+    description = ("two-digit arithmetic, query as MNIST digit images -> answer characters "
+                   "(per-image CNN + LSTM encoder-decoder)")
+    render = "queries"
+    params = {
+        **ImageArithFamily.arith_params,
+        **ImageArithFamily.image_params,
+        "conv_blocks": Param(0, "conv blocks per image (conv + ReLU + 2x2 max-pool + dropout), 1-3; "
+                                "0 = the seed's (1 for '+-', 3 for '*')", int, 0, 3),
+        "filters": Param(0, "filters of the first conv block; 0 = the seed's (512 for '+-', 256 for '*'). "
+                            "16-32 filters cost ~20-30x less per image on CPU", int, 0, 4096),
+        "filters_next": Param(0, "filters of conv blocks 2-3; 0 = the seed's (512 for '*'; for '+-', whose seed "
+                                 "has one block, the same as filters)", int, 0, 4096),
+        "kernel": Param(0, "kernel size of the first conv block; 0 = the seed's (3 for '+-', 5 for '*')",
+                        int, 0, 9),
+        "kernel_next": Param(3, "kernel size of conv blocks 2-3 (the seed's 3)", int, 1, 9),
+        "dropout": Param(0.25, "dropout after each conv block (the seed's 0.25)", float, 0.0, 0.9),
+        "dense_units": Param(0, "dense layer after the CNN, per image; 0 = the seed's (80 for '+-', 100 for '*')",
+                             int, 0, 4096),
+        "hidden": Param(256, "encoder LSTM width (the seed's 256)", int, 4, 4096),
+        "decoder_hidden": Param(0, "decoder LSTM width; 0 = the seed's (256 for '+-', 128 for '*')", int, 0, 4096),
+        "extra_layers": Param(0, "extra encoder LSTM layers beyond the first (the seed's best '+-' row had one)",
+                              int, 0, 4),
+        "augment_shift": Param(0, "training only: move each image by a random offset of up to this many pixels "
+                                  "(0 = off, the seed)", int, 0, 6),
+    }
+
+    @classmethod
+    def model_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of :class:`Img2TextModel` for ``config``, the 0 = seed-default keys resolved."""
+        seed = IMG2TEXT_SEED[config["ops"]]
+        blocks = config["conv_blocks"] or len(seed["filters"])
+        first = config["filters"] or seed["filters"][0]
+        later = config["filters_next"] or (seed["filters"][1] if len(seed["filters"]) > 1 else first)
+        return {"filters": [first] + [later] * (blocks - 1),
+                "kernel": [config["kernel"] or seed["kernel"][0]] + [config["kernel_next"]] * (blocks - 1),
+                "conv_blocks": blocks, "dropout": config["dropout"],
+                "dense_units": config["dense_units"] or seed["dense_units"], "hidden": config["hidden"],
+                "extra_layers": config["extra_layers"],
+                "decoder_hidden": config["decoder_hidden"] or seed["decoder_hidden"]}
+
+    def inputs(self, data):
+        return data.images
+
+    def build_model(self, config, data):
+        return self.place_model(Img2TextModel(data.answer_len, data.vocab_size, **self.model_kwargs(config)),
+                                config)
+
+    def batches(self, data, config, generator, device):
+        shift = config["augment_shift"]
+        for x, y in super().batches(data, config, generator, torch.device("cpu")):
+            yield shift_images(x, shift, generator).to(device, non_blocking=True), y.to(device)
+
+    def loss(self, model, batch, config):
+        with autocast_for(batch[0].device, config):
+            return super().loss(model, batch, config)
+
+    @torch.no_grad()
+    def evaluate(self, model, data, config, device, *, final=False):
+        with autocast_for(device, config):
+            return super().evaluate(model, data, config, device, final=final)
