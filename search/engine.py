@@ -197,21 +197,28 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any], exp_dir: Path):
     return trainable, search_alg, scheduler
 
 
+class _DefineByRun:
+    """The space as an OptunaSearch define-by-run function (a class, so that Tune can pickle it)."""
+
+    def __init__(self, space: Space):
+        self.space = space
+
+    def __call__(self, trial) -> dict[str, Any]:
+        params = self.space.suggest(trial)
+        combo = {k: trial.suggest_categorical(k, v) for k, v in self.space.factors.items()}
+        config = self.space.config(combo, params)
+        return {k: v for k, v in config.items() if k not in params and k not in combo}
+
+
 def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):
     """Ray's own OptunaSearch on the same space, for comparison (factors become categorical choices)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    def define(trial) -> dict[str, Any]:
-        params = space.suggest(trial)
-        combo = {k: trial.suggest_categorical(k, v) for k, v in space.factors.items()}
-        config = space.config(combo, params)
-        return {k: v for k, v in config.items() if k not in params and k not in combo}
-
     seed = meta["options"]["seed"]
     sampler = optuna.samplers.RandomSampler(seed=seed) if meta["options"]["sampler"] == "random" else \
         optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, constant_liar=True)
-    return OptunaSearch(space=define, metric=space.metric, mode=space.mode, sampler=sampler,
+    return OptunaSearch(space=_DefineByRun(space), metric=space.metric, mode=space.mode, sampler=sampler,
                         points_to_evaluate=space.points_to_evaluate or None, study_name=meta["study_name"],
                         storage=optuna.storages.RDBStorage(meta["optuna_storage"]))
 

@@ -122,3 +122,14 @@ def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
     assert (exp / "report.md").is_file()
     print(f"\n{sig.name}: {len(before)} trial(s) had started before the interrupt; after resume 4 trials, "
           f"4 COMPLETE in Optuna, 4 x 4 epochs in the results")
+
+
+def test_stock_optuna_search_runs_the_same_space_for_comparison(ray_session, tmp_path):
+    """``--searcher stock`` (Ray's OptunaSearch) runs through the engine, state saving included."""
+    overrides = {k: v for k, v in SHRINK.items() if k != "hidden"} | {"epochs": 2}
+    outcome = run_search("arith-text2text-addsub",
+                         SearchOptions(num_samples=2, storage_path=str(tmp_path), name="stock", verbose=0,
+                                       overrides=overrides, searcher="stock"))
+    assert outcome.counts == {"TERMINATED": 2}
+    study = optuna.load_study(study_name="stock", storage=f"sqlite:///{tmp_path / 'stock' / 'optuna.db'}")
+    assert len(study.trials) == 2 and list(tmp_path.glob("stock/searcher-state-*.pkl"))
