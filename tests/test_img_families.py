@@ -77,6 +77,7 @@ def test_zero_means_the_seed_architecture_of_the_operator_set():
         assert {k: kw[k] for k in seed} == seed and kw["conv_blocks"] == len(seed["filters"])
     kw = fam.model_kwargs(fam.make_config({"conv_blocks": 2, "filters": 16, "kernel": 5}))
     assert kw["filters"] == [16, 16] and kw["kernel"] == [5, 3] and kw["dense_units"] == 80
+    assert kw["batch_norm"] is False and fam.model_kwargs(fam.make_config({"batch_norm": True}))["batch_norm"] is True
     kw = fam.model_kwargs(fam.make_config({"ops": "*", "conv_blocks": 2, "filters_next": 32}))
     assert kw["filters"] == [256, 32] and kw["kernel"] == [5, 3] and kw["decoder_hidden"] == 128
     t2i = get_family("arith-text2img").make_config({})

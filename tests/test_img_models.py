@@ -61,6 +61,20 @@ def test_img2text_options():
         Img2TextModel(3, 14, filters=[8, 8, 8, 8])
 
 
+def test_img2text_batch_norm_option():
+    """batch_norm puts a BatchNorm2d after each (bias-free) conv; the seed default has none."""
+    plain = Img2TextModel(3, 14, filters=8, conv_blocks=2, dense_units=12, hidden=16)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    model = Img2TextModel(3, 14, filters=8, conv_blocks=2, dense_units=12, hidden=16, batch_norm=True)
+    convs = [m for m in model.images.conv if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.images.conv if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2 and all(c.bias is None for c in convs)
+    x = torch.rand(4, 5, 28, 28)
+    model.train()(x)
+    assert norms[0].num_batches_tracked.item() == 1  # statistics come from all 4 x 5 images of the batch
+    assert model.eval()(x).shape == (4, 3, 14)
+
+
 @pytest.mark.parametrize("answer_len, embed_dim", [(3, 0), (5, 16)])
 def test_text2img_seed_defaults_forward_shapes(answer_len, embed_dim):
     """Seed text2img maps (B, 5) ids to (B, answer_len, 28, 28) images in [0, 1]; logits=True skips the sigmoid."""

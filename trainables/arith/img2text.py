@@ -69,6 +69,8 @@ class ArithImg2Text(ImageArithFamily):
         "decoder_hidden": Param(0, "decoder LSTM width; 0 = the seed's (256 for '+-', 128 for '*')", int, 0, 4096),
         "extra_layers": Param(0, "extra encoder LSTM layers beyond the first (the seed's best '+-' row had one)",
                               int, 0, 4),
+        "batch_norm": Param(False, "batch-norm after each conv (before its ReLU); off in the seed. Makes the "
+                                   "per-image CNN train faster and with larger learning rates", bool),
         "augment_shift": Param(0, "training only: move each image by a random offset of up to this many pixels "
                                   "(0 = off, the seed)", int, 0, 6),
     }
@@ -85,7 +87,8 @@ class ArithImg2Text(ImageArithFamily):
                 "conv_blocks": blocks, "dropout": config["dropout"],
                 "dense_units": config["dense_units"] or seed["dense_units"], "hidden": config["hidden"],
                 "extra_layers": config["extra_layers"],
-                "decoder_hidden": config["decoder_hidden"] or seed["decoder_hidden"]}
+                "decoder_hidden": config["decoder_hidden"] or seed["decoder_hidden"],
+                "batch_norm": config["batch_norm"]}
 
     def inputs(self, data):
         return data.images

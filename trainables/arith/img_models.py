@@ -58,6 +58,8 @@ def _per_block(value: int | Sequence[int], blocks: int, name: str) -> list[int]:
 class ImageEncoder(nn.Module):
     """Per-image CNN: (M, 28, 28) -> (M, dense_units). Blocks of conv(same) + ReLU + max-pool 2 + dropout.
 
+    ``batch_norm=True`` puts a batch-norm between each conv (then bias-free) and its ReLU; the seed has none.
+
     Example::
 
         >>> ImageEncoder([32, 64], 3, dropout=0.1, dense_units=50)(torch.rand(4, 28, 28)).shape
@@ -65,7 +67,8 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(self, filters: int | Sequence[int] = 512, kernel: int | Sequence[int] = 3, *,
-                 conv_blocks: int | None = None, dropout: float = 0.25, dense_units: int = 80):
+                 conv_blocks: int | None = None, dropout: float = 0.25, dense_units: int = 80,
+                 batch_norm: bool = False):
         super().__init__()
         if conv_blocks is None:
             conv_blocks = 1 if isinstance(filters, int) else len(list(filters))
@@ -76,8 +79,10 @@ class ImageEncoder(nn.Module):
         layers: list[nn.Module] = []
         cin, size = 1, 28
         for f, k in zip(filt, kern):
-            layers += [nn.Conv2d(cin, f, k, padding="same"), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-                       nn.Dropout(dropout)]
+            layers.append(nn.Conv2d(cin, f, k, padding="same", bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(f))
+            layers += [nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Dropout(dropout)]
             cin, size = f, size // 2
         self.conv = nn.Sequential(*layers)
         self.dense = nn.Linear(cin * size * size, dense_units)
@@ -106,12 +111,13 @@ class Img2TextModel(nn.Module):
 
     def __init__(self, answer_len: int, vocab_size: int, *, filters: int | Sequence[int] = 512,
                  kernel: int | Sequence[int] = 3, conv_blocks: int | None = None, dropout: float = 0.25,
-                 dense_units: int = 80, hidden: int = 256, extra_layers: int = 0, decoder_hidden: int | None = None):
+                 dense_units: int = 80, hidden: int = 256, extra_layers: int = 0, decoder_hidden: int | None = None,
+                 batch_norm: bool = False):
         super().__init__()
         self.answer_len = answer_len
         self.vocab_size = vocab_size
         self.images = ImageEncoder(filters, kernel, conv_blocks=conv_blocks, dropout=dropout,
-                                   dense_units=dense_units)
+                                   dense_units=dense_units, batch_norm=batch_norm)
         self.encoder = nn.LSTM(dense_units, hidden, num_layers=1 + extra_layers, batch_first=True)
         self.decoder = nn.LSTM(hidden, decoder_hidden or hidden, batch_first=True)
         self.out = nn.Linear(decoder_hidden or hidden, vocab_size)
