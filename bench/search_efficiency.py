@@ -12,12 +12,16 @@ Figures per run: CPU seconds until the best validation exact match so far first 
 (trial CPU time summed over trials, i.e. compute spent, not wall time), the best validation exact match
 at the end and the test exact match of the trial/epoch it selects, and trials run to completion.
 
-    python bench/search_efficiency.py --seeds 0 1 2 --num-samples 12 --target 0.9
+    python bench/search_efficiency.py --seeds 0 1 2 --num-samples 32 --target 0.9 0.95 0.97
+
+Several targets are read from the same runs (one table per target); results are also written as JSON
+(``--out``) after every run, so an interrupted benchmark keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -36,7 +40,11 @@ METHODS = {
 
 
 def cpu_seconds_to_target(trials, target: float, cpus_per_trial: float) -> tuple[float | None, float, float]:
-    """Replay the experiment: (CPU s when best val EM first >= target, final best val EM, its test EM)."""
+    """Replay the experiment: (CPU s when best val EM first >= target, final best val EM, its test EM).
+
+    Each trial's reports are ordered by wall-clock timestamp; the compute spent at a report is the sum over
+    trials of their latest ``time_total_s`` (times the trial's CPUs).
+    """
     events = sorted((row["timestamp"], row.get("time_total_s", 0.0), t.trial_id, row)
                     for t in trials for row in t.history)
     spent: dict[str, float] = {}
@@ -56,7 +64,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-samples", type=int, default=12)
     parser.add_argument("--max-concurrent", type=int, default=2)
-    parser.add_argument("--target", type=float, default=0.9, help="validation exact match to reach")
+    parser.add_argument("--target", type=float, nargs="+", default=[0.9, 0.95, 0.97],
+                        help="validation exact match(es) to reach; one table per target")
+    parser.add_argument("--out", default="efficiency-results.json", help="JSON file with every run's figures")
     parser.add_argument("--storage-path", default=os.path.join(tempfile.gettempdir(), "mathtune-efficiency"))
     args = parser.parse_args()
 
@@ -79,26 +89,42 @@ def main() -> None:
                                                       verbose=0, **opts))
             wall = time.perf_counter() - t0
             trials = load_trials(outcome.experiment_dir)
-            reached, best_val, test = cpu_seconds_to_target(trials, args.target, space.resources.get("cpus", 1))
+            cpus = space.resources.get("cpus", 1)
             done = sum(t.finished for t in trials)
-            total_cpu = sum(t.history[-1].get("time_total_s", 0) for t in trials if t.history)
-            rows.append((key, seed, reached, best_val, test, done, total_cpu, wall))
-            print(f"({key}) {label:32s} seed {seed}: target {args.target} reached after "
-                  f"{'%.0f' % reached if reached is not None else 'never':>6} CPU s; best val EM {best_val:.4f}, "
+            total_cpu = sum(t.history[-1].get("time_total_s", 0) * cpus for t in trials if t.history)
+            reached = {}
+            for target in args.target:
+                reached[target], best_val, test = cpu_seconds_to_target(trials, target, cpus)
+            rows.append(dict(method=key, seed=seed, reached=reached, best_val=best_val, test=test, completed=done,
+                             trials=len(trials), total_cpu_s=total_cpu, wall_s=wall, experiment=str(outcome.experiment_dir)))
+            Path(args.out).write_text(json.dumps(rows, indent=1, default=str))
+            reach_text = ", ".join(f"{t}: {'%.0f' % r if r is not None else 'never'}" for t, r in reached.items())
+            print(f"({key}) {label:32s} seed {seed}: CPU s to target {reach_text}; best val EM {best_val:.4f}, "
                   f"its test EM {test:.4f}; {done}/{len(trials)} trials ran all epochs; {total_cpu:.0f} CPU s "
                   f"in all; {wall:.0f} s wall", flush=True)
-    print()
-    print(f"| method | CPU s to val EM >= {args.target} (median; per seed) | best val EM (median) | "
-          f"test EM of selected (median) | trials completed (median) |")
-    print("|---|---|---|---|---|")
-    for key in args.methods:
-        mine = [r for r in rows if r[0] == key]
-        reach = [r[2] if r[2] is not None else float("inf") for r in mine]
-        per_seed = ", ".join("never" if x == float("inf") else f"{x:.0f}" for x in reach)
-        med = statistics.median(reach)
-        print(f"| ({key}) {METHODS[key][0]} | {'never' if med == float('inf') else f'{med:.0f}'} ({per_seed}) | "
-              f"{statistics.median(r[3] for r in mine):.4f} | {statistics.median(r[4] for r in mine):.4f} | "
-              f"{statistics.median(r[5] for r in mine):.0f} |")
+    print_tables(rows, args.target, args.methods)
+
+
+def print_tables(rows: list[dict], targets: list[float], methods: str) -> None:
+    """One Markdown table per target (medians over seeds, per-seed figures in brackets)."""
+    def fmt(x: float) -> str:
+        return "never" if x == float("inf") else f"{x:.0f}"
+
+    for target in targets:
+        print()
+        print(f"| method | CPU s to val EM >= {target} (median; per seed) | best val EM (median) | "
+              f"test EM of selected (median) | trials completed (per seed) | CPU s in all (per seed) |")
+        print("|---|---|---|---|---|---|")
+        for key in methods:
+            mine = [r for r in rows if r["method"] == key]
+            if not mine:
+                continue
+            reach = [r["reached"][target] if r["reached"][target] is not None else float("inf") for r in mine]
+            print(f"| ({key}) {METHODS[key][0]} | {fmt(statistics.median(reach))} ({', '.join(map(fmt, reach))}) | "
+                  f"{statistics.median(r['best_val'] for r in mine):.4f} | "
+                  f"{statistics.median(r['test'] for r in mine):.4f} | "
+                  f"{', '.join(str(r['completed']) for r in mine)} | "
+                  f"{', '.join('%.0f' % r['total_cpu_s'] for r in mine)} |")
 
 
 if __name__ == "__main__":
