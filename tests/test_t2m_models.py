@@ -17,6 +17,7 @@ from mathtune.trainables.t2m.dataset import collate
 from mathtune.trainables.t2m.executor import OPERATIONS
 from mathtune.trainables.t2m.family import decode_part, score_part
 from mathtune.trainables.t2m.glove import PACKAGE, glove_matrix, load_glove
+from mathtune.trainables.t2m.models import record_attention
 from mathtune.trainables.t2m.programs import program_to_tokens, tokens_to_program
 from mathtune.trainables.t2m.scoring import exact_match
 
@@ -235,6 +236,62 @@ def test_constrained_outputs_are_well_formed_programs(dev_batch):
                 elif t.startswith("#"):
                     assert int(t[1:]) < step
             assert need == 0 or not done
+
+
+# ------------------------------------------------------------------------------------ attention heat maps
+@pytest.fixture(scope="module")
+def attn_model():
+    """A fresh tiny t2m-attn model and its data: 20 dev problems (problem 19 has 117 source words)."""
+    fam, cfg = tiny_config("t2m-attn", limit_train=16, limit_dev=20)
+    data = fam.build_data(cfg)
+    torch.manual_seed(0)
+    return fam, cfg, data, fam.build_model(cfg, data).eval()
+
+
+def test_recorded_attention_is_one_distribution_per_step_and_changes_nothing(attn_model):
+    """Recording gives one (N, L) row per greedy step, summing to 1 over real positions and 0 at padding;
+    the decoded output is identical with recording on and off."""
+    _, cfg, data, model = attn_model
+    batch = collate(data.parts["val"], range(len(data.parts["val"])), CPU)
+    plain = greedy_decode(model, batch, cfg["max_decode_len"])
+    with record_attention(model) as log:
+        recorded = greedy_decode(model, batch, cfg["max_decode_len"])
+    assert model.decoder.attention_log is None
+    assert recorded.tokens == plain.tokens and torch.equal(recorded.scores, plain.scores)
+    assert torch.equal(recorded.finished, plain.finished)
+    mask = batch["src_mask"]
+    assert not bool(mask.all())  # the batch has padding to be masked
+    assert len(log) == max(len(t) + int(f) for t, f in zip(plain.tokens, plain.finished.tolist()))
+    for alpha in log:
+        assert alpha.shape == mask.shape and not alpha.requires_grad
+        assert torch.allclose(alpha.sum(-1), torch.ones(len(mask)), atol=1e-5)
+        assert bool((alpha[~mask] == 0).all()) and bool((alpha[mask] > 0).all())
+
+
+def test_report_figures_draw_attention_heat_maps(attn_model):
+    """report_figures draws one heat map per problem (program tokens x at most 60 source tokens, with a
+    colour bar) for 3 validation problems spread over the part; t2m-lstm (no attention) draws none."""
+    fam, cfg, data, model = attn_model
+    part = data.parts["val"]
+    figures = fam.report_figures(model, data, cfg, CPU)
+    rows = [0, 10, 19]
+    decoded = greedy_decode(model, collate(part, rows, CPU), cfg["max_decode_len"])
+    assert len(figures) == 3
+    for (caption, fig), r, ids, ended in zip(figures.items(), rows, decoded.tokens, decoded.finished.tolist()):
+        assert f"val problem {part.examples[r].index} of dev.json" in caption
+        heat, bar = fig.axes  # the heat map and its colour bar
+        steps, length = len(ids) + int(ended), int(part.src.lengths[r])
+        assert heat.get_images()[0].get_array().shape == (min(steps, 60), min(length, 60))
+        assert [t.get_text() for t in heat.get_yticklabels()] == model.vocab.decode(ids, False)[:60] + (
+            ["<eos>"] if ended and steps <= 60 else [])
+        assert ("first 60 of 117 source tokens" in caption) == (r == 19) and "right answer" in heat.get_title()
+    lstm, lcfg = tiny_config("t2m-lstm", limit_train=16, limit_dev=4)
+    ldata = lstm.build_data(lcfg)
+    lmodel = lstm.build_model(lcfg, ldata).eval()
+    assert lstm.report_figures(lmodel, ldata, lcfg, CPU) == {}
+    with pytest.raises(ValueError, match="no attention"):
+        with record_attention(lmodel):
+            pass
 
 
 @pytest.mark.parametrize("family", ["t2m-lstm", "t2m-attn", "t2m-bert-frozen", "t2m-bert-ft"])

@@ -7,7 +7,8 @@ Importing this package does not import torch.
 The model parts import torch and are imported by path: :mod:`.programs` (decoder tokens and grammar),
 :mod:`.glove` and :mod:`.pretrained` (offline embeddings and encoders), :mod:`.dataset` (splits, vocabularies,
 batches), :mod:`.models`, :mod:`.beam` (greedy and beam decoding), :mod:`.family` (the four ``t2m-*``
-families) and :mod:`.evaluation` (``mathtune evaluate`` / ``mathtune score``).
+families), :mod:`.evaluation` (``mathtune evaluate`` / ``mathtune score``) and :mod:`.attention`
+(attention heat maps for ``mathtune report``).
 
 Example::
 

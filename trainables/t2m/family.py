@@ -12,6 +12,7 @@ All four decode compact program tokens (``programs.py``) under the grammar (``co
 point at the problem's numbers (``copy``), train with teacher forcing ``teacher_forcing`` and are
 scored with the course rules (``scoring.py``): ``val_exact_match`` and ``val_exec_acc`` (fractions).
 Each epoch decodes validation greedily; the last epoch of a run decodes at ``beam_width``.
+``mathtune report`` draws attention heat maps of a few validation problems (``report_figures``).
 
 Validation (selection, early stopping) is the dev file by default; with ``val_fraction`` > 0 it is a
 slice of the training file instead and the dev file is reported as ``test_*`` (never used to select).
@@ -163,6 +164,13 @@ class T2MFamily(Family):
 
     def describe_data(self, data: T2MData) -> str:
         return data.describe()
+
+    def report_figures(self, model, data, config, device) -> dict[str, Any]:
+        """``mathtune report`` views: attention heat maps of 3 validation problems spread over the part,
+        decoded greedily (``attention.py``); ``{}`` when the decoder has no attention (t2m-lstm)."""
+        from .attention import attention_figures
+
+        return attention_figures(model, data, config, device)
 
 
 class _GloveFamily(T2MFamily):

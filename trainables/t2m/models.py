@@ -19,6 +19,8 @@ are normalised over allowed tokens only, in training and decoding alike. The mod
 family name live in a byte buffer of its state dict (``meta_json``), so ``state.pt`` plus
 ``config.json`` rebuild it.
 
+:func:`record_attention` collects the decoder's attention weights step by step (report heat maps).
+
 Example::
 
     model = Seq2Prog(data.meta, GloveEncoder(...), emb=100, hidden=512, layers=1, dropout=0.3,
@@ -29,10 +31,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -41,7 +44,8 @@ from torch import nn
 from .data import Vocab
 from .programs import GrammarState, TokenTable, advance, allowed_tokens, initial_state
 
-__all__ = ["Memory", "GloveEncoder", "PretrainedEncoder", "CachedStates", "Decoder", "Seq2Prog", "meta_of_state"]
+__all__ = ["Memory", "GloveEncoder", "PretrainedEncoder", "CachedStates", "Decoder", "Seq2Prog", "meta_of_state",
+           "record_attention"]
 
 
 @dataclass
@@ -147,6 +151,7 @@ class Decoder(nn.Module):
             self.ptr_k = nn.Linear(enc_dim, hidden)
             self.num_index = nn.Embedding(max(1, self.max_numbers), hidden)
         self.drop = nn.Dropout(dropout)
+        self.attention_log: list[torch.Tensor] | None = None  # see record_attention
 
     def start(self, states, mask, summary, num_pos, num_count) -> tuple[Memory, tuple[torch.Tensor, torch.Tensor]]:
         N, D = states.shape[0], states.shape[-1]
@@ -171,6 +176,8 @@ class Decoder(nn.Module):
     def _attend(self, mem: Memory, query: torch.Tensor) -> torch.Tensor:
         scores = self.att_v(torch.tanh(mem.keys + self.att_q(query).unsqueeze(1))).squeeze(-1)
         alpha = torch.softmax(scores.masked_fill(~mem.mask, float("-inf")), dim=-1)
+        if self.attention_log is not None:
+            self.attention_log.append(alpha.detach())
         return torch.bmm(alpha.unsqueeze(1), mem.states).squeeze(1)
 
     def _logits(self, mem: Memory, out: torch.Tensor, ctx: torch.Tensor | None, e: torch.Tensor) -> torch.Tensor:
@@ -204,6 +211,30 @@ class Decoder(nn.Module):
         e = self._embed(mem, inputs)
         out, _ = self.lstm(e, state)
         return self._logits(mem, out, None, e)
+
+
+@contextlib.contextmanager
+def record_attention(model: "Seq2Prog") -> Iterator[list[torch.Tensor]]:
+    """Collect the attention weights of every decoder step run inside the block, in order.
+
+    Each entry is ``(N, L)``: one row per decoder row (per hypothesis in a beam search) over the encoder
+    positions, summing to 1 over the real positions and 0 at padding. Outside the block nothing is
+    recorded (one ``None`` check per step). Needs a decoder with ``attention``.
+
+    Example::
+
+        with record_attention(model) as log:
+            out = greedy_decode(model, batch, 100)
+        weights = torch.stack(log, 1)        # (B, steps, L); step t produced token t (then <eos>)
+    """
+    decoder = model.decoder
+    if not decoder.attention:
+        raise ValueError("record_attention: this model's decoder has no attention")
+    previous, decoder.attention_log = decoder.attention_log, []
+    try:
+        yield decoder.attention_log
+    finally:
+        decoder.attention_log = previous
 
 
 def meta_of_state(model_state: dict[str, torch.Tensor]) -> dict[str, Any]:
