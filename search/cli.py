@@ -103,12 +103,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides.update(_parse_sets(args.set))
     config = family.make_config(overrides, where="--set" if not args.config else f"{args.config} / --set")
     out = Path(args.out or Path("runs") / "train" / f"{family.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    created = [d for d in (out, *out.parents) if not d.exists()]  # leaf first
     out.mkdir(parents=True, exist_ok=True)
     print(f"[mathtune] training {family.name}; checkpoints in {out} (run the same command with --out {out} "
           f"to resume)", flush=True)
     t0 = time.perf_counter()
-    result = train(family, config, checkpoint_dir=out, progress=None if args.quiet else
-                   (lambda line: print(line, flush=True)))
+    try:
+        result = train(family, config, checkpoint_dir=out, progress=None if args.quiet else
+                       (lambda line: print(line, flush=True)))
+    except BaseException:
+        for folder in created:  # failed before writing anything (bad data path, ...): leave no empty folders
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
     wall = time.perf_counter() - t0
     summary = {"family": family.name, "config": config, "best": result["best"], "last": result["last"],
                "wall_time_s": wall, "data": family.describe_data(result["data"])}
