@@ -183,8 +183,8 @@ def write_from_train(folder: str) -> None:
                    "epoch": best["epoch"]},
         "measured_on": f"{result['data']}; MNIST t10k-images-idx3-ubyte.gz md5 {md5}",
         "wall_time_s": round(result["wall_time_s"], 1),
-        "machine": f"{os.cpu_count()} shared CPU cores (load average about 8 during the run), torch "
-                   f"{torch.__version__}, {config.get('threads')} thread",
+        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {config.get('threads')} torch "
+                   f"thread(s); the load during the run is in docs/benchmarks.md",
         "date": time.strftime("%Y-%m-%d"),
         "selected": "best validation exact match among the configurations tried on this machine "
                     "(docs/benchmarks.md); test reported only",

@@ -19,7 +19,7 @@ from ..loop import resolve_device
 from .image_data import ImageArithData, build_image_arith
 from .text2text import ArithFamily
 
-__all__ = ["ImageArithFamily", "autocast_for", "shift_images"]
+__all__ = ["ImageArithFamily", "autocast_for", "shift_images", "warp_images"]
 
 
 def autocast_for(device: torch.device, config: dict[str, Any]):
@@ -50,6 +50,37 @@ def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     rows = (offsets[0, :, None] + ar)[:, :, None]
     cols = (offsets[1, :, None] + ar)[:, None, :]
     return padded[torch.arange(m)[:, None, None], rows, cols].reshape(shape)
+
+
+def warp_images(x: torch.Tensor, max_degrees: float, max_scale: float, generator: torch.Generator) -> torch.Tensor:
+    """Each 28x28 image of ``x`` (..., 28, 28) rotated about its centre by a random angle in
+    [-max_degrees, max_degrees] and scaled by a random factor in [1 - max_scale, 1 + max_scale] (bilinear,
+    zero-filled; a blank image stays blank). Same dtype out (uint8 is rounded back); ``x`` itself when both
+    are 0. One batched ``grid_sample``; draws from ``generator``.
+
+    Example::
+
+        >>> x = torch.zeros(2, 5, 28, 28, dtype=torch.uint8)
+        >>> warp_images(x, 10.0, 0.1, torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 5, 28, 28])
+    """
+    if max_degrees <= 0 and max_scale <= 0:
+        return x
+    shape, dtype = x.shape, x.dtype
+    flat = x.reshape(-1, 1, 28, 28).float()
+    m = flat.shape[0]
+    u = torch.rand(2, m, generator=generator) * 2 - 1
+    angle = u[0] * (max_degrees * np.pi / 180.0)
+    inv_scale = 1.0 / (1.0 + u[1] * max_scale)  # the grid maps output to input: zoom in by s = sample at 1/s
+    cos, sin = torch.cos(angle) * inv_scale, torch.sin(angle) * inv_scale
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, [m, 1, 28, 28], align_corners=False)
+    out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if not dtype.is_floating_point:
+        info = torch.iinfo(dtype)
+        out = out.round().clamp(info.min, info.max)
+    return out.to(dtype).reshape(shape)
 
 
 class ImageArithFamily(ArithFamily):

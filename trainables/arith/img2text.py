@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from ..base import Param
-from .image_family import ImageArithFamily, autocast_for, shift_images
+from .image_family import ImageArithFamily, autocast_for, shift_images, warp_images
 from .img_models import IMG2TEXT_SEED, Img2TextModel
 
 __all__ = ["ArithImg2Text"]
@@ -73,6 +73,10 @@ class ArithImg2Text(ImageArithFamily):
                                    "per-image CNN train faster and with larger learning rates", bool),
         "augment_shift": Param(0, "training only: move each image by a random offset of up to this many pixels "
                                   "(0 = off, the seed)", int, 0, 6),
+        "augment_rotate": Param(0.0, "training only: rotate each image by a random angle of up to this many "
+                                     "degrees (0 = off, the seed)", float, 0.0, 45.0),
+        "augment_scale": Param(0.0, "training only: scale each image by a random factor in [1 - s, 1 + s] "
+                                    "(0 = off, the seed)", float, 0.0, 0.5),
     }
 
     @classmethod
@@ -98,9 +102,10 @@ class ArithImg2Text(ImageArithFamily):
                                 config)
 
     def batches(self, data, config, generator, device):
-        shift = config["augment_shift"]
+        shift, rotate, scale = config["augment_shift"], config["augment_rotate"], config["augment_scale"]
         for x, y in super().batches(data, config, generator, torch.device("cpu")):
-            yield shift_images(x, shift, generator).to(device, non_blocking=True), y.to(device)
+            x = shift_images(warp_images(x, rotate, scale, generator), shift, generator)
+            yield x.to(device, non_blocking=True), y.to(device)
 
     def loss(self, model, batch, config):
         with autocast_for(batch[0].device, config):
