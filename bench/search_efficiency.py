@@ -13,6 +13,7 @@ Figures per run: CPU seconds until the best validation exact match so far first 
 at the end and the test exact match of the trial/epoch it selects, and trials run to completion.
 
     python bench/search_efficiency.py --seeds 0 1 2 --num-samples 32 --target 0.9 0.95 0.97
+    python bench/search_efficiency.py --tables ab.json dc.json     # tables of saved runs, merged
 
 Several targets are read from the same runs (one table per target); results are also written as JSON
 (``--out``) after every run, so an interrupted benchmark keeps what it measured.
@@ -68,7 +69,18 @@ def main() -> None:
                         help="validation exact match(es) to reach; one table per target")
     parser.add_argument("--out", default="efficiency-results.json", help="JSON file with every run's figures")
     parser.add_argument("--storage-path", default=os.path.join(tempfile.gettempdir(), "mathtune-efficiency"))
+    parser.add_argument("--tables", nargs="+", metavar="JSON",
+                        help="run nothing: print the tables of runs saved with --out (several files are merged, "
+                             "e.g. methods run apart or an interrupted benchmark and its continuation)")
     args = parser.parse_args()
+    if args.tables:
+        rows = []
+        for path in args.tables:
+            for row in json.loads(Path(path).read_text()):
+                row["reached"] = {float(t): r for t, r in row["reached"].items()}
+                rows.append(row)
+        print_tables(rows, args.target, "".join(k for k in METHODS if any(r["method"] == k for r in rows)))
+        return
 
     import ray
 
