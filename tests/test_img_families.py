@@ -193,6 +193,42 @@ def test_img2text_loop_learns_on_tiny_data(i2t):
 
 
 @needs_mnist
+def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t):
+    """aux_weight: training batches also carry the characters their images render; the loss adds the
+    weighted per-image cross-entropy; aux_weight 0 leaves batches as they were (same draws, so shipped
+    figures stand); training with it teaches the head to read digits it was never shown."""
+    fam, cfg, data = i2t
+    cpu = torch.device("cpu")
+    aux_cfg = {**cfg, "aux_weight": 0.5}
+    plain = next(fam.batches(data, cfg, torch.Generator().manual_seed(3), cpu))
+    x, y, chars = next(fam.batches(data, aux_cfg, torch.Generator().manual_seed(3), cpu))
+    assert len(plain) == 2 and torch.equal(plain[0], x) and torch.equal(plain[1], y)
+    rows = data.train_index[torch.randperm(len(data.train_index), generator=torch.Generator().manual_seed(3))[:len(y)]]
+    assert torch.equal(x, torch.from_numpy(data.images[rows])) and torch.equal(chars, torch.from_numpy(data.x[rows]))
+    shifted = {**cfg, "augment_shift": 2}
+    assert torch.equal(next(fam.batches(data, shifted, torch.Generator().manual_seed(3), cpu))[0],
+                       next(fam.batches(data, {**shifted, "aux_weight": 1.0}, torch.Generator().manual_seed(3), cpu))[0])
+
+    model = fam.build_model(aux_cfg, data).eval()
+    logits, image_logits = model(x, with_aux=True)
+    answer = torch.nn.functional.cross_entropy(logits.reshape(-1, 14), y.reshape(-1))
+    image = torch.nn.functional.cross_entropy(image_logits.reshape(-1, 14), chars.reshape(-1))
+    assert torch.allclose(fam.loss(model, (x, y, chars), aux_cfg), answer + 0.5 * image)
+    assert torch.allclose(fam.loss(model, (x, y), aux_cfg), answer)
+    assert fam.build_model(cfg, data).aux is None
+
+    # the head learns to read digits of test images, which come from the disjoint test pool
+    test_rows = data.part("test")
+    digits = data.image_index[test_rows] >= 0
+    images, truth = torch.from_numpy(data.images[test_rows]), data.x[test_rows][digits]
+    untrained = (model(images, with_aux=True)[1].argmax(-1).numpy()[digits] == truth).mean()
+    trained = train(fam, {**cfg, "aux_weight": 1.0, "epochs": 3}, data=data, progress=None)
+    read = (trained["model"].eval()(images, with_aux=True)[1].argmax(-1).numpy()[digits] == truth).mean()
+    assert read > max(0.5, untrained + 0.3), (untrained, read)
+    assert trained["history"][-1]["train_loss"] < trained["history"][0]["train_loss"]
+
+
+@needs_mnist
 def test_text2img_loop_learns_and_reports_pixel_and_readable_metrics(t2i):
     """Pixel loss falls; pixel accuracies, readable exact match and the classifier's accuracy are reported."""
     fam, cfg, data = t2i

@@ -75,6 +75,27 @@ def test_img2text_batch_norm_option():
     assert model.eval()(x).shape == (4, 3, 14)
 
 
+def test_img2text_aux_head_reads_each_image_alone():
+    """aux_vocab adds a per-image head: with_aux returns (answer logits, per-image logits), the answer logits
+    being the plain forward's; each image's logits depend on that image alone; no head, no with_aux."""
+    torch.manual_seed(0)
+    model = Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16, aux_vocab=14).eval()
+    x = torch.rand(2, 5, 28, 28)
+    logits, image_logits = model(x, with_aux=True)
+    assert logits.shape == (2, 3, 14) and image_logits.shape == (2, 5, 14)
+    assert torch.allclose(logits, model(x), atol=1e-6)
+    changed = x.clone()
+    changed[0, 1] = 0.0
+    _, after = model(changed, with_aux=True)
+    keep = [0, 2, 3, 4]
+    assert torch.allclose(after[0, keep], image_logits[0, keep], atol=1e-6) and torch.allclose(after[1], image_logits[1], atol=1e-6)
+    assert (after[0, 1] - image_logits[0, 1]).abs().max() > 1e-4
+    plain = Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16)
+    assert plain.aux is None
+    with pytest.raises(ValueError, match="aux_vocab"):
+        plain(x, with_aux=True)
+
+
 @pytest.mark.parametrize("answer_len, embed_dim", [(3, 0), (5, 16)])
 def test_text2img_seed_defaults_forward_shapes(answer_len, embed_dim):
     """Seed text2img maps (B, 5) ids to (B, answer_len, 28, 28) images in [0, 1]; logits=True skips the sigmoid."""

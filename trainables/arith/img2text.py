@@ -37,10 +37,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.nn import functional as F
 
 from ..base import Param
 from .image_family import ImageArithFamily, autocast_for, shift_images, warp_images
 from .img_models import IMG2TEXT_SEED, Img2TextModel
+from .text2text import iterate_batches
 
 __all__ = ["ArithImg2Text"]
 
@@ -77,6 +79,10 @@ class ArithImg2Text(ImageArithFamily):
                                      "degrees (0 = off, the seed)", float, 0.0, 45.0),
         "augment_scale": Param(0.0, "training only: scale each image by a random factor in [1 - s, 1 + s] "
                                     "(0 = off, the seed)", float, 0.0, 0.5),
+        "aux_weight": Param(0.0, "training only: weight of an auxiliary loss in which a linear head reads each "
+                                 "query image's own character (digit, operator, padding) from its CNN features, "
+                                 "supervised by the training queries' text; predictions never use it "
+                                 "(0 = off, the seed)", float, 0.0, 10.0),
     }
 
     @classmethod
@@ -98,18 +104,32 @@ class ArithImg2Text(ImageArithFamily):
         return data.images
 
     def build_model(self, config, data):
-        return self.place_model(Img2TextModel(data.answer_len, data.vocab_size, **self.model_kwargs(config)),
-                                config)
+        aux_vocab = data.vocab_size if config["aux_weight"] > 0 else 0
+        return self.place_model(Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab,
+                                              **self.model_kwargs(config)), config)
 
     def batches(self, data, config, generator, device):
+        """Training batches ``(images, answers)``, augmented on the CPU; with ``aux_weight`` also the query
+        characters the images render, ``(images, answers, query_chars)``."""
         shift, rotate, scale = config["augment_shift"], config["augment_rotate"], config["augment_scale"]
-        for x, y in super().batches(data, config, generator, torch.device("cpu")):
-            x = shift_images(warp_images(x, rotate, scale, generator), shift, generator)
-            yield x.to(device, non_blocking=True), y.to(device)
+        idx = torch.from_numpy(data.train_index)
+        images, answers = torch.from_numpy(data.images), torch.from_numpy(data.y)
+        chars = torch.from_numpy(data.x) if config["aux_weight"] > 0 else None
+        for sel in iterate_batches(len(idx), config["batch_size"], generator):
+            rows = idx[sel]
+            x = shift_images(warp_images(images[rows], rotate, scale, generator), shift, generator)
+            batch = (x.to(device, non_blocking=True), answers[rows].to(device))
+            yield batch if chars is None else batch + (chars[rows].to(device),)
 
     def loss(self, model, batch, config):
         with autocast_for(batch[0].device, config):
-            return super().loss(model, batch, config)
+            if len(batch) == 2:
+                return super().loss(model, batch, config)
+            x, y, chars = batch
+            logits, image_logits = model(x, with_aux=True)
+            answer_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            image_loss = F.cross_entropy(image_logits.reshape(-1, image_logits.shape[-1]), chars.reshape(-1))
+            return answer_loss + config["aux_weight"] * image_loss
 
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):

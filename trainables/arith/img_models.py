@@ -102,6 +102,10 @@ class Img2TextModel(nn.Module):
     blocks is ``conv_blocks`` or the length of ``filters``. ``decoder_hidden`` defaults to ``hidden``.
     The CNN runs on all B*L images at once.
 
+    ``aux_vocab > 0`` adds a linear head reading each image's own character (digit, operator or padding)
+    from its CNN features; ``forward(x, with_aux=True)`` then returns ``(logits, image_logits)``, the latter
+    (B, L, aux_vocab). The head serves an auxiliary training loss only; predictions never use it.
+
     Example::
 
         >>> m = Img2TextModel(5, 14, **IMG2TEXT_SEED["*"])
@@ -112,7 +116,7 @@ class Img2TextModel(nn.Module):
     def __init__(self, answer_len: int, vocab_size: int, *, filters: int | Sequence[int] = 512,
                  kernel: int | Sequence[int] = 3, conv_blocks: int | None = None, dropout: float = 0.25,
                  dense_units: int = 80, hidden: int = 256, extra_layers: int = 0, decoder_hidden: int | None = None,
-                 batch_norm: bool = False):
+                 batch_norm: bool = False, aux_vocab: int = 0):
         super().__init__()
         self.answer_len = answer_len
         self.vocab_size = vocab_size
@@ -121,8 +125,9 @@ class Img2TextModel(nn.Module):
         self.encoder = nn.LSTM(dense_units, hidden, num_layers=1 + extra_layers, batch_first=True)
         self.decoder = nn.LSTM(hidden, decoder_hidden or hidden, batch_first=True)
         self.out = nn.Linear(decoder_hidden or hidden, vocab_size)
+        self.aux = nn.Linear(dense_units, aux_vocab) if aux_vocab > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, with_aux: bool = False):
         if x.dim() != 4 or tuple(x.shape[2:]) != (28, 28):
             raise ValueError(f"expected images (B, L, 28, 28), got {tuple(x.shape)}")
         b, length = x.shape[:2]
@@ -131,7 +136,12 @@ class Img2TextModel(nn.Module):
         _, (h, _) = self.encoder(feats)
         repeated = h[-1].unsqueeze(1).expand(-1, self.answer_len, -1)
         decoded, _ = self.decoder(repeated)
-        return self.out(decoded)
+        logits = self.out(decoded)
+        if with_aux:
+            if self.aux is None:
+                raise ValueError("with_aux=True needs a model built with aux_vocab > 0")
+            return logits, self.aux(feats)
+        return logits
 
 
 class Text2ImgModel(nn.Module):
