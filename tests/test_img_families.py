@@ -216,6 +216,8 @@ def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t)
     assert torch.allclose(fam.loss(model, (x, y, chars), aux_cfg), answer + 0.5 * image)
     assert torch.allclose(fam.loss(model, (x, y), aux_cfg), answer)
     assert fam.build_model(cfg, data).aux is None
+    fed = fam.build_model({**cfg, "aux_feed": True}, data)  # a head trained through the encoder alone
+    assert fed.aux is not None and fed.aux_feed and fed.encoder.input_size == cfg["dense_units"] + 14
 
     # the head learns to read digits of test images, which come from the disjoint test pool
     test_rows = data.part("test")

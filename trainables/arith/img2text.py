@@ -83,6 +83,9 @@ class ArithImg2Text(ImageArithFamily):
                                  "query image's own character (digit, operator, padding) from its CNN features, "
                                  "supervised by the training queries' text; predictions never use it "
                                  "(0 = off, the seed)", float, 0.0, 10.0),
+        "aux_feed": Param(False, "feed a per-image character head's probabilities to the encoder LSTM beside the "
+                                 "dense features (a symbolic reading of each image; aux_weight trains the head "
+                                 "directly); off in the seed", bool),
     }
 
     @classmethod
@@ -104,9 +107,9 @@ class ArithImg2Text(ImageArithFamily):
         return data.images
 
     def build_model(self, config, data):
-        aux_vocab = data.vocab_size if config["aux_weight"] > 0 else 0
+        aux_vocab = data.vocab_size if config["aux_weight"] > 0 or config["aux_feed"] else 0
         return self.place_model(Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab,
-                                              **self.model_kwargs(config)), config)
+                                              aux_feed=config["aux_feed"], **self.model_kwargs(config)), config)
 
     def batches(self, data, config, generator, device):
         """Training batches ``(images, answers)``, augmented on the CPU; with ``aux_weight`` also the query

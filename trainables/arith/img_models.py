@@ -104,7 +104,9 @@ class Img2TextModel(nn.Module):
 
     ``aux_vocab > 0`` adds a linear head reading each image's own character (digit, operator or padding)
     from its CNN features; ``forward(x, with_aux=True)`` then returns ``(logits, image_logits)``, the latter
-    (B, L, aux_vocab). The head serves an auxiliary training loss only; predictions never use it.
+    (B, L, aux_vocab). The head serves an auxiliary training loss; with ``aux_feed=True`` its character
+    probabilities also go to the encoder LSTM beside the dense features (a symbolic reading of each image,
+    as arith-text2text's one-hot input), otherwise predictions never use it.
 
     Example::
 
@@ -116,13 +118,17 @@ class Img2TextModel(nn.Module):
     def __init__(self, answer_len: int, vocab_size: int, *, filters: int | Sequence[int] = 512,
                  kernel: int | Sequence[int] = 3, conv_blocks: int | None = None, dropout: float = 0.25,
                  dense_units: int = 80, hidden: int = 256, extra_layers: int = 0, decoder_hidden: int | None = None,
-                 batch_norm: bool = False, aux_vocab: int = 0):
+                 batch_norm: bool = False, aux_vocab: int = 0, aux_feed: bool = False):
         super().__init__()
         self.answer_len = answer_len
         self.vocab_size = vocab_size
         self.images = ImageEncoder(filters, kernel, conv_blocks=conv_blocks, dropout=dropout,
                                    dense_units=dense_units, batch_norm=batch_norm)
-        self.encoder = nn.LSTM(dense_units, hidden, num_layers=1 + extra_layers, batch_first=True)
+        if aux_feed and aux_vocab <= 0:
+            raise ValueError("aux_feed needs aux_vocab > 0 (a per-image character head to feed)")
+        self.aux_feed = aux_feed
+        self.encoder = nn.LSTM(dense_units + (aux_vocab if aux_feed else 0), hidden, num_layers=1 + extra_layers,
+                               batch_first=True)
         self.decoder = nn.LSTM(hidden, decoder_hidden or hidden, batch_first=True)
         self.out = nn.Linear(decoder_hidden or hidden, vocab_size)
         self.aux = nn.Linear(dense_units, aux_vocab) if aux_vocab > 0 else None
@@ -133,15 +139,15 @@ class Img2TextModel(nn.Module):
         b, length = x.shape[:2]
         x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
         feats = self.images(x.reshape(b * length, 28, 28)).reshape(b, length, -1)
-        _, (h, _) = self.encoder(feats)
+        if with_aux and self.aux is None:
+            raise ValueError("with_aux=True needs a model built with aux_vocab > 0")
+        image_logits = self.aux(feats) if (with_aux or self.aux_feed) else None
+        encoder_in = torch.cat([feats, image_logits.softmax(-1)], -1) if self.aux_feed else feats
+        _, (h, _) = self.encoder(encoder_in)
         repeated = h[-1].unsqueeze(1).expand(-1, self.answer_len, -1)
         decoded, _ = self.decoder(repeated)
         logits = self.out(decoded)
-        if with_aux:
-            if self.aux is None:
-                raise ValueError("with_aux=True needs a model built with aux_vocab > 0")
-            return logits, self.aux(feats)
-        return logits
+        return (logits, image_logits) if with_aux else logits
 
 
 class Text2ImgModel(nn.Module):
