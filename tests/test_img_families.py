@@ -12,6 +12,7 @@ import torch
 from mathtune.search import SearchOptions, run_search
 from mathtune.spaces import load_space
 from mathtune.trainables import get_family, train
+from mathtune.trainables.base import ConfigError
 from mathtune.trainables.arith.data import build_arith
 from mathtune.trainables.arith.image_family import shift_images, warp_images
 from mathtune.trainables.arith.img_models import IMG2TEXT_SEED, TEXT2IMG_SEED
@@ -187,6 +188,7 @@ def test_img2text_loop_learns_on_tiny_data(i2t):
     for key in ("val_exact_match", "val_char_acc", "test_exact_match", "test_char_acc", "val_loss"):
         assert 0.0 <= hist[-1][key] < 10.0
     assert hist[-1]["val_char_acc"] > 0.3  # above the all-blank answer (about 1/3 of positions are blank)
+    assert "test_read_acc" not in hist[-1]  # no per-image head, no reading accuracy
     # the same config trains to the same numbers (augmentation draws from the seeded batch generator)
     again = train(fam, {**cfg, "epochs": 1}, data=data, progress=None)["history"][0]
     assert again["train_loss"] == hist[0]["train_loss"] and again["val_loss"] == hist[0]["val_loss"]
@@ -216,8 +218,10 @@ def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t)
     assert torch.allclose(fam.loss(model, (x, y, chars), aux_cfg), answer + 0.5 * image)
     assert torch.allclose(fam.loss(model, (x, y), aux_cfg), answer)
     assert fam.build_model(cfg, data).aux is None
-    fed = fam.build_model({**cfg, "aux_feed": True}, data)  # a head trained through the encoder alone
-    assert fed.aux is not None and fed.aux_feed and fed.encoder.input_size == cfg["dense_units"] + 14
+    fed = fam.build_model({**cfg, "aux_feed": "concat"}, data)  # a head trained through the encoder alone
+    assert fed.aux is not None and fed.encoder.input_size == cfg["dense_units"] + 14
+    with pytest.raises(ConfigError, match="aux_feed"):
+        fam.make_config({**TINY_I2T, "aux_feed": "yes"})
 
     # the head learns to read digits of test images, which come from the disjoint test pool
     test_rows = data.part("test")
@@ -227,7 +231,9 @@ def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t)
     trained = train(fam, {**cfg, "aux_weight": 1.0, "epochs": 3}, data=data, progress=None)
     read = (trained["model"].eval()(images, with_aux=True)[1].argmax(-1).numpy()[digits] == truth).mean()
     assert read > max(0.5, untrained + 0.3), (untrained, read)
-    assert trained["history"][-1]["train_loss"] < trained["history"][0]["train_loss"]
+    last = trained["history"][-1]
+    assert last["train_loss"] < trained["history"][0]["train_loss"]
+    assert last["test_read_acc"] == pytest.approx(read, abs=1e-9) and 0.5 < last["val_read_acc"] <= 1.0
 
 
 @needs_mnist

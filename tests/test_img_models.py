@@ -96,20 +96,25 @@ def test_img2text_aux_head_reads_each_image_alone():
         plain(x, with_aux=True)
 
 
-def test_img2text_aux_feed_gives_the_encoder_the_heads_reading():
-    """aux_feed: the encoder reads dense features plus the head's character probabilities, so the answer
-    depends on the head; it needs a head."""
+@pytest.mark.parametrize("feed, encoder_in", [("concat", 12 + 14), ("only", 14)])
+def test_img2text_aux_feed_gives_the_encoder_the_heads_reading(feed, encoder_in):
+    """aux_feed: the encoder reads the head's character probabilities (beside the dense features, or alone),
+    so the answer depends on the head; it needs a head and a known mode."""
     torch.manual_seed(0)
-    model = Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16, aux_vocab=14, aux_feed=True).eval()
-    assert model.encoder.input_size == 12 + 14
+    model = Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16, aux_vocab=14, aux_feed=feed).eval()
+    assert model.encoder.input_size == encoder_in
     x = torch.rand(2, 5, 28, 28)
     logits, image_logits = model(x, with_aux=True)
     assert image_logits.shape == (2, 5, 14) and torch.allclose(logits, model(x), atol=1e-6)
     with torch.no_grad():
         model.aux.bias[3] += 50.0  # every image now reads as character 3
     assert (model(x) - logits).abs().max() > 1e-4
+    if feed == "only":  # the reading is all the encoder sees: any two images now give the same answer
+        assert torch.allclose(model(x), model(torch.rand(2, 5, 28, 28)), atol=1e-5)
     with pytest.raises(ValueError, match="aux_vocab"):
-        Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16, aux_feed=True)
+        Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16, aux_feed=feed)
+    with pytest.raises(ValueError, match="aux_feed"):
+        Img2TextModel(3, 14, filters=8, dense_units=12, hidden=16, aux_vocab=14, aux_feed="both")
 
 
 @pytest.mark.parametrize("answer_len, embed_dim", [(3, 0), (5, 16)])

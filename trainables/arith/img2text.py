@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from ..base import Param
 from .image_family import ImageArithFamily, autocast_for, shift_images, warp_images
-from .img_models import IMG2TEXT_SEED, Img2TextModel
+from .img_models import AUX_FEEDS, IMG2TEXT_SEED, Img2TextModel
 from .text2text import iterate_batches
 
 __all__ = ["ArithImg2Text"]
@@ -83,9 +83,10 @@ class ArithImg2Text(ImageArithFamily):
                                  "query image's own character (digit, operator, padding) from its CNN features, "
                                  "supervised by the training queries' text; predictions never use it "
                                  "(0 = off, the seed)", float, 0.0, 10.0),
-        "aux_feed": Param(False, "feed a per-image character head's probabilities to the encoder LSTM beside the "
-                                 "dense features (a symbolic reading of each image; aux_weight trains the head "
-                                 "directly); off in the seed", bool),
+        "aux_feed": Param("off", "what the encoder LSTM reads of a per-image character head (trained directly by "
+                                 "aux_weight): its probabilities, a symbolic reading of each image, 'concat' beside "
+                                 "the dense features or 'only' instead of them; 'off' = the dense features alone "
+                                 "(the seed)", str, choices=AUX_FEEDS),
     }
 
     @classmethod
@@ -107,7 +108,7 @@ class ArithImg2Text(ImageArithFamily):
         return data.images
 
     def build_model(self, config, data):
-        aux_vocab = data.vocab_size if config["aux_weight"] > 0 or config["aux_feed"] else 0
+        aux_vocab = data.vocab_size if config["aux_weight"] > 0 or config["aux_feed"] != "off" else 0
         return self.place_model(Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab,
                                               aux_feed=config["aux_feed"], **self.model_kwargs(config)), config)
 
@@ -136,5 +137,26 @@ class ArithImg2Text(ImageArithFamily):
 
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
+        """text2text's metrics; with a per-image character head also ``val_read_acc`` / ``test_read_acc``,
+        the fraction of the part's digit images the head reads right (test digits come from unseen images)."""
         with autocast_for(device, config):
-            return super().evaluate(model, data, config, device, final=final)
+            metrics = super().evaluate(model, data, config, device, final=final)
+            if getattr(model, "aux", None) is not None:
+                for part in ("val", "test"):
+                    metrics[f"{part}_read_acc"] = self.read_accuracy(model, data, part, device)
+        return metrics
+
+    def read_accuracy(self, model, data, part: str, device) -> float:
+        """Fraction of the digit images of ``part``'s queries whose character the model's head reads right."""
+        rows = data.part(part)
+        digits = data.image_index[rows] >= 0
+        images = torch.from_numpy(data.images[rows][digits])
+        truth = torch.from_numpy(data.x[rows][digits])
+        if len(truth) == 0:
+            return float("nan")
+        right = 0
+        for start in range(0, len(truth), 4 * self.eval_batch):
+            x = images[start:start + 4 * self.eval_batch].to(device).float().div(255.0)
+            read = model.aux(model.images(x)).argmax(-1).cpu()
+            right += int((read == truth[start:start + 4 * self.eval_batch]).sum())
+        return right / len(truth)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["IMG2TEXT_SEED", "TEXT2IMG_SEED", "ImageEncoder", "Img2TextModel", "Text2ImgModel"]
+__all__ = ["AUX_FEEDS", "IMG2TEXT_SEED", "TEXT2IMG_SEED", "ImageEncoder", "Img2TextModel", "Text2ImgModel"]
 
 # The seed reports' models. '+-': one conv block of 512 3x3 filters, dropout 0.25, dense 80, LSTM 256.
 # '*': three conv blocks (256 filters 5x5, then 512, 512; the report names only the first block's kernel,
@@ -41,6 +41,7 @@ IMG2TEXT_SEED: dict[str, dict] = {
     "*": {"filters": [256, 512, 512], "kernel": [5, 3, 3], "dropout": 0.25, "dense_units": 100, "hidden": 256,
           "extra_layers": 0, "decoder_hidden": 128},
 }
+AUX_FEEDS = ("off", "concat", "only")  # what Img2TextModel's encoder reads of the per-image character head
 TEXT2IMG_SEED: dict = {"hidden": 512, "extra_layers": 0, "dropout": 0.2, "decoder_hidden": 256}
 
 
@@ -104,9 +105,10 @@ class Img2TextModel(nn.Module):
 
     ``aux_vocab > 0`` adds a linear head reading each image's own character (digit, operator or padding)
     from its CNN features; ``forward(x, with_aux=True)`` then returns ``(logits, image_logits)``, the latter
-    (B, L, aux_vocab). The head serves an auxiliary training loss; with ``aux_feed=True`` its character
-    probabilities also go to the encoder LSTM beside the dense features (a symbolic reading of each image,
-    as arith-text2text's one-hot input), otherwise predictions never use it.
+    (B, L, aux_vocab). The head serves an auxiliary training loss. ``aux_feed`` gives its character
+    probabilities to the encoder LSTM, a symbolic reading of each image like arith-text2text's one-hot
+    input: ``"concat"`` beside the dense features, ``"only"`` instead of them; with ``"off"`` (the default)
+    predictions never use the head.
 
     Example::
 
@@ -118,17 +120,19 @@ class Img2TextModel(nn.Module):
     def __init__(self, answer_len: int, vocab_size: int, *, filters: int | Sequence[int] = 512,
                  kernel: int | Sequence[int] = 3, conv_blocks: int | None = None, dropout: float = 0.25,
                  dense_units: int = 80, hidden: int = 256, extra_layers: int = 0, decoder_hidden: int | None = None,
-                 batch_norm: bool = False, aux_vocab: int = 0, aux_feed: bool = False):
+                 batch_norm: bool = False, aux_vocab: int = 0, aux_feed: str = "off"):
         super().__init__()
         self.answer_len = answer_len
         self.vocab_size = vocab_size
         self.images = ImageEncoder(filters, kernel, conv_blocks=conv_blocks, dropout=dropout,
                                    dense_units=dense_units, batch_norm=batch_norm)
-        if aux_feed and aux_vocab <= 0:
+        if aux_feed not in AUX_FEEDS:
+            raise ValueError(f"aux_feed: {aux_feed!r} is not one of {', '.join(AUX_FEEDS)}")
+        if aux_feed != "off" and aux_vocab <= 0:
             raise ValueError("aux_feed needs aux_vocab > 0 (a per-image character head to feed)")
         self.aux_feed = aux_feed
-        self.encoder = nn.LSTM(dense_units + (aux_vocab if aux_feed else 0), hidden, num_layers=1 + extra_layers,
-                               batch_first=True)
+        encoder_in = {"off": dense_units, "concat": dense_units + aux_vocab, "only": aux_vocab}[aux_feed]
+        self.encoder = nn.LSTM(encoder_in, hidden, num_layers=1 + extra_layers, batch_first=True)
         self.decoder = nn.LSTM(hidden, decoder_hidden or hidden, batch_first=True)
         self.out = nn.Linear(decoder_hidden or hidden, vocab_size)
         self.aux = nn.Linear(dense_units, aux_vocab) if aux_vocab > 0 else None
@@ -141,8 +145,13 @@ class Img2TextModel(nn.Module):
         feats = self.images(x.reshape(b * length, 28, 28)).reshape(b, length, -1)
         if with_aux and self.aux is None:
             raise ValueError("with_aux=True needs a model built with aux_vocab > 0")
-        image_logits = self.aux(feats) if (with_aux or self.aux_feed) else None
-        encoder_in = torch.cat([feats, image_logits.softmax(-1)], -1) if self.aux_feed else feats
+        image_logits = self.aux(feats) if (with_aux or self.aux_feed != "off") else None
+        if self.aux_feed == "off":
+            encoder_in = feats
+        elif self.aux_feed == "concat":
+            encoder_in = torch.cat([feats, image_logits.softmax(-1)], -1)
+        else:
+            encoder_in = image_logits.softmax(-1)
         _, (h, _) = self.encoder(encoder_in)
         repeated = h[-1].unsqueeze(1).expand(-1, self.answer_len, -1)
         decoded, _ = self.decoder(repeated)
