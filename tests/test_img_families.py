@@ -335,6 +335,18 @@ def test_shipped_best_config_is_a_train_config_with_its_figures(family):
     assert payload["measured_on"] and payload["wall_time_s"] > 0
 
 
+def test_addsub_img2text_space_starts_from_the_shipped_configuration():
+    """The +- space's first warm-start point is the shipped best: same value for every key it sets, and
+    the space's constants agree with the shipped file."""
+    space = load_space("arith-img2text-addsub")
+    shipped = json.loads((CONFIGS / "arith-img2text-addsub.json").read_text())["config"]
+    point = space.points_to_evaluate[0]
+    assert set(point) >= set(space.params) - {"split"}
+    assert {k: shipped[k] for k in point} == point
+    assert all(shipped[k] == v for k, v in space.constants.items())
+    assert shipped["split"] in space.factors["split"]
+
+
 # ------------------------------------------------------------------------------------------- searches
 def _tiny_search(space: str, overrides: dict, storage: Path):
     return run_search(space, SearchOptions(num_samples=2, storage_path=str(storage), name="tiny", verbose=0,

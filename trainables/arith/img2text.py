@@ -22,6 +22,12 @@ those of arith-text2text: ``val_exact_match`` (selection), ``val_char_acc``, ``v
 ``test_*`` (reporting only). Images of training/validation queries and of test queries come from disjoint
 MNIST pools.
 
+Beyond the seed: ``aux_weight`` trains a linear head on the CNN features to read each query image's own
+character (the training queries' text says which it is), beside the answer loss; ``aux_feed`` lets the
+encoder read that head's probabilities ("concat" with the features, "only" instead of them), and runs with
+a head report ``val_read_acc`` / ``test_read_acc``. The shipped ``+-`` configuration uses both
+(docs/benchmarks.md).
+
 Example::
 
     >>> from mathtune.trainables import get_family, train
