@@ -7,6 +7,7 @@ builds its own dataset once.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ray import tune
@@ -18,6 +19,9 @@ __all__ = ["run_trial", "make_trainable"]
 
 
 def run_trial(config: dict[str, Any], family_name: str, datasets: dict | None = None) -> None:
+    # Datasets from the object store are read-only numpy arrays; the loop only reads them, so torch's
+    # warning on wrapping them (once per trial process) is noise in every trial's log.
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     family = get_family(family_name)
     config = family.make_config(config)
     data = (datasets or {}).get(family.data_key(config))

@@ -87,8 +87,8 @@ class ArithImg2Text(ImageArithFamily):
                                     "(0 = off, the seed)", float, 0.0, 0.5),
         "aux_weight": Param(0.0, "training only: weight of an auxiliary loss in which a linear head reads each "
                                  "query image's own character (digit, operator, padding) from its CNN features, "
-                                 "supervised by the training queries' text; predictions never use it "
-                                 "(0 = off, the seed)", float, 0.0, 10.0),
+                                 "supervised by the training queries' text; predictions use the head only "
+                                 "through aux_feed (0 = off, the seed)", float, 0.0, 10.0),
         "aux_feed": Param("off", "what the encoder LSTM reads of a per-image character head (trained directly by "
                                  "aux_weight): its probabilities, a symbolic reading of each image, 'concat' beside "
                                  "the dense features or 'only' instead of them; 'off' = the dense features alone "
