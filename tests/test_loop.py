@@ -7,6 +7,7 @@ import torch
 
 from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
+from mathtune.trainables.loop import eta_seconds, format_duration
 
 FAM = get_family("arith-text2text")
 TINY = {"limit": 512, "batch_size": 32, "hidden": 64, "decoder_hidden": 64, "threads": 1, "lr": 0.005}
@@ -42,6 +43,21 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     assert state["epoch"] == 3 and config["epochs"] == 3 and len(metrics["history"]) == 3
     assert (tmp_path / "b" / "best" / "state.pt").is_file()
     assert json.loads((tmp_path / "b" / "best" / "metrics.json").read_text())["best"]["epoch"] >= 1
+
+
+def test_progress_lines_give_the_runs_eta(tmp_path):
+    """Every epoch line but the last says the time left (epochs to go x recent epoch time) and the best so far;
+    a resumed run's ETA rests on the epochs it read back."""
+    lines = []
+    train(FAM, FAM.make_config({**TINY, "epochs": 2}), checkpoint_dir=tmp_path / "r", progress=lines.append)
+    epoch_lines = [l for l in lines if " epoch " in l]
+    assert "ETA " in epoch_lines[0] and "(about " in epoch_lines[0] and "ETA" not in epoch_lines[-1]
+    assert "best " in epoch_lines[0] and "(epoch 1)" in epoch_lines[0]
+    history = [{"epoch": 1, "epoch_time_s": 100.0}, {"epoch": 2, "epoch_time_s": 10.0},
+               {"epoch": 3, "epoch_time_s": 20.0}, {"epoch": 4, "epoch_time_s": 30.0}]
+    assert eta_seconds(history, 10) == pytest.approx(6 * 20.0)   # mean of the last three epochs
+    assert eta_seconds(history, 4) == 0.0
+    assert (format_duration(45), format_duration(720), format_duration(7500)) == ("45 s", "12 min", "2 h 05 min")
 
 
 def test_nan_loss_stops_the_run():

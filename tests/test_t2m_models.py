@@ -140,11 +140,15 @@ def test_validation_slice_from_train_reports_dev_as_test():
     assert {"val_exec_acc", "test_exec_acc", "test_exact_match", "test_loss"} <= set(metrics)
 
 
-def test_all_at_once_training_path_equals_step_by_step():
-    """Without attention, teacher forcing runs the whole sequence at once; it equals step-by-step decoding."""
-    fam, cfg = tiny_config("t2m-lstm", limit_train=16, limit_dev=8)
+@pytest.mark.parametrize("family, extra", [("t2m-lstm", {}), ("t2m-attn", {"attention_style": "luong"}),
+                                           ("t2m-bert-frozen", {"attention_style": "luong"})])
+def test_all_at_once_training_path_equals_step_by_step(family, extra):
+    """Without attention or with Luong attention, teacher forcing runs the whole sequence at once; it equals
+    step-by-step decoding."""
+    fam, cfg = tiny_config(family, limit_train=16, limit_dev=8, **extra)
     data = fam.build_data(cfg)
     model = fam.build_model(cfg, data).eval()
+    assert model.decoder.fused
     batch = collate(data.parts["train"], range(16), CPU)
     mem, state = model.start(batch)
     fast = model.teacher_forced(mem, state, batch["tgt"])
@@ -239,10 +243,11 @@ def test_constrained_outputs_are_well_formed_programs(dev_batch):
 
 
 # ------------------------------------------------------------------------------------ attention heat maps
-@pytest.fixture(scope="module")
-def attn_model():
-    """A fresh tiny t2m-attn model and its data: 20 dev problems (problem 19 has 117 source words)."""
-    fam, cfg = tiny_config("t2m-attn", limit_train=16, limit_dev=20)
+@pytest.fixture(scope="module", params=["bahdanau", "luong"])
+def attn_model(request):
+    """A fresh tiny t2m-attn model (each attention style) and its data: 20 dev problems (problem 19 has 117
+    source words)."""
+    fam, cfg = tiny_config("t2m-attn", limit_train=16, limit_dev=20, attention_style=request.param)
     data = fam.build_data(cfg)
     torch.manual_seed(0)
     return fam, cfg, data, fam.build_model(cfg, data).eval()

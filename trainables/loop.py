@@ -25,8 +25,8 @@ import torch
 
 from .base import Family
 
-__all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "CHECKPOINT_FILE",
-           "CheckpointError"]
+__all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "eta_seconds",
+           "format_duration", "CHECKPOINT_FILE", "CheckpointError"]
 
 CHECKPOINT_FILE = "state.pt"
 Reporter = Callable[[dict[str, Any], str], None]
@@ -197,7 +197,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         ckpt_path = _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config,
                                        history, best, improved)
         if progress:
-            progress(_progress_line(family, epoch, config["epochs"], metrics))
+            progress(_progress_line(family, epoch, config["epochs"], metrics, history))
         if report is not None:
             if ckpt_path is None:
                 with tempfile.TemporaryDirectory(prefix="mathtune-ckpt-") as tmp:
@@ -229,10 +229,38 @@ def _batch_len(batch: Any) -> int:
     return int(first.shape[0]) if hasattr(first, "shape") else 1
 
 
-def _progress_line(family: Family, epoch: int, epochs: int, m: dict[str, Any]) -> str:
+def eta_seconds(history: list[dict[str, Any]], epochs: int, *, recent: int = 3) -> float:
+    """Seconds left in a run: epochs still to go x the mean time of the last ``recent`` epochs (0 when done)."""
+    if not history:
+        return float("nan")
+    left = max(0, epochs - int(history[-1]["epoch"]))
+    times = [float(h["epoch_time_s"]) for h in history[-recent:] if "epoch_time_s" in h]
+    return left * (sum(times) / len(times)) if times else float("nan")
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2 h 05 min``."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def _progress_line(family: Family, epoch: int, epochs: int, m: dict[str, Any],
+                   history: list[dict[str, Any]] | None = None) -> str:
     parts = [f"[{family.name}] epoch {epoch}/{epochs}", f"train_loss {m['train_loss']:.4f}"]
     for key in (family.metric, family.metric.replace("val_", "test_", 1), "val_char_acc", "test_char_acc"):
         if key in m and isinstance(m[key], (int, float)):
             parts.append(f"{key} {m[key]:.4f}")
+    if m.get("best_epoch"):
+        parts.append(f"best {m[f'best_{family.metric}']:.4f} (epoch {m['best_epoch']})")
     parts.append(f"{m['train_samples_per_s']:.0f} samples/s, {m['epoch_time_s']:.1f} s")
+    if history and epoch < epochs:
+        left = eta_seconds(history, epochs)
+        finish = time.strftime("%H:%M", time.localtime(time.time() + left)) if math.isfinite(left) else "?"
+        parts.append(f"ETA {format_duration(left)} (about {finish})")
     return " | ".join(parts)

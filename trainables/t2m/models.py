@@ -9,6 +9,9 @@ Encoders (each returns per-position states, a mask and one summary vector per pr
 
 :class:`Decoder`: an LSTM over the previous token (plus, with ``attention``, a Bahdanau additive-attention
 context computed from the previous decoder state), then a combined feature that scores the vocabulary.
+``attention_style="luong"`` moves the attention after the LSTM (multiplicative scores, the LSTM output as
+query, context into the combined feature only): the LSTM then no longer waits for each step's context,
+so fully teacher-forced training runs all steps in one fused LSTM call and one batched attention.
 With ``copy`` the scores of ``n0 .. nK`` add a pointer term: the feature against the encoder state at
 number k's input position plus a learned embedding of k; the embedding of an emitted ``nK`` also adds
 that encoder state. Without attention the number pointer is the decoder's only access to the encoder
@@ -128,21 +131,29 @@ class CachedStates(nn.Module):
         return states, mask, _masked_mean(states, mask)
 
 
+ATTENTION_STYLES = ("bahdanau", "luong")
+
+
 class Decoder(nn.Module):
     def __init__(self, table: TokenTable, *, enc_dim: int, summary_dim: int, emb: int, hidden: int, layers: int,
-                 dropout: float, attention: bool, copy: bool):
+                 dropout: float, attention: bool, copy: bool, attention_style: str = "bahdanau"):
         super().__init__()
+        if attention_style not in ATTENTION_STYLES:
+            raise ValueError(f"attention_style: {attention_style!r} is not one of {', '.join(ATTENTION_STYLES)}")
         V = int(table.kind.numel())
         self.num_start, self.max_numbers = table.num_start, table.num_count
         self.hidden, self.layers, self.attention, self.copy = hidden, layers, attention, copy
+        self.luong = attention and attention_style == "luong"
         self.embed = nn.Embedding(V, emb)
         self.bridge = nn.Linear(summary_dim, 2 * layers * hidden)
         ctx = enc_dim if attention else 0
         if attention:
             self.att_q = nn.Linear(hidden, hidden, bias=False)
             self.att_k = nn.Linear(enc_dim, hidden)
-            self.att_v = nn.Linear(hidden, 1, bias=False)
-        self.lstm = nn.LSTM(emb + ctx, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+            if not self.luong:
+                self.att_v = nn.Linear(hidden, 1, bias=False)
+        lstm_in = emb if self.luong else emb + ctx
+        self.lstm = nn.LSTM(lstm_in, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.combine = nn.Linear(hidden + ctx + emb, hidden)
         self.out = nn.Linear(hidden, V)
         if copy:
@@ -173,7 +184,22 @@ class Decoder(nn.Module):
             e = e + self.copy_in(picked) * is_num.unsqueeze(-1).to(e.dtype)
         return self.drop(e)
 
+    @property
+    def fused(self) -> bool:
+        """Whether fully teacher-forced training can run every step in one LSTM call (:meth:`sequence`)."""
+        return not self.attention or self.luong
+
     def _attend(self, mem: Memory, query: torch.Tensor) -> torch.Tensor:
+        """Context (N, D) for one query per row (N, H), or (N, T, D) for a sequence of queries (N, T, H)."""
+        if self.luong:   # multiplicative scores against the keys: all T queries in one batched matmul
+            q = self.att_q(query)
+            seq = q.dim() == 3
+            scores = torch.matmul(q if seq else q.unsqueeze(1), mem.keys.transpose(1, 2)) / math.sqrt(self.hidden)
+            alpha = torch.softmax(scores.masked_fill(~mem.mask[:, None, :], float("-inf")), dim=-1)
+            if self.attention_log is not None and not seq:
+                self.attention_log.append(alpha[:, 0].detach())
+            ctx = torch.bmm(alpha, mem.states)
+            return ctx if seq else ctx.squeeze(1)
         scores = self.att_v(torch.tanh(mem.keys + self.att_q(query).unsqueeze(1))).squeeze(-1)
         alpha = torch.softmax(scores.masked_fill(~mem.mask, float("-inf")), dim=-1)
         if self.attention_log is not None:
@@ -200,17 +226,22 @@ class Decoder(nn.Module):
     def step(self, mem: Memory, state, prev: torch.Tensor):
         """One step for every row: (logits (N, V), new state)."""
         e = self._embed(mem, prev.unsqueeze(1)).squeeze(1)
+        if self.luong:
+            out, state = self.lstm(e.unsqueeze(1), state)
+            out = out.squeeze(1)
+            return self._logits(mem, out, self._attend(mem, out), e), state
         ctx = self._attend(mem, state[0][-1]) if self.attention else None
         inp = e if ctx is None else torch.cat([e, ctx], dim=-1)
         out, state = self.lstm(inp.unsqueeze(1), state)
         return self._logits(mem, out.squeeze(1), ctx, e), state
 
     def sequence(self, mem: Memory, state, inputs: torch.Tensor) -> torch.Tensor:
-        """All steps at once for fully teacher-forced inputs (N, T); only without attention."""
-        assert not self.attention
+        """All steps at once for fully teacher-forced inputs (N, T); only for :attr:`fused` decoders (no
+        attention, or Luong attention, whose queries are the LSTM outputs)."""
+        assert self.fused
         e = self._embed(mem, inputs)
         out, _ = self.lstm(e, state)
-        return self._logits(mem, out, None, e)
+        return self._logits(mem, out, self._attend(mem, out) if self.attention else None, e)
 
 
 @contextlib.contextmanager
@@ -248,7 +279,7 @@ class Seq2Prog(nn.Module):
     """Encoder + decoder + grammar; see the module docstring."""
 
     def __init__(self, meta: dict[str, Any], encoder: nn.Module, *, emb: int, hidden: int, layers: int,
-                 dropout: float, attention: bool, copy: bool, constrained: bool):
+                 dropout: float, attention: bool, copy: bool, constrained: bool, attention_style: str = "bahdanau"):
         super().__init__()
         self.meta = meta
         self.vocab = Vocab.from_dict(meta["program_vocab"])
@@ -261,7 +292,8 @@ class Seq2Prog(nn.Module):
         self._table = table
         self.encoder = encoder
         self.decoder = Decoder(table, enc_dim=encoder.out_dim, summary_dim=encoder.summary_dim, emb=emb,
-                               hidden=hidden, layers=layers, dropout=dropout, attention=attention, copy=copy)
+                               hidden=hidden, layers=layers, dropout=dropout, attention=attention, copy=copy,
+                               attention_style=attention_style)
 
     @property
     def table(self) -> TokenTable:
@@ -304,7 +336,7 @@ class Seq2Prog(nn.Module):
         allowed_all = torch.stack(allowed, dim=1)
         sos = torch.full((B, 1), self.vocab.sos_id, dtype=torch.long, device=tgt.device)
         mixing = teacher_forcing < 1.0 and coins is not None
-        if not self.decoder.attention and not mixing and not force_steps:
+        if self.decoder.fused and not mixing and not force_steps:
             logits = self.decoder.sequence(mem, state, torch.cat([sos, tgt[:, :-1]], dim=1))
             return self.masked_logp(logits, allowed_all)
         prev = sos[:, 0]
