@@ -8,6 +8,7 @@
     mathtune report runs/arith-text2text-addsub-20261122-101500 [more experiments] [--out DIR]
     mathtune best runs/arith-text2text-addsub-20261122-101500 --out best.json
     mathtune evaluate runs/train/t2m-attn-20261122-101500 test.json --beam-width 1 10 --out preds.json
+    mathtune evaluate pretrained:t2m problems.json --beam-width 10 --out preds.json   # the shipped model
     mathtune score preds.beam10.json --out scored.json
 
 Every user error ends in one line on stderr (``mathtune: error: ...``) and exit status 2.
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser"]
 
 EPILOG = "Run `mathtune COMMAND --help` for the options of one command."
+PRETRAINED_PREFIX = "pretrained:"   # a model shipped in the package (mathtune.trainables.t2m.shipped.PREFIX)
 
 
 class UserError(Exception):
@@ -222,6 +224,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not Path(args.data_file).is_file():
         raise UserError(f"{args.data_file}: data file not found")
     ckpt = find_checkpoint(args.checkpoint)
+    if str(args.checkpoint).startswith(PRETRAINED_PREFIX):
+        print(f"[mathtune] {args.checkpoint}: {_shipped_summary(ckpt)}", flush=True)
     overrides: dict[str, Any] = {"device": args.device}
     if args.threads is not None:
         overrides["threads"] = args.threads
@@ -248,6 +252,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             _write_json(path, out.items[w])
             print(f"[mathtune] predictions (beam {w}) written: {path}")
     return 0
+
+
+def _shipped_summary(folder: Path) -> str:
+    """One line on a shipped model: family, and its recorded dev figures per beam width."""
+    from mathtune.trainables.t2m.shipped import read_model_record
+
+    rec = read_model_record(folder)
+    dev = (rec.get("figures") or {}).get("dev") or {}
+    figs = ", ".join(f"beam {w} {v['exec_acc']:.2f}% exec / {v['exact_match']:.2f}% EM" for w, v in
+                     sorted(dev.items(), key=lambda kv: int(kv[0])))
+    return f"{rec.get('family', '?')}, trained {rec.get('date', '?')}; recorded on dev: {figs or 'no figures'}"
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -377,8 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy per width, and optionally write the predictions in the scorer format "
                                    "(the file's objects plus `predicted`).")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_TRIAL",
-                   help="a checkpoint folder (state.pt + config.json), a `mathtune train` folder (uses best/), or "
-                        "a Tune trial folder (uses the checkpoint_* whose epoch scored best on validation)")
+                   help="a checkpoint folder (state.pt + config.json), a `mathtune train` folder (uses best/), "
+                        "a Tune trial folder (uses the checkpoint_* whose epoch scored best on validation), or "
+                        "pretrained:t2m, the best text-to-program model shipped with mathtune (no training needed)")
     p.add_argument("data_file", metavar="DATA_FILE", help="problems to decode, e.g. the held-apart test.json")
     p.add_argument("--beam-width", type=int, nargs="+", metavar="W",
                    help="beam widths (default: 1 and the model's beam_width); nested beams decode all in one pass")

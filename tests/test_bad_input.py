@@ -178,6 +178,9 @@ CASES = [
      ["{t}/trial/checkpoint_000000/state.pt"], "evaluate"),
     ("evaluate-missing-data-file", ["evaluate", "{t}/ckpt", "{t}/dev.json"], lambda t: _bad_checkpoint(t / "ckpt"),
      ["{t}/dev.json: data file not found"], "evaluate"),
+    ("evaluate-unknown-shipped-model", ["evaluate", "pretrained:nonesuch", "{t}/dev.json"],
+     lambda t: _write(t / "dev.json", "[]"), ["pretrained:nonesuch: no such shipped model", "pretrained:t2m"],
+     "evaluate"),
 ]
 
 

@@ -157,6 +157,31 @@ def test_all_at_once_training_path_equals_step_by_step(family, extra):
     assert torch.equal(ok, torch.isfinite(fast)) and torch.allclose(fast[ok], slow[ok], atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_padded_bilstm_equals_packed_sequences(layers):
+    """The encoder's unpacked BiLSTM gives the packed LSTM's states (zeros at padding), last hidden states and
+    gradients, with the module's own weights."""
+    from torch import nn
+
+    from mathtune.trainables.t2m.models import padded_bilstm
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(12, 8, layers, batch_first=True, bidirectional=True)
+    lengths = torch.tensor([9, 3, 5, 1, 7])
+    mask = torch.arange(9)[None, :] < lengths[:, None]
+    x = torch.randn(5, 9, 12) * mask[..., None]
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, (h, _) = lstm(packed)
+    ref, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=9)
+    ref_last = torch.cat([h[-2], h[-1]], dim=-1)
+    states, last = padded_bilstm(lstm, x, mask)
+    assert torch.allclose(states, ref, atol=1e-6) and torch.allclose(last, ref_last, atol=1e-6)
+    assert bool((states[~mask] == 0).all())
+    g_ref = torch.autograd.grad(ref.sum() + ref_last.sum(), list(lstm.parameters()))
+    g_new = torch.autograd.grad(states.sum() + last.sum(), list(lstm.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_ref, g_new))
+
+
 def test_tiny_model_memorises_its_training_problems(memorised):
     """16 epochs on 32 problems (validated on the same 32) get half of them exactly right: the model learns."""
     _, _, result = memorised

@@ -3,8 +3,8 @@
 What ``mathtune evaluate`` and ``mathtune score`` run:
 
 * :func:`find_checkpoint`: a checkpoint folder (``state.pt`` + ``config.json``), a ``mathtune train``
-  output folder (its ``best/``), or a Tune trial folder (the ``checkpoint_*`` whose own epoch scored
-  best on the family's validation metric);
+  output folder (its ``best/``), a Tune trial folder (the ``checkpoint_*`` whose own epoch scored
+  best on the family's validation metric), or ``pretrained:NAME``, a model shipped in the package;
 * :func:`load_trained`: family, config and model from a checkpoint folder alone (the model's state
   carries its vocabularies);
 * :func:`evaluate_file`: decode a COL775 or original-MathQA file at several beam widths and score it;
@@ -38,6 +38,7 @@ from .data import DataError, load_split
 from .dataset import T2MData, encode_part
 from .models import meta_of_state
 from .scoring import ScoreResult, score_items
+from .shipped import PREFIX, resolve_pretrained
 
 __all__ = ["find_checkpoint", "load_trained", "evaluate_file", "EvalOutput", "read_predictions",
            "REQUIRED_KEYS"]
@@ -72,7 +73,10 @@ def _epoch_value(ckpt: Path, metric: str) -> float:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder to use for ``path`` (see the module docstring)."""
+    """The checkpoint folder to use for ``path`` (see the module docstring); ``pretrained:NAME`` is a model
+    shipped inside the package (:mod:`.shipped`)."""
+    if str(path).startswith(PREFIX):
+        return resolve_pretrained(path)
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"{path}: no such checkpoint or trial folder")

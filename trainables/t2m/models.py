@@ -73,6 +73,41 @@ def _masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def _reverse_index(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(N, T) positions that reverse each row's first ``lengths[n]`` entries and leave its padding in place;
+    the map is its own inverse."""
+    t = torch.arange(T, device=lengths.device)[None, :]
+    return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+
+def padded_bilstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch-first bidirectional ``lstm`` over right-padded ``x`` (N, T, E) without packing.
+
+    Gives what ``pack_padded_sequence`` gives (states (N, T, 2H) with zeros at padding; the top layer's last
+    forward and backward hidden states (N, 2H)) but runs each direction of each layer as one padded LSTM
+    call, about twice as fast on CPU: the forward direction reads padding only after the real tokens, and
+    the backward direction runs forward over each row reversed within its length. The module's own
+    weights are used, so checkpoints are the same either way.
+    """
+    N, T = mask.shape
+    lengths = mask.sum(1).clamp(min=1)
+    rev = _reverse_index(lengths, T).unsqueeze(-1)
+    keep = mask.unsqueeze(-1).to(x.dtype)
+    H, out, last = lstm.hidden_size, x, None
+    for layer in range(lstm.num_layers):
+        if layer and lstm.dropout and lstm.training:
+            out = nn.functional.dropout(out, lstm.dropout, training=True)
+        zeros = out.new_zeros(1, N, H)
+        halves = []
+        for suffix, seq in (("", out), ("_reverse", out.gather(1, rev.expand(-1, -1, out.shape[-1])))):
+            w = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            y = torch._VF.lstm(seq, (zeros, zeros), w, True, 1, 0.0, lstm.training, False, True)[0]
+            halves.append(y if not suffix else y.gather(1, rev.expand(-1, -1, H)))
+        out = torch.cat(halves, dim=-1) * keep
+        last = (halves[0].gather(1, (lengths - 1).view(N, 1, 1).expand(-1, 1, H)).squeeze(1), halves[1][:, 0])
+    return out, torch.cat(last, dim=-1)
+
+
 class GloveEncoder(nn.Module):
     def __init__(self, vocab_size: int, glove_dim: int, *, emb: int, hidden: int, layers: int, dropout: float,
                  max_numbers: int, glove: np.ndarray | None = None, found: np.ndarray | None = None,
@@ -98,11 +133,8 @@ class GloveEncoder(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]):
         src, mask = batch["src"], batch["src_mask"]
         x = self.drop(self.proj(self.embed(src)) + self.slot(batch["num_slot"]))
-        lengths = mask.sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, (h, _) = self.lstm(packed)
-        states, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
-        return states, mask, torch.cat([h[-2], h[-1]], dim=-1)
+        states, summary = padded_bilstm(self.lstm, x, mask)
+        return states, mask, summary
 
 
 class PretrainedEncoder(nn.Module):
