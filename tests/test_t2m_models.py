@@ -321,8 +321,9 @@ def test_report_figures_draw_attention_heat_maps(attn_model):
     figures = fam.report_figures(model, data, cfg, CPU)
     rows = [0, 10, 19]
     decoded = greedy_decode(model, collate(part, rows, CPU), cfg["max_decode_len"])
-    assert len(figures) == 3
-    for (caption, fig), r, ids, ended in zip(figures.items(), rows, decoded.tokens, decoded.finished.tolist()):
+    assert len(figures) == 1 + 3 and "by beam width" in next(iter(figures))
+    heat_maps = list(figures.items())[1:]
+    for (caption, fig), r, ids, ended in zip(heat_maps, rows, decoded.tokens, decoded.finished.tolist()):
         assert f"val problem {part.examples[r].index} of dev.json" in caption
         heat, bar = fig.axes  # the heat map and its colour bar
         steps, length = len(ids) + int(ended), int(part.src.lengths[r])
@@ -333,10 +334,30 @@ def test_report_figures_draw_attention_heat_maps(attn_model):
     lstm, lcfg = tiny_config("t2m-lstm", limit_train=16, limit_dev=4)
     ldata = lstm.build_data(lcfg)
     lmodel = lstm.build_model(lcfg, ldata).eval()
-    assert lstm.report_figures(lmodel, ldata, lcfg, CPU) == {}
+    assert [c for c in lstm.report_figures(lmodel, ldata, lcfg, CPU) if "by beam width" not in c] == []
     with pytest.raises(ValueError, match="no attention"):
         with record_attention(lmodel):
             pass
+
+
+def test_breakdown_by_beam_width_and_program_length(memorised):
+    """The report's breakdown scores each width as decoding that width does, and splits the problems by the
+    gold program's number of operations (every problem in one bucket)."""
+    from mathtune.trainables.t2m.breakdown import accuracy_breakdown, breakdown_figure, ops_bucket, program_ops
+
+    assert program_ops("add(n0,n1)|multiply(#0,n2)|") == 2 and ops_bucket(11) == "8+"
+    fam, cfg, result = memorised
+    model, part = result["model"].eval(), result["data"].parts["val"]
+    rows = accuracy_breakdown(model, part, config=cfg, device=CPU, widths=(1, 3))
+    for w in (1, 3):
+        preds, _ = decode_part(model, part, widths=[w], config=cfg, device=CPU)
+        assert rows["by_width"][w]["exact_match"] == pytest.approx(score_part(part, preds[w]).exact_match)
+        buckets = rows["by_ops"][w]
+        assert sum(b["n"] for b in buckets.values()) == len(part)
+        weighted = sum(b["exact_match"] * b["n"] for b in buckets.values()) / len(part)
+        assert weighted == pytest.approx(rows["by_width"][w]["exact_match"])
+    assert rows["by_width"][1]["exact_match"] >= 50.0
+    assert len(breakdown_figure(rows).axes) == 2
 
 
 @pytest.mark.parametrize("family", ["t2m-lstm", "t2m-attn", "t2m-bert-frozen", "t2m-bert-ft"])

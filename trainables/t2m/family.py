@@ -180,11 +180,24 @@ class T2MFamily(Family):
         return data.describe()
 
     def report_figures(self, model, data, config, device) -> dict[str, Any]:
-        """``mathtune report`` views: attention heat maps of 3 validation problems spread over the part,
-        decoded greedily (``attention.py``); ``{}`` when the decoder has no attention (t2m-lstm)."""
+        """``mathtune report`` views: validation scores by beam width (1, 5, 10) and by the gold program's
+        number of operations (``breakdown.py``), then attention heat maps of 3 validation problems spread
+        over the part, decoded greedily (``attention.py``; none when the decoder has no attention)."""
         from .attention import attention_figures
+        from .breakdown import accuracy_breakdown, breakdown_figure
 
-        return attention_figures(model, data, config, device)
+        figures: dict[str, Any] = {}
+        part = data.parts.get("val")
+        if part is not None and len(part):
+            rows = accuracy_breakdown(model, part, config=config, device=device)
+            cells = ", ".join(f"beam {w}: {v['exec_acc']:.2f}% exec / {v['exact_match']:.2f}% EM"
+                              for w, v in rows["by_width"].items())
+            caption = (f"Validation ({part.source}, {len(part)} problems) by beam width and by the number of "
+                       f"operations of the gold program ({cells}); one nested-beam decode of the selected "
+                       f"checkpoint")
+            figures[caption] = breakdown_figure(rows)
+        figures.update(attention_figures(model, data, config, device))
+        return figures
 
 
 class _GloveFamily(T2MFamily):
