@@ -3,7 +3,7 @@
 For each family, one process builds the family's dataset and model from its defaults (plus ``--set``) and a
 minimal PyTorch model of the same sizes: the same encoder (a fresh instance), then a plain LSTM decoder over
 the gold tokens in one call, a linear output layer and cross-entropy: no grammar masks, no number pointer,
-no attention, no teacher-forcing mixing. Both train on the same batches, in alternating rounds (so a
+no attention, no teacher-forcing mixing. With ``--set amp=true`` both run under bfloat16 autocast. Both train on the same batches, in alternating rounds (so a
 change in machine load touches both alike), and the script prints samples/s of each and their ratio.
 
 With ``--checkpoint FAMILY=PATH`` (a trained model of that family) it also times greedy and beam-10 decoding
@@ -116,7 +116,12 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     opt_mini = torch.optim.Adam([p for p in mini.parameters() if p.requires_grad], lr=config["lr"])
     vocab = ours.vocab
     step_ours = lambda b: fam.loss(ours, b, config)  # noqa: E731
-    step_mini = lambda b: mini.loss(b, vocab.sos_id, vocab.pad_id)  # noqa: E731
+    amp = bool(config.get("amp"))
+
+    def step_mini(b):  # under the same autocast as ours (``amp``)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            return mini.loss(b, vocab.sos_id, vocab.pad_id).float()
+
     ours.train(), mini.train()
     time_steps(step_ours, warm, opt_ours), time_steps(step_mini, warm, opt_mini)
     per = max(1, len(timed) // args.rounds)
@@ -128,7 +133,7 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     ours_rate = len(rates["ours"]) / sum(1 / x for x in rates["ours"])       # harmonic mean: total samples / time
     mini_rate = len(rates["minimal"]) / sum(1 / x for x in rates["minimal"])
     params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    row: dict[str, Any] = {"family": name, "batch_size": config["batch_size"], "threads": args.threads,
+    row: dict[str, Any] = {"family": name, "batch_size": config["batch_size"], "threads": args.threads, "amp": amp,
                            "teacher_forcing": config["teacher_forcing"],
                            "attention_style": config.get("attention_style", "-"),
                            "ours_samples_per_s": round(ours_rate, 1), "minimal_samples_per_s": round(mini_rate, 1),

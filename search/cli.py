@@ -353,7 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Tune's console output level")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("resume", help="finish an interrupted search (Tuner.restore, searcher state included)")
+    p = sub.add_parser("resume", help="finish an interrupted search (Tuner.restore, searcher state included)",
+                       description="Finish an interrupted search from its experiment folder. Like Ray's restore, "
+                                   "this unpickles the searcher's, scheduler's and tuner's saved state, so only "
+                                   "resume folders you trust: a folder or state file that is not yours, or that "
+                                   "every user can write, is refused.")
     p.add_argument("experiment", help="the experiment folder printed by `mathtune search`")
     p.add_argument("--address", help="Ray cluster to join (default: local Ray on 127.0.0.1)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")

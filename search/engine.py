@@ -23,8 +23,8 @@ from mathtune.spaces.loader import Space, SpaceError, load_space
 from mathtune.trainables.base import ConfigError
 from mathtune.trainables.registry import get_family
 
-__all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "ensure_ray", "apply_overrides",
-           "EXPERIMENT_FILE", "SearchError"]
+__all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
+           "apply_overrides", "EXPERIMENT_FILE", "SearchError"]
 
 EXPERIMENT_FILE = "mathtune.json"
 OPTUNA_FILE = "optuna.db"
@@ -288,14 +288,36 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     return _finish(tuner, space, meta, exp_dir)
 
 
+def check_trusted_folder(exp_dir: str | Path) -> None:
+    """Refuse to resume from a folder that someone else could have written: ``Tuner.restore`` unpickles the
+    searcher's, scheduler's and tuner's saved state from it, and unpickling runs code. The folder and every
+    file directly in it (where those states live) must be owned by the current user and not writable by
+    others; a one-line :class:`SearchError` names the first that is not."""
+    if not hasattr(os, "getuid"):
+        return
+    uid = os.getuid()
+    exp_dir = Path(exp_dir)
+    for path in [exp_dir, *sorted(p for p in exp_dir.iterdir() if p.is_file() and not p.is_symlink())]:
+        st = path.stat()
+        if st.st_uid != uid:
+            raise SearchError(f"{path}: owned by uid {st.st_uid}, not by you (uid {uid}); resume unpickles the "
+                              f"experiment's saved state, so it only trusts folders you own")
+        if st.st_mode & 0o002:
+            raise SearchError(f"{path}: writable by every user (mode {st.st_mode & 0o777:o}); resume unpickles the "
+                              f"experiment's saved state, so remove that permission first (chmod o-w)")
+
+
 def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard: bool = True) -> SearchOutcome:
-    """Finish an interrupted experiment with ``Tuner.restore`` (searcher and scheduler state included)."""
+    """Finish an interrupted experiment with ``Tuner.restore`` (searcher and scheduler state included).
+
+    The folder must be one you trust (:func:`check_trusted_folder`): restoring unpickles its saved state."""
     from ray import tune
 
     exp_dir = Path(exp_dir).expanduser().resolve()
     meta_path = exp_dir / EXPERIMENT_FILE
     if not meta_path.is_file():
         raise SearchError(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
+    check_trusted_folder(exp_dir)
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -160,3 +160,34 @@ def test_checkpoint_loading_never_runs_pickled_code(tmp_path):
     with pytest.raises(CheckpointError, match="not a tensor checkpoint"):
         load_checkpoint(ckpt)
     assert not marker.exists()
+
+
+def _experiment(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "mathtune.json").write_text(json.dumps({"name": folder.name}))
+    (folder / "tuner.pkl").write_bytes(b"not really a pickle")
+    return folder
+
+
+@pytest.mark.parametrize("setup, needle", [
+    (lambda d: os.chmod(d / "tuner.pkl", 0o666), "tuner.pkl: writable by every user (mode 666)"),
+    (lambda d: os.chmod(d, 0o777), ": writable by every user (mode 777)"),
+    (lambda d: os.chown(d / "tuner.pkl", os.getuid() + 4242, -1), "tuner.pkl: owned by uid"),
+], ids=["state-file-world-writable", "folder-world-writable", "state-file-of-another-user"])
+def test_resume_refuses_a_folder_others_could_have_written(tmp_path, capsys, setup, needle):
+    """`mathtune resume` unpickles the folder's saved searcher, scheduler and tuner state, so it refuses a
+    folder or state file that is writable by others or not the user's own: one line, exit 2, before Ray."""
+    from mathtune.search.cli import main
+
+    if "owned" in needle and os.getuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    exp = _experiment(tmp_path / "exp")
+    setup(exp)
+    code = main(["resume", str(exp), "--no-dashboard"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "resume unpickles" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    from mathtune.search.engine import check_trusted_folder
+
+    os.chmod(exp, 0o755), os.chmod(exp / "tuner.pkl", 0o644), os.chown(exp / "tuner.pkl", os.getuid(), -1)
+    check_trusted_folder(exp)  # the same folder, put right, is accepted
