@@ -27,7 +27,6 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser"]
 
 EPILOG = "Run `mathtune COMMAND --help` for the options of one command."
-PRETRAINED_PREFIX = "pretrained:"   # a model shipped in the package (mathtune.trainables.t2m.shipped.PREFIX)
 
 
 class UserError(Exception):
@@ -216,6 +215,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mathtune.trainables.t2m.evaluation import evaluate_file, find_checkpoint, load_trained
+    from mathtune.trainables.t2m.shipped import PREFIX
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: expected a positive number of problems")
@@ -224,7 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not Path(args.data_file).is_file():
         raise UserError(f"{args.data_file}: data file not found")
     ckpt = find_checkpoint(args.checkpoint)
-    if str(args.checkpoint).startswith(PRETRAINED_PREFIX):
+    if str(args.checkpoint).startswith(PREFIX):
         print(f"[mathtune] {args.checkpoint}: {_shipped_summary(ckpt)}", flush=True)
     overrides: dict[str, Any] = {"device": args.device}
     if args.threads is not None:
