@@ -214,6 +214,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mathtune.trainables.t2m.ensemble import check_members
     from mathtune.trainables.t2m.evaluation import evaluate_file, find_checkpoint, load_trained
     from mathtune.trainables.t2m.shipped import PREFIX
 
@@ -234,11 +235,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size:
         overrides["eval_batch_size"] = args.batch_size
     family, config, model = load_trained(ckpt, overrides=overrides)
+    ensemble = []
+    for other in args.ensemble or []:
+        o_ckpt = find_checkpoint(other)
+        o_family, o_config, o_model = load_trained(o_ckpt, overrides={k: v for k, v in overrides.items()
+                                                                       if k != "eval_batch_size"})
+        try:
+            check_members([model, o_model])
+        except ValueError:
+            raise UserError(f"--ensemble {other}: trained on another program vocabulary than {args.checkpoint} "
+                            f"(ensemble members must share their training file)") from None
+        ensemble.append((o_model, o_config))
+        print(f"[mathtune] ensemble member: {o_family.name} checkpoint {o_ckpt}", flush=True)
     widths = sorted(set(args.beam_width or [1, config["beam_width"]]))
     print(f"[mathtune] {family.name} checkpoint {ckpt}; decoding {args.data_file} at beam width "
-          f"{', '.join(map(str, widths))} ({config['beam_mode']} beam)", flush=True)
+          f"{', '.join(map(str, widths))} ({config['beam_mode']} beam)"
+          f"{f', an ensemble of {len(ensemble) + 1} models' if ensemble else ''}", flush=True)
     t0 = time.perf_counter()
-    out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0)
+    out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0,
+                        ensemble=ensemble)
     wall = time.perf_counter() - t0
     for w in widths:
         r = out.scores[w]
@@ -403,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-width", type=int, nargs="+", metavar="W",
                    help="beam widths (default: 1 and the model's beam_width); nested beams decode all in one pass")
     p.add_argument("--beam-mode", choices=("nested", "standard"), help="override the model's beam_mode")
+    p.add_argument("--ensemble", action="append", metavar="CHECKPOINT",
+                   help="decode with this model too (repeatable; any form CHECKPOINT_OR_TRIAL takes): every step "
+                        "scores the mean of the models' next-token probabilities. Members must be trained on the "
+                        "same training file; the first model's decoding settings apply")
     p.add_argument("--out", metavar="FILE", help="write predictions here; with several widths FILE becomes "
                                                  "STEM.beamW.json per width")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N problems")

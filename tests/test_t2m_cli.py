@@ -165,3 +165,65 @@ def test_missing_data_files_are_one_line_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MATHTUNE_MATHQA", str(tmp_path))
     code, _, err = run(capsys, "train", "t2m-attn", "--set", "threads=1", "--out", tmp_path / "run")
     assert code == 2 and err.count("\n") == 1 and "MATHTUNE_MATHQA" in err and str(tmp_path) in err
+
+
+# ------------------------------------------------------------------------------------ ensembles
+def _train_small(root: Path, family: str, problems: int, **extra) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    small = root / f"small{problems}.json"
+    small.write_text(json.dumps(json.loads((COL775 / "train.json").read_text())[:problems]))
+    fam = get_family(family)
+    sizes = {"emb": 16, "hidden": 32} if "bert" not in family else {}
+    cfg = fam.make_config({"train_file": str(small), "dev_file": str(small), "epochs": 1, "threads": 1,
+                           "device": "cpu", "dec_emb": 16, "dec_hidden": 32, "beam_width": 2, "max_decode_len": 40,
+                           "batch_size": 8, "lr": 0.01, **sizes, **extra})
+    train(fam, cfg, checkpoint_dir=root / family, progress=None)
+    return root / family
+
+
+def test_ensemble_steps_are_the_mean_of_the_members_probabilities(trained, tmp_path):
+    """An ensemble of two families scores each next token with the mean of their (grammar-masked)
+    probabilities; an ensemble of a model with itself decodes exactly as the model alone."""
+    from mathtune.trainables.t2m.dataset import collate
+    from mathtune.trainables.t2m.ensemble import Ensemble, decode_ensemble
+    from mathtune.trainables.t2m.programs import initial_state
+
+    root, _, result = trained
+    cpu = torch.device("cpu")
+    _, cfg_a, a = load_trained(find_checkpoint(root / "run"), overrides={"threads": 1})
+    _, cfg_b, b = load_trained(find_checkpoint(_train_small(tmp_path, "t2m-bert-frozen", 48)),
+                               overrides={"threads": 1})
+    examples = load_split(DEV)[:12]
+    parts = [encode_part("dev", examples, m.meta, c) for m, c in ((a, cfg_a), (b, cfg_b))]
+    rows = list(range(12))
+    batches = [collate(p, rows, cpu) for p in parts]
+    ens = Ensemble([a, b])
+    mem, state = ens.start_from(batches)
+    prev = torch.full((12,), a.vocab.sos_id, dtype=torch.long)
+    with torch.no_grad():
+        got, _ = ens.step_logp(mem, state, prev, initial_state(12, cpu))
+        la, _ = a.step_logp(*a.start(batches[0]), prev, initial_state(12, cpu))
+        lb, _ = b.step_logp(*b.start(batches[1]), prev, initial_state(12, cpu))
+    assert not torch.allclose(la, lb)
+    finite = torch.isfinite(la)
+    assert torch.equal(finite, torch.isfinite(got)) and torch.equal(finite, torch.isfinite(lb))
+    assert torch.allclose(got[finite].exp(), ((la.exp() + lb.exp()) / 2)[finite], atol=1e-6)
+    alone, _ = decode_part(a, parts[0], widths=[1, 3], config=cfg_a, device=cpu, with_loss=False)
+    twice = decode_ensemble([(a, cfg_a), (a, cfg_a)], examples, widths=[1, 3], config=cfg_a, device=cpu)
+    assert twice == alone
+
+
+def test_evaluate_with_ensemble_and_a_member_of_another_vocabulary(trained, tmp_path, capsys):
+    """`evaluate --ensemble` decodes with both models and scores the file; a member trained on other programs
+    (another program vocabulary) is a one-line error."""
+    root, _, _ = trained
+    other = _train_small(tmp_path, "t2m-bert-frozen", 48)
+    code, out, err = run(capsys, "evaluate", root / "run", DEV, "--ensemble", other, "--beam-width", 1, 2,
+                         "--limit", 8, "--threads", 1, "--out", tmp_path / "e.json")
+    assert code == 0, err
+    assert "an ensemble of 2 models" in out and "t2m-bert-frozen" in out and len(scores_of(out)) == 2
+    items = json.loads((tmp_path / "e.beam2.json").read_text())
+    assert len(items) == 8 and all(it["predicted"].endswith("|") for it in items)
+    foreign = _train_small(tmp_path / "f", "t2m-lstm", 6)
+    code, _, err = run(capsys, "evaluate", root / "run", DEV, "--ensemble", foreign, "--limit", 4, "--threads", 1)
+    assert code == 2 and err.count("\n") == 1 and "another program vocabulary" in err, err

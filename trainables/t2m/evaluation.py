@@ -138,8 +138,10 @@ class EvalOutput:
 
 
 def evaluate_file(family, config: dict[str, Any], model, data_file: str | Path, *, widths: Sequence[int],
-                  limit: int = 0) -> EvalOutput:
-    """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them."""
+                  limit: int = 0, ensemble: Sequence[tuple[Any, dict[str, Any]]] = ()) -> EvalOutput:
+    """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them.
+    With ``ensemble`` ((model, config) pairs) those models decode beside ``model`` as one (see
+    :mod:`.ensemble`)."""
     from ..loop import resolve_device
     from .family import decode_part
 
@@ -151,8 +153,14 @@ def evaluate_file(family, config: dict[str, Any], model, data_file: str | Path, 
     if not examples:
         raise DataError(f"{path}: no problems to evaluate")
     device = resolve_device(config)
-    part = encode_part("eval", examples, model.meta, config, source=path.name, device=device)
-    preds, _ = decode_part(model, part, widths=widths, config=config, device=device, with_loss=False)
+    if ensemble:
+        from .ensemble import decode_ensemble
+
+        preds = decode_ensemble([(model, config), *ensemble], examples, widths=widths, config=config,
+                                device=device, source=path.name)
+    else:
+        part = encode_part("eval", examples, model.meta, config, source=path.name, device=device)
+        preds, _ = decode_part(model, part, widths=widths, config=config, device=device, with_loss=False)
     items: dict[int, list[dict[str, Any]]] = {}
     scores: dict[int, ScoreResult] = {}
     for w, programs in preds.items():

@@ -39,7 +39,7 @@ from ..loop import resolve_device
 from .beam import MODES, beam_search, greedy_decode
 from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
 from .glove import PACKAGE as GLOVE_PACKAGE
-from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog
+from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog, TopLayers
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .programs import tokens_to_program
 from .scoring import score_items
@@ -240,15 +240,21 @@ class T2MBertFT(T2MFamily):
     name = "t2m-bert-ft"
     description = "MathQA problem -> program: fine-tuned BERT-family encoder + attention LSTM decoder"
     kind = "finetune"
-    data_params = DATA_KEYS + ("encoder", "max_input_tokens")
+    data_params = DATA_KEYS + ("encoder", "max_input_tokens", "finetune_layers")
     params = {**COMMON, **BERT, **ATTENTION,
               "encoder_lr": Param(3e-5, "learning rate of the pretrained encoder (the decoder uses lr)", float,
                                   1e-8, 1.0),
+              "finetune_layers": Param(0, "fine-tune only the top N transformer layers (0 = all of them, with the "
+                                          "embeddings); the layers below stay frozen and their states are computed "
+                                          "once per dataset and cached on disk, so a step costs a fraction",
+                                       int, 0, 64),
               "batch_size": Param(16, "training batch size", int, 1, 65_536)}
 
     def make_encoder(self, config, data):
         from .pretrained import fresh_encoder
 
+        if data.meta.get("frozen_layers"):
+            return TopLayers(fresh_encoder(config["encoder"]), int(config["finetune_layers"]))
         return PretrainedEncoder(fresh_encoder(config["encoder"]))
 
     def optimizer(self, model, config):

@@ -5,6 +5,7 @@ Encoders (each returns per-position states, a mask and one summary vector per pr
 * :class:`GloveEncoder`: GloVe embeddings (projected when ``emb`` differs from the GloVe size) plus a
   learned embedding of "this token holds number k", then a BiLSTM;
 * :class:`PretrainedEncoder`: a BERT-family model run inside the model (fine-tuning);
+* :class:`TopLayers`: its top layers only, over states its frozen lower layers computed once per dataset;
 * :class:`CachedStates`: states computed once per dataset by a frozen encoder arrive with the batch.
 
 :class:`Decoder`: an LSTM over the previous token (plus, with ``attention``, a Bahdanau additive-attention
@@ -47,7 +48,7 @@ from torch import nn
 from .data import Vocab
 from .programs import GrammarState, TokenTable, advance, allowed_tokens, initial_state
 
-__all__ = ["Memory", "GloveEncoder", "PretrainedEncoder", "CachedStates", "Decoder", "Seq2Prog", "meta_of_state",
+__all__ = ["Memory", "GloveEncoder", "PretrainedEncoder", "TopLayers", "CachedStates", "Decoder", "Seq2Prog", "meta_of_state",
            "record_attention"]
 
 
@@ -148,6 +149,30 @@ class PretrainedEncoder(nn.Module):
     def forward(self, batch):
         mask = batch["src_mask"]
         states = self.model(input_ids=batch["src"], attention_mask=mask.long()).last_hidden_state
+        return states, mask, _masked_mean(states, mask)
+
+
+class TopLayers(nn.Module):
+    """The top ``trained`` transformer layers of a BERT-family encoder, trained with the decoder, over states
+    that the frozen layers below computed once per dataset (``batch["states"]``); summary = mean of the
+    states. The same outputs as the whole encoder with its lower layers frozen, at a fraction of the cost."""
+
+    def __init__(self, model: nn.Module, trained: int):
+        super().__init__()
+        layers = model.encoder.layer
+        if not 0 < trained <= len(layers):
+            raise ValueError(f"trained layers must be 1..{len(layers)}, not {trained}")
+        self.config = model.config
+        self.layers = nn.ModuleList(layers[len(layers) - trained:])
+        self.out_dim = self.summary_dim = int(model.config.hidden_size)
+
+    def forward(self, batch):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        states, mask = batch["states"], batch["src_mask"]
+        full = create_bidirectional_mask(config=self.config, inputs_embeds=states, attention_mask=mask.long())
+        for layer in self.layers:
+            states = layer(states, full)
         return states, mask, _masked_mean(states, mask)
 
 

@@ -25,7 +25,7 @@ import torch
 from ..base import ConfigError
 
 __all__ = ["BUNDLED", "resolve_encoder", "load_encoder", "fresh_encoder", "wordpiece_inputs", "encoder_states",
-           "cached_encoder_states", "states_cache_key"]
+           "cached_encoder_states", "states_cache_key", "num_layers"]
 
 _STATES_VERSION = 1  # bump when encoder_states changes what it computes (invalidates the disk cache)
 
@@ -80,6 +80,11 @@ def load_encoder(spec: str):
     return tokenizer, model
 
 
+def num_layers(spec: str) -> int:
+    """Transformer layers of the encoder ``spec``."""
+    return int(load_encoder(spec)[1].config.num_hidden_layers)
+
+
 def fresh_encoder(spec: str) -> torch.nn.Module:
     """A trainable copy of the pretrained encoder (for fine-tuning)."""
     model = copy.deepcopy(load_encoder(spec)[1])
@@ -115,8 +120,10 @@ def wordpiece_inputs(tokenizer, token_lists: Sequence[Sequence[str]], max_len: i
 
 @torch.no_grad()
 def encoder_states(model, ids: Sequence[np.ndarray], *, batch_size: int = 64, dtype=np.float16,
-                   device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                   device: torch.device | str = "cpu", layer: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Last hidden states of every problem, computed once: (flat (total_pieces, H) array, offsets (n+1,)).
+    With ``layer`` the states after that many transformer layers instead (0 = the embeddings' output), the
+    input of the layers above it (see :class:`~.models.TopLayers`).
 
     Problems are run in batches of similar length; states are stored in ``dtype`` (float16 halves the
     memory that searches share through the object store)."""
@@ -135,18 +142,24 @@ def encoder_states(model, ids: Sequence[np.ndarray], *, batch_size: int = 64, dt
         for j, r in enumerate(rows):
             x[j, :lengths[r]] = torch.from_numpy(ids[r].astype(np.int64))
             mask[j, :lengths[r]] = 1
-        states = model(input_ids=x.to(device), attention_mask=mask.to(device)).last_hidden_state.float().cpu().numpy()
+        if layer is None:
+            out = model(input_ids=x.to(device), attention_mask=mask.to(device)).last_hidden_state
+        else:
+            out = model(input_ids=x.to(device), attention_mask=mask.to(device),
+                        output_hidden_states=True).hidden_states[layer]
+        states = out.float().cpu().numpy()
         for j, r in enumerate(rows):
             flat[offsets[r]:offsets[r + 1]] = states[j, :lengths[r]]
     return flat, offsets
 
 
-def states_cache_key(model, ids: Sequence[np.ndarray], dtype=np.float16) -> str:
+def states_cache_key(model, ids: Sequence[np.ndarray], dtype=np.float16, layer: int | None = None) -> str:
     """Content hash of what :func:`encoder_states` computes from: every weight of ``model``, its config, the
-    word-piece ids of every problem (in order) and the storage dtype."""
+    word-piece ids of every problem (in order), the storage dtype and the layer."""
     import hashlib
 
-    h = hashlib.sha256(f"states/{_STATES_VERSION}/{np.dtype(dtype).str}/".encode())
+    where = "" if layer is None else f"layer{int(layer)}/"
+    h = hashlib.sha256(f"states/{_STATES_VERSION}/{np.dtype(dtype).str}/{where}".encode())
     h.update(model.config.to_json_string().encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -158,7 +171,8 @@ def states_cache_key(model, ids: Sequence[np.ndarray], dtype=np.float16) -> str:
 
 
 def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | os.PathLike | None = None,
-                          device: torch.device | str = "cpu", progress=None) -> tuple[np.ndarray, np.ndarray, bool]:
+                          device: torch.device | str = "cpu", progress=None,
+                          layer: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """:func:`encoder_states` through a disk cache keyed by :func:`states_cache_key` (``cache_dir``, else
     ``$MATHTUNE_CACHE``, else ``~/.cache/mathtune``; folder ``encoder_states``): every trial and every later
     run on the same problems and encoder reads the states instead of recomputing them. Returns (flat,
@@ -167,7 +181,7 @@ def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | 
 
     from ..cache import default_cache_dir
 
-    key = states_cache_key(model, ids)
+    key = states_cache_key(model, ids, layer=layer)
     path = default_cache_dir(cache_dir) / "encoder_states" / f"{key}.npz"
     if path.is_file():
         try:
@@ -179,7 +193,7 @@ def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | 
             pass
     if progress:
         progress(f"computing encoder states of {len(ids)} problems (cached in {path.parent} for later runs)")
-    flat, offsets = encoder_states(model, ids, device=device)
+    flat, offsets = encoder_states(model, ids, device=device, layer=layer)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
