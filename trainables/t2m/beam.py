@@ -36,7 +36,7 @@ import torch
 
 from .programs import advance, initial_state
 
-__all__ = ["Decoded", "greedy_decode", "beam_search", "sequence_logprob", "MODES"]
+__all__ = ["Decoded", "greedy_decode", "beam_search", "decode_widths", "sequence_logprob", "MODES"]
 
 MODES = ("nested", "standard")
 
@@ -182,6 +182,18 @@ def beam_search(model, batch, width: int, max_len: int, *, mode: str = "nested",
     if widths is None:
         return answer(W)
     return {w: answer(w) for w in widths}
+
+
+@torch.no_grad()
+def decode_widths(model, widths: Sequence[int], max_len: int, *, mode: str, start) -> dict[int, Decoded]:
+    """``{w: Decoded}`` for each of the sorted ``widths`` from one ``start``: greedy alone for ``[1]``, one
+    nested pass for all widths, else greedy for width 1 and one standard beam per wider width."""
+    if list(widths) == [1]:
+        return {1: greedy_decode(model, None, max_len, start=start)}
+    if mode == "nested":
+        return beam_search(model, None, max(widths), max_len, widths=widths, start=start)
+    return {w: greedy_decode(model, None, max_len, start=start) if w == 1 else
+            beam_search(model, None, w, max_len, mode=mode, start=start) for w in widths}
 
 
 @torch.no_grad()

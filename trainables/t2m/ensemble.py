@@ -101,7 +101,7 @@ def decode_ensemble(members: Sequence[tuple[Any, dict[str, Any]]], examples: Seq
     """Programs of ``examples`` at each width, decoded by the ensemble of ``members`` ((model, its config)
     pairs; each config says how that model reads problems). ``config`` gives ``max_decode_len``,
     ``beam_mode`` and ``eval_batch_size``; ``parts``: the examples already encoded by each member."""
-    from .beam import beam_search, greedy_decode
+    from .beam import decode_widths
 
     ens = Ensemble([m for m, _ in members]).eval()
     if parts is None:
@@ -115,13 +115,7 @@ def decode_ensemble(members: Sequence[tuple[Any, dict[str, Any]]], examples: Seq
     for begin in range(0, n, size):
         rows = order[begin:begin + size]
         start = ens.start_from([collate(p, rows, device) for p in parts])
-        if widths == [1]:
-            out = {1: greedy_decode(ens, None, max_len, start=start)}
-        elif mode == "nested":
-            out = beam_search(ens, None, max(widths), max_len, widths=widths, start=start)
-        else:
-            out = {w: greedy_decode(ens, None, max_len, start=start) if w == 1 else
-                   beam_search(ens, None, w, max_len, mode=mode, start=start) for w in widths}
+        out = decode_widths(ens, widths, max_len, mode=mode, start=start)
         for w, decoded in out.items():
             for r, ids in zip(rows, decoded.tokens):
                 preds[w][int(r)] = tokens_to_program(ens.vocab.decode(ids))

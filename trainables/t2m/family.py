@@ -36,7 +36,7 @@ import torch
 
 from ..base import Family, Param
 from ..loop import resolve_device
-from .beam import MODES, beam_search, greedy_decode
+from .beam import MODES, decode_widths
 from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
 from .glove import PACKAGE as GLOVE_PACKAGE
 from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog, TopLayers
@@ -280,13 +280,7 @@ def decode_part(model: Seq2Prog, part: Part, *, widths: Sequence[int], config: d
         if with_loss:
             s, n = model.token_losses(model.teacher_forced(*start, batch["tgt"]), batch["tgt"])
             total, count = total + float(s), count + int(n)
-        if widths == [1]:
-            out = {1: greedy_decode(model, batch, max_len, start=start)}
-        elif mode == "nested":
-            out = beam_search(model, batch, max(widths), max_len, widths=widths, start=start)
-        else:
-            out = {w: greedy_decode(model, batch, max_len, start=start) if w == 1 else
-                   beam_search(model, batch, w, max_len, mode=mode, start=start) for w in widths}
+        out = decode_widths(model, widths, max_len, mode=mode, start=start)
         for w, decoded in out.items():
             for r, ids in zip(rows, decoded.tokens):
                 preds[w][int(r)] = tokens_to_program(vocab.decode(ids))
