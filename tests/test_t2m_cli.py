@@ -227,3 +227,50 @@ def test_evaluate_with_ensemble_and_a_member_of_another_vocabulary(trained, tmp_
     foreign = _train_small(tmp_path / "f", "t2m-lstm", 6)
     code, _, err = run(capsys, "evaluate", root / "run", DEV, "--ensemble", foreign, "--limit", 4, "--threads", 1)
     assert code == 2 and err.count("\n") == 1 and "another program vocabulary" in err, err
+
+
+# ------------------------------------------------------------------------------------ warm starts
+def test_init_from_a_frozen_run_starts_fine_tuning_from_its_decoder(tmp_path, capsys):
+    """`init_from` copies a t2m-bert-frozen run's decoder into a fresh t2m-bert-ft model (top layer trained):
+    before any training step the two models give the same next-token log-probabilities, since the top layer
+    starts from the pretrained weights the frozen states came from; a run of another vocabulary or other
+    decoder sizes is a one-line error."""
+    from mathtune.trainables.t2m.dataset import collate
+    from mathtune.trainables.t2m.programs import initial_state
+
+    frozen = _train_small(tmp_path, "t2m-bert-frozen", 48, attention_style="luong")
+    _, cfg_f, f = load_trained(find_checkpoint(frozen), overrides={"threads": 1})
+    fam = get_family("t2m-bert-ft")
+    small = tmp_path / "small48.json"
+    cfg = fam.make_config({"train_file": str(small), "dev_file": str(small), "epochs": 1, "threads": 1,
+                           "device": "cpu", "dec_emb": 16, "dec_hidden": 32, "attention_style": "luong",
+                           "finetune_layers": 1, "init_from": str(frozen)})
+    data = fam.build_data(cfg)
+    torch.manual_seed(0)
+    ft = fam.build_model(cfg, data)
+    line = fam.warm_start(ft, cfg)
+    assert line.startswith("initialised ") and str(frozen) in line
+    ft.eval()
+    examples = load_split(DEV)[:6]
+    cpu, rows = torch.device("cpu"), list(range(6))
+    b_f = collate(encode_part("dev", examples, f.meta, cfg_f), rows, cpu)
+    b_t = collate(encode_part("dev", examples, ft.meta, cfg), rows, cpu)
+    prev = torch.full((6,), f.vocab.sos_id, dtype=torch.long)
+    with torch.no_grad():
+        lf, _ = f.step_logp(*f.start(b_f), prev, initial_state(6, cpu))
+        lt, _ = ft.step_logp(*ft.start(b_t), prev, initial_state(6, cpu))
+    finite = torch.isfinite(lf)
+    assert torch.equal(finite, torch.isfinite(lt))
+    assert torch.allclose(lf[finite], lt[finite], atol=1e-4)
+
+    code, out, err = run(capsys, "train", "t2m-bert-ft", "--set", f"train_file={small}", "--set", f"dev_file={small}",
+                         "--set", "epochs=1", "--set", "threads=1", "--set", "dec_emb=16", "--set", "dec_hidden=64",
+                         "--set", "attention_style=luong", "--set", "finetune_layers=1", "--set", f"init_from={frozen}",
+                         "--out", tmp_path / "sizes")
+    assert code == 2 and err.count("\n") == 1 and "has another decoder" in err, err
+    foreign = _train_small(tmp_path / "f", "t2m-bert-frozen", 6, attention_style="luong")
+    code, out, err = run(capsys, "train", "t2m-bert-ft", "--set", f"train_file={small}", "--set", f"dev_file={small}",
+                         "--set", "epochs=1", "--set", "threads=1", "--set", "dec_emb=16", "--set", "dec_hidden=32",
+                         "--set", "attention_style=luong", "--set", "finetune_layers=1", "--set", f"init_from={foreign}",
+                         "--out", tmp_path / "vocab")
+    assert code == 2 and err.count("\n") == 1 and "another program vocabulary" in err, err

@@ -185,6 +185,11 @@ class Family(abc.ABC):
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
         return None
 
+    def warm_start(self, model: torch.nn.Module, config: dict[str, Any]) -> str | None:
+        """Copy weights into a freshly built ``model`` before its first epoch (the loop never calls it when a
+        run resumes). Returns one line for the progress output, or None when nothing was asked for."""
+        return None
+
     def num_train_examples(self, data: Any) -> int:
         return len(getattr(data, "train_index", ()))
 

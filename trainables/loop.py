@@ -157,6 +157,10 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         history, best = saved.get("history", []), saved.get("best")
         if progress:
             progress(f"[{family.name}] resumed from {resume_from} after epoch {start_epoch}")
+    if resume_from is None:
+        line = family.warm_start(model, config)
+        if progress and line:
+            progress(f"[{family.name}] {line}")
     if progress and start_epoch == 0:
         progress(f"[{family.name}] {family.describe_data(data)}; {sum(p.numel() for p in model.parameters()):,} "
                  f"parameters on {device}")

@@ -40,13 +40,13 @@ from .models import meta_of_state
 from .scoring import ScoreResult, score_items
 from .shipped import PREFIX, resolve_pretrained
 
-__all__ = ["find_checkpoint", "load_trained", "evaluate_file", "EvalOutput", "read_predictions",
+__all__ = ["find_checkpoint", "load_state", "load_trained", "evaluate_file", "EvalOutput", "read_predictions",
            "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("Problem", "linear_formula", "answer", "predicted")
 
 
-def _load_state(ckpt: Path) -> dict[str, Any]:
+def load_state(ckpt: Path) -> dict[str, Any]:
     """``state.pt`` of a checkpoint folder (tensors only); a damaged file is a one-line CheckpointError."""
     try:
         return torch.load(ckpt / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
@@ -56,7 +56,7 @@ def _load_state(ckpt: Path) -> dict[str, Any]:
 
 
 def _state_meta(ckpt: Path) -> dict[str, Any]:
-    state = _load_state(ckpt)
+    state = load_state(ckpt)
     try:
         return meta_of_state(state["model"])
     except (KeyError, ValueError):
@@ -105,7 +105,7 @@ def load_trained(ckpt: str | Path, *, overrides: dict[str, Any] | None = None):
     ckpt = Path(ckpt)
     if not (ckpt / CHECKPOINT_FILE).is_file() or not (ckpt / "config.json").is_file():
         raise FileNotFoundError(f"{ckpt}: a checkpoint folder needs {CHECKPOINT_FILE} and config.json")
-    state = _load_state(ckpt)
+    state = load_state(ckpt)
     try:
         config = json.loads((ckpt / "config.json").read_text())
     except (OSError, ValueError) as exc:

@@ -34,12 +34,12 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
-from ..base import Family, Param
+from ..base import ConfigError, Family, Param
 from ..loop import resolve_device
 from .beam import MODES, decode_widths
 from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
 from .glove import PACKAGE as GLOVE_PACKAGE
-from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog, TopLayers
+from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog, TopLayers, meta_of_state
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .programs import tokens_to_program
 from .scoring import score_items
@@ -77,6 +77,11 @@ COMMON: dict[str, Param] = {
     "lr_schedule": Param("constant", "learning-rate schedule over `epochs`: constant, cosine or linear decay "
                                      "to 5%", str, choices=("constant", "cosine", "linear")),
     "eval_batch_size": Param(128, "problems per batch when evaluating", int, 1, 65_536),
+    "init_from": Param("", "start from another run's weights (a checkpoint, `mathtune train` or trial folder, or "
+                           "pretrained:NAME) trained on the same program vocabulary: every tensor with the same "
+                           "name and shape is copied, e.g. a t2m-bert-frozen run's decoder into t2m-bert-ft "
+                           "(train the decoder on frozen states first, then fine-tune); empty = random "
+                           "initialisation; a resumed run keeps its own weights", str),
     "batch_size": Param(32, "training batch size", int, 1, 65_536),
     "grad_clip": Param(5.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
     "amp": Param(False, "train under bfloat16 autocast (weights and optimizer stay float32; evaluation and "
@@ -172,6 +177,34 @@ class T2MFamily(Family):
         else:
             f = lambda e: 1 - (1 - floor) * min(e, epochs) / epochs  # noqa: E731
         return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+
+    def warm_start(self, model, config):
+        """``init_from``: copy the matching tensors of another run's best checkpoint into ``model``."""
+        source = config.get("init_from") or ""
+        if not source:
+            return None
+        from .evaluation import find_checkpoint, load_state
+
+        ckpt = find_checkpoint(source)
+        state = load_state(ckpt)["model"]
+        try:
+            theirs = meta_of_state(state)["program_vocab"]
+        except (KeyError, ValueError):
+            raise ConfigError(f"init_from: {ckpt} is not a text-to-program checkpoint") from None
+        if theirs != model.meta["program_vocab"]:
+            raise ConfigError(f"init_from: {ckpt} was trained on another program vocabulary (another training "
+                              f"file or limit_train); its decoder cannot start this run")
+        own = model.state_dict()
+        copied = {k: v for k, v in state.items()
+                  if k != "meta_json" and k in own and tuple(own[k].shape) == tuple(v.shape)}
+        missing = [k for k in own if k.startswith("decoder.") and k not in copied]
+        if missing:
+            raise ConfigError(f"init_from: {ckpt} has another decoder ({missing[0]} differs or is absent; "
+                              f"dec_emb, dec_hidden, dec_layers, copy and attention_style must match)")
+        model.load_state_dict(copied, strict=False)
+        kept = sum(v.numel() for v in copied.values())
+        total = sum(v.numel() for k, v in own.items() if k != "meta_json")
+        return f"initialised {len(copied)} tensors ({kept:,} of {total:,} values) from {ckpt}"
 
     def num_train_examples(self, data: T2MData) -> int:
         return len(data.parts["train"])
