@@ -93,6 +93,7 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from mathtune.trainables import get_family
     from mathtune.trainables.t2m.family import decode_part
+    from mathtune.trainables.loop import bf16_autocast_works
 
     fam = get_family(name)
     known = fam.all_params()
@@ -116,7 +117,7 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     opt_mini = torch.optim.Adam([p for p in mini.parameters() if p.requires_grad], lr=config["lr"])
     vocab = ours.vocab
     step_ours = lambda b: fam.loss(ours, b, config)  # noqa: E731
-    amp = bool(config.get("amp"))
+    amp = bool(config.get("amp")) and bf16_autocast_works(torch.device("cpu"))  # as the family's loss decides
 
     def step_mini(b):  # under the same autocast as ours (``amp``)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):

@@ -274,3 +274,15 @@ def test_init_from_a_frozen_run_starts_fine_tuning_from_its_decoder(tmp_path, ca
                          "--set", "attention_style=luong", "--set", "finetune_layers=1", "--set", f"init_from={foreign}",
                          "--out", tmp_path / "vocab")
     assert code == 2 and err.count("\n") == 1 and "another program vocabulary" in err, err
+
+
+def test_amp_trains_on_any_cpu(tmp_path):
+    """`amp=true` trains under bfloat16 autocast where the CPU has bfloat16 units and in float32 elsewhere
+    (oneDNN has no bfloat16 LSTM without them): the fused teacher-forced path finishes an epoch either way."""
+    from mathtune.trainables.loop import bf16_autocast_works
+
+    run_dir = _train_small(tmp_path, "t2m-lstm", 24, amp=True, teacher_forcing=1.0)
+    history = json.loads((run_dir / "last" / "metrics.json").read_text())["history"]
+    assert len(history) == 1 and history[0]["train_loss"] == history[0]["train_loss"]  # trained, not NaN
+    assert bf16_autocast_works(torch.device("cpu")) == (torch.cpu._is_avx512_bf16_supported()
+                                                         or torch.cpu._is_amx_tile_supported())

@@ -41,6 +41,18 @@ def resolve_device(config: dict[str, Any]) -> torch.device:
     return torch.device(want)
 
 
+def bf16_autocast_works(device: torch.device) -> bool:
+    """Whether bfloat16 autocast can train on ``device``: CUDA, or a CPU with AVX512-BF16 or AMX units.
+    Elsewhere oneDNN has no bfloat16 LSTM ("could not create a primitive descriptor"), so families that
+    offer ``amp`` train in float32 there."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    return any(bool(getattr(torch.cpu, probe, lambda: False)())
+               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def set_threads(config: dict[str, Any], cpus: float | None = None) -> int:
     """Match torch's intra-op threads to the CPUs this run owns (avoids oversubscription)."""
     n = int(config.get("threads") or 0) or (max(1, int(cpus)) if cpus else os.cpu_count() or 1)

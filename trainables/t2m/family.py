@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from ..base import ConfigError, Family, Param
-from ..loop import resolve_device
+from ..loop import bf16_autocast_works, resolve_device
 from .beam import MODES, decode_widths
 from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
 from .glove import PACKAGE as GLOVE_PACKAGE
@@ -86,7 +86,8 @@ COMMON: dict[str, Param] = {
     "grad_clip": Param(5.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
     "amp": Param(False, "train under bfloat16 autocast (weights and optimizer stay float32; evaluation and "
                         "decoding run in float32): about 1.6x faster training on CPUs with AVX512-BF16 or AMX and "
-                        "on GPUs; slower on CPUs without bfloat16 units", bool),
+                        "on GPUs; on CPUs without bfloat16 units (no AVX512-BF16 or AMX) training stays float32",
+                 bool),
 }
 
 GLOVE: dict[str, Param] = {
@@ -142,7 +143,8 @@ class T2MFamily(Family):
 
     def loss(self, model, batch, config):
         tgt = batch["tgt"]
-        with torch.autocast(tgt.device.type, dtype=torch.bfloat16, enabled=bool(config.get("amp"))):
+        amp = bool(config.get("amp")) and bf16_autocast_works(tgt.device)
+        with torch.autocast(tgt.device.type, dtype=torch.bfloat16, enabled=amp):
             mem, state = model.start(batch)
             logp = model.teacher_forced(mem, state, tgt, teacher_forcing=config["teacher_forcing"],
                                         coins=batch.get("tf_coins"))
