@@ -22,6 +22,34 @@ def test_seed_model_shapes_and_defaults():
         assert model(torch.zeros(4, 5, dtype=torch.long)).shape == (4, 3, 14)
 
 
+def test_default_init_is_keras_and_torch_init_is_kept_on_request():
+    """The family's default model is initialised as the reference's Keras model (Glorot input and output
+    weights, orthogonal recurrent weights, zero biases but the forget gate's 1, Adam epsilon 1e-7);
+    ``init=torch`` keeps PyTorch's own initialisation."""
+    data = FAM.build_data(FAM.make_config(TINY))
+    cfg = FAM.make_config({**TINY, "extra_layers": 1})
+    model = FAM.build_model(cfg, data)
+    h = cfg["hidden"]
+    for lstm in (model.encoder, model.decoder):
+        for layer in range(lstm.num_layers):
+            w_hh = getattr(lstm, f"weight_hh_l{layer}")
+            assert torch.allclose(w_hh.T @ w_hh, torch.eye(w_hh.shape[1]), atol=1e-4)  # orthogonal columns
+            w_ih = getattr(lstm, f"weight_ih_l{layer}")
+            bound = (6 / (w_ih.shape[0] + w_ih.shape[1])) ** 0.5
+            assert w_ih.abs().max() <= bound and w_ih.abs().max() > 0.9 * bound
+            b = getattr(lstm, f"bias_ih_l{layer}")
+            width = b.shape[0] // 4
+            assert torch.equal(b[width:2 * width], torch.ones(width))
+            assert not b[:width].any() and not b[2 * width:].any() and not getattr(lstm, f"bias_hh_l{layer}").any()
+    assert not model.out.bias.any() and model.encoder.hidden_size == h
+    assert FAM.optimizer(model, cfg).defaults["eps"] == 1e-7
+    plain_cfg = FAM.make_config({**TINY, "init": "torch"})
+    plain = FAM.build_model(plain_cfg, data)
+    assert plain.encoder.bias_ih_l0.abs().min() > 0 and FAM.optimizer(plain, plain_cfg).defaults["eps"] == 1e-8
+    with pytest.raises(ConfigError, match="init"):
+        FAM.make_config({**TINY, "init": "glorot"})
+
+
 def test_loop_learns_on_tiny_data():
     result = train(FAM, FAM.make_config({**TINY, "limit": 1024, "hidden": 128, "decoder_hidden": 128, "epochs": 8}),
                    progress=None)

@@ -1,7 +1,8 @@
 """arith-text2text: query characters ("22+13") -> answer characters ("35 ").
 
 Default model = the seed report's: one-hot input, LSTM(256) encoder (plus ``extra_layers`` more),
-the final state repeated to the answer length, LSTM(256) decoder, per-step softmax.
+the final state repeated to the answer length, LSTM(256) decoder, per-step softmax, initialised as Keras
+initialises it (``init``, see :mod:`.init`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from ..base import Family, Param
 from .data import ALPHABET, ArithData, build_arith
+from .init import INITS, KERAS_ADAM_EPS, apply_init
 
 __all__ = ["Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches"]
 
@@ -136,6 +138,9 @@ class ArithText2Text(ArithFamily):
         "decoder_hidden": Param(256, "decoder LSTM width", int, 4, 4096),
         "extra_layers": Param(0, "extra encoder LSTM layers beyond the first", int, 0, 8),
         "dropout": Param(0.0, "dropout between encoder layers and on the encoder state", float, 0.0, 0.9),
+        "init": Param("keras", "weight initialisation: keras (the reference's Keras defaults: Glorot-uniform input "
+                               "and output weights, orthogonal recurrent weights, forget-gate bias 1, Adam epsilon "
+                               "1e-7) or torch (PyTorch's layer defaults, Adam epsilon 1e-8)", str, choices=INITS),
         "reverse": Param("none", "feed the query and/or emit the answer reversed (none, query, answer, both); "
                                  "answer-reversed lets the decoder produce the carry digit last", str,
                          choices=("none", "query", "answer", "both")),
@@ -147,6 +152,11 @@ class ArithText2Text(ArithFamily):
                            limit=config["limit"], reverse=config["reverse"])
 
     def build_model(self, config, data):
-        return Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],
-                           extra_layers=config["extra_layers"], decoder_hidden=config["decoder_hidden"],
-                           dropout=config["dropout"])
+        model = Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],
+                            extra_layers=config["extra_layers"], decoder_hidden=config["decoder_hidden"],
+                            dropout=config["dropout"])
+        return apply_init(model, config["init"])
+
+    def optimizer(self, model, config):
+        eps = KERAS_ADAM_EPS if config["init"] == "keras" else 1e-8
+        return torch.optim.Adam(model.parameters(), lr=config["lr"], eps=eps)
