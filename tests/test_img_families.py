@@ -132,13 +132,23 @@ def test_warp_images_rotates_and_scales_within_bounds():
 
 # ------------------------------------------------------------------------------------------- data
 def _check_pools(data, images_mnist):
+    """Training, validation and test queries use digit images of three disjoint pools, none of them the
+    classifier's evaluation pool; each image is the MNIST image its index names."""
     pools = data.pools
-    fit = np.concatenate([data.train_index, data.val_index])
-    fit_idx, test_idx = data.image_index[fit], data.image_index[data.test_index]
-    fit_used, test_used = set(fit_idx[fit_idx >= 0].tolist()), set(test_idx[test_idx >= 0].tolist())
-    assert fit_used and test_used and not fit_used & test_used
-    assert fit_used <= set(pools.train.tolist()) and test_used <= set(pools.test.tolist())
-    assert not (fit_used | test_used) & set(pools.classifier_eval.tolist())
+
+    def used(rows):
+        idx = data.image_index[rows]
+        return set(idx[idx >= 0].tolist())
+
+    train_used, val_used, test_used = used(data.train_index), used(data.val_index), used(data.test_index)
+    assert train_used and val_used and test_used
+    assert not train_used & val_used and not train_used & test_used and not val_used & test_used
+    assert train_used <= set(pools.train.tolist()) and test_used <= set(pools.test.tolist())
+    assert val_used <= set(pools.val.tolist())
+    assert not set(pools.val.tolist()) & (set(pools.train.tolist()) | set(pools.test.tolist()))
+    assert not (train_used | val_used | test_used) & set(pools.classifier_eval.tolist())
+    assert set(pools.classifier_train.tolist()) == set(pools.train.tolist()) | set(pools.val.tolist()) | set(
+        pools.test.tolist())
     digit = data.image_index >= 0
     assert np.array_equal(data.images[digit], images_mnist[data.image_index[digit]])
 
@@ -162,6 +172,11 @@ def test_img2text_data_is_deterministic_disjoint_and_follows_the_text_split(i2t)
     _check_pools(data, images)
     assert ((data.image_index >= 0) == (data.x < 10)).all()  # a digit image exactly where the query has a digit
     assert "disjoint pools" in fam.describe_data(data) and str(MNIST_DIR) in fam.describe_data(data)
+    assert " / val " in fam.describe_data(data)
+    shared = fam.build_data({**cfg, "val_pool": False})  # the earlier datasets: validation from the train pool
+    assert len(shared.pools.val) == 0 and np.array_equal(shared.x, data.x)
+    val_idx, train_pool = shared.image_index[shared.val_index], set(shared.pools.train.tolist())
+    assert set(val_idx[val_idx >= 0].tolist()) <= train_pool
 
 
 @needs_mnist

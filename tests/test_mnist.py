@@ -218,6 +218,29 @@ def test_build_image_split_pools_disjoint_and_classifier_pool_fixed(mnist):
     assert (again.train == s.train).all() and (again.test == s.test).all()
 
 
+def test_validation_sequences_get_their_own_pool_in_proportion(mnist):
+    """With validation sequences apart, a val pool is cut from the train share in proportion to them (at
+    least 5% of the pool), disjoint from every other pool; the classifier's pools do not move."""
+    images, labels = mnist
+    rng = np.random.default_rng(0)
+    train_chars, val_chars = rng.integers(0, 14, (585, 5)), rng.integers(0, 14, (65, 5))
+    test_chars = rng.integers(0, 14, (350, 5))
+    s = im.build_image_split(train_chars, test_chars, val_chars=val_chars, seed=5, images=images, labels=labels)
+    p = s.pools
+    assert (len(p.test), len(p.classifier_eval), len(p.train) + len(p.val)) == (2800, 2000, 5200)
+    assert abs(len(p.val) - 520) <= 10  # 10% of the fitted sequences -> 10% of their share (rounded per class)
+    for a, b in ((p.val, p.train), (p.val, p.test), (p.val, p.classifier_eval), (p.train, p.test)):
+        assert len(np.intersect1d(a, b)) == 0
+    assert np.isin(s.val_index[s.val_index >= 0], p.val).all() and s.val.shape == (65, 5, 28, 28)
+    assert np.isin(s.train_index[s.train_index >= 0], p.train).all()
+    shared = im.build_image_split(np.concatenate([train_chars, val_chars]), test_chars, seed=5, images=images,
+                                  labels=labels)
+    assert (shared.pools.classifier_eval == p.classifier_eval).all()
+    assert np.array_equal(shared.pools.classifier_train, p.classifier_train)
+    small = im.split_mnist_pool(labels, 1000, 1000, seed=5, n_val=10)
+    assert abs(len(small.val) - 500) <= 10  # the 5% minimum
+
+
 def test_build_time_20000_sequences(mnist):
     """Prints how long rendering 20,000 x 5 images takes (no timed assertion)."""
     images, labels = mnist

@@ -7,10 +7,12 @@ portion, test = the rest) and renders one side of each query as 28x28 images:
 * ``render="queries"`` (arith-img2text): the query characters ("22+13") -> (N, 5, 28, 28);
 * ``render="answers"`` (arith-text2img): the answer characters ("35 ") -> (N, answer_len, 28, 28).
 
-Training and validation queries take their digit images from the ``train`` MNIST pool, test queries from
-the disjoint ``test`` pool, and a third pool is held apart for the digit classifier
-(:func:`~mathtune.trainables.arith.images.build_image_split`), so a test query never reuses an image a
-model was trained or selected on.
+Training queries take their digit images from the ``train`` MNIST pool, validation queries from their own
+``val`` pool (``val_pool=True``, the default; with ``False`` from the ``train`` pool, as before 2026-12-02),
+test queries from the ``test`` pool, and a last pool is held apart for the digit classifier
+(:func:`~mathtune.trainables.arith.images.build_image_split`). So neither a validation nor a test query
+reuses an image a model was trained on, and selection on validation sees reading errors on new
+handwriting as test does.
 
 The result keeps only the queries in use (all of them unless ``limit`` is set), re-indexed: rows
 ``0 .. n_train-1`` are training, then validation, then test; ``source_index`` maps each row back to the
@@ -64,7 +66,8 @@ class ImageArithData(ArithData):
 
     def describe(self) -> str:
         p = self.pools
-        pools = (f"; MNIST t10k from {self.mnist_folder}, disjoint pools: train {len(p.train)} / test "
+        val = f" / val {len(p.val)}" if p is not None and len(p.val) else ""
+        pools = (f"; MNIST t10k from {self.mnist_folder}, disjoint pools: train {len(p.train)}{val} / test "
                  f"{len(p.test)} / classifier-eval {len(p.classifier_eval)} images") if p is not None else ""
         clf = ""
         if self.classifier:
@@ -76,13 +79,15 @@ class ImageArithData(ArithData):
 
 def build_image_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1, *, limit: int = 0,
                       render: str = "queries", mnist_dir: str | None = None,
-                      mnist: tuple[np.ndarray, np.ndarray] | None = None, mnist_source: str = "") -> ImageArithData:
+                      mnist: tuple[np.ndarray, np.ndarray] | None = None, mnist_source: str = "",
+                      val_pool: bool = True) -> ImageArithData:
     """The split of :func:`build_arith` with ``render`` ("queries" or "answers") drawn as MNIST images.
 
     ``mnist_dir`` ("" or None: the resolution rule of :func:`~mathtune.trainables.arith.mnist.find_mnist_folder`)
     or an already loaded ``mnist`` = (images, labels) read from ``mnist_source`` (a folder, named in
     descriptions and errors). Deterministic for ``seed`` (= the data seed: the
-    query split, the pools and the choice of each image).
+    query split, the pools and the choice of each image). ``val_pool``: validation queries draw from their own
+    image pool (see the module docstring).
     """
     if render not in RENDER_SIDES:
         raise ValueError(f"render: {render!r} is not one of {', '.join(RENDER_SIDES)}")
@@ -95,15 +100,20 @@ def build_image_arith(ops: str, split: float, seed: int = 0, val_fraction: float
     images, labels = mnist
     t0 = time.perf_counter()
     tr, va, te = base.train_index, base.val_index, base.test_index
-    fit_rows = np.concatenate([tr, va])  # training and validation queries: images from the train pool
-    rows = np.concatenate([fit_rows, te])
+    rows = np.concatenate([tr, va, te])
     chars = base.x if render == "queries" else base.y
+    apart = val_pool and len(va) > 0
     try:
-        split_images = build_image_split(chars[fit_rows], chars[te], seed=seed, images=images, labels=labels)
+        split_images = build_image_split(chars[tr] if apart else chars[np.concatenate([tr, va])], chars[te],
+                                         val_chars=chars[va] if apart else None, seed=seed, images=images,
+                                         labels=labels)
     except ValueError as exc:  # e.g. a pool too small to hold every digit in every part
         raise MnistError(f"{folder or 'MNIST arrays'}: {exc} (expected the 10,000-image t10k set)") from None
-    rendered = np.concatenate([split_images.train, split_images.test])
-    index = np.concatenate([split_images.train_index, split_images.test_index])
+    parts = [split_images.train, split_images.val, split_images.test] if apart else [split_images.train,
+                                                                                       split_images.test]
+    rendered = np.concatenate(parts)
+    index = np.concatenate([split_images.train_index, split_images.val_index, split_images.test_index] if apart
+                           else [split_images.train_index, split_images.test_index])
     build_seconds = time.perf_counter() - t0
     n_tr, n_va = len(tr), len(va)
     return ImageArithData(

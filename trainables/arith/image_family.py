@@ -88,10 +88,13 @@ class ImageArithFamily(ArithFamily):
 
     render: str = "queries"
     eval_batch = 512
-    data_params = ArithFamily.data_params + ("mnist_dir",)
+    data_params = ArithFamily.data_params + ("mnist_dir", "val_pool")
     image_params: dict[str, Param] = {
         "mnist_dir": Param("", "folder holding the MNIST test set (t10k-*-ubyte[.gz]); '' = $MATHTUNE_MNIST, else "
                                "../shared/data/mnist next to the project", str),
+        "val_pool": Param(True, "validation queries draw their digit images from their own MNIST pool, apart from "
+                                "the training, test and classifier pools, so selection sees reading errors on new "
+                                "handwriting; false: from the training pool (the figures before 2026-12-02)", bool),
         "amp": Param(True, "on a GPU: bfloat16 autocast and channels-last convolutions (ignored on CPU, which "
                            "stays float32)", bool),
     }
@@ -100,7 +103,7 @@ class ImageArithFamily(ArithFamily):
                     mnist_source: str = "") -> ImageArithData:
         return build_image_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
                                  limit=config["limit"], render=self.render, mnist_dir=config["mnist_dir"],
-                                 mnist=mnist, mnist_source=mnist_source)
+                                 mnist=mnist, mnist_source=mnist_source, val_pool=config["val_pool"])
 
     def build_data(self, config: dict[str, Any]) -> ImageArithData:
         return self.load_images(config)

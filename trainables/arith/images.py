@@ -10,12 +10,16 @@ disjoint pools:
 
 * ``classifier_eval`` -- ``classifier_fraction`` (20%) held apart; no query ever uses these images. It is
   the digit classifier's own evaluation set. It depends only on the seed, not on the query split.
-* ``train`` -- images for training and validation queries;
+* ``train`` -- images for training queries (and for validation queries when there is no ``val`` pool);
+* ``val`` -- images for validation queries (when the split is asked for one), so that validation, like
+  test, reads handwriting the model never trained on and selection sees reading errors;
 * ``test`` -- images for test queries, so a test query never reuses a training image.
 
 The remaining 80% is divided between ``train`` and ``test`` in proportion to the number of train and
-test queries, each getting at least ``min_fraction`` (10%) of the whole pool. The digit classifier
-trains on ``train`` + ``test`` (= everything but its evaluation set, the same for every split of a seed);
+test queries, each getting at least ``min_fraction`` (10%) of the whole pool; a ``val`` pool is then cut
+from the ``train`` share in proportion to the validation queries, at least ``min_val_fraction`` (5%) of
+the whole pool. The digit classifier trains on every pool but its evaluation set (the same images for
+every split of a seed);
 see :mod:`mathtune.trainables.arith.classifier` for why that is honest.
 
 Example::
@@ -28,7 +32,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -254,16 +258,19 @@ class PoolSplit:
     train: np.ndarray
     test: np.ndarray
     classifier_eval: np.ndarray
+    val: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def classifier_train(self) -> np.ndarray:
         """What the digit classifier trains on: every image outside its evaluation set."""
-        return np.sort(np.concatenate([self.train, self.test]))
+        return np.sort(np.concatenate([self.train, self.val, self.test]))
 
 
-def split_mnist_pool(labels: np.ndarray, n_train: int, n_test: int, seed: int, *,
-                     classifier_fraction: float = 0.2, min_fraction: float = 0.1) -> PoolSplit:
-    """Cut the pool for ``n_train`` train(+validation) and ``n_test`` test sequences.
+def split_mnist_pool(labels: np.ndarray, n_train: int, n_test: int, seed: int, *, n_val: int = 0,
+                     classifier_fraction: float = 0.2, min_fraction: float = 0.1,
+                     min_val_fraction: float = 0.05) -> PoolSplit:
+    """Cut the pool for ``n_train`` train(+validation) and ``n_test`` test sequences; with ``n_val`` > 0
+    (the validation sequences among the ``n_train``) validation gets its own ``val`` pool.
 
     The ``classifier_eval`` part depends only on ``seed`` and ``classifier_fraction`` (so the digit
     classifier is the same for every query split); the rest is divided as :func:`pool_fractions` says.
@@ -273,16 +280,29 @@ def split_mnist_pool(labels: np.ndarray, n_train: int, n_test: int, seed: int, *
         >>> p = split_mnist_pool(labels, 13000, 7000, seed=0)                      # doctest: +SKIP
         >>> len(p.train), len(p.test), len(p.classifier_eval)  # doctest: +SKIP
         (5200, 2800, 2000)
+        >>> p = split_mnist_pool(labels, 13000, 7000, seed=0, n_val=1300)          # doctest: +SKIP
+        >>> len(p.train), len(p.val), len(p.test), len(p.classifier_eval)  # doctest: +SKIP
+        (4681, 519, 2800, 2000)
     """
     f_train, f_test, f_cls = pool_fractions(n_train, n_test, classifier_fraction=classifier_fraction,
                                             min_fraction=min_fraction)
+    if not 0 <= n_val < max(n_train, 1):
+        raise ValueError(f"n_val: {n_val} validation sequences must be fewer than the {n_train} fitted ones")
     labels = np.asarray(labels)
     seq = np.random.SeedSequence([int(seed), 0x6D6E])
     held_rng, rest_rng = (np.random.default_rng(s) for s in seq.spawn(2))
     held, rest = split_pool(None, labels, [f_cls, 1.0 - f_cls], held_rng)
-    train_rel, test_rel = split_pool(None, labels[rest], [f_train / (1.0 - f_cls), f_test / (1.0 - f_cls)],
-                                     rest_rng)
-    return PoolSplit(train=rest[train_rel], test=rest[test_rel], classifier_eval=held)
+    if not n_val:
+        train_rel, test_rel = split_pool(None, labels[rest], [f_train / (1.0 - f_cls), f_test / (1.0 - f_cls)],
+                                         rest_rng)
+        return PoolSplit(train=rest[train_rel], test=rest[test_rel], classifier_eval=held)
+    f_val = float(np.clip(f_train * n_val / n_train, min_val_fraction, f_train - min_fraction))
+    if f_train - f_val < min_fraction - 1e-12:
+        raise ValueError(f"min_val_fraction: {min_val_fraction} leaves the training pool under {min_fraction}")
+    rest_f = 1.0 - f_cls
+    train_rel, val_rel, test_rel = split_pool(None, labels[rest], [(f_train - f_val) / rest_f, f_val / rest_f,
+                                                                  f_test / rest_f], rest_rng)
+    return PoolSplit(train=rest[train_rel], test=rest[test_rel], classifier_eval=held, val=rest[val_rel])
 
 
 @dataclass
@@ -299,24 +319,28 @@ class ImageSplit:
     test_index: np.ndarray
     pools: PoolSplit
     seed: int
+    val: np.ndarray | None = None
+    val_index: np.ndarray | None = None
 
     def describe(self) -> str:
         p = self.pools
-        return (f"MNIST pools (seed {self.seed}): train {len(p.train)} / test {len(p.test)} / "
+        val = f" / val {len(p.val)}" if len(p.val) else ""
+        return (f"MNIST pools (seed {self.seed}): train {len(p.train)}{val} / test {len(p.test)} / "
                 f"classifier-eval {len(p.classifier_eval)} images")
 
 
 def build_image_split(train_chars: np.ndarray | Sequence[str], test_chars: np.ndarray | Sequence[str], *,
                       seed: int, images: np.ndarray | None = None, labels: np.ndarray | None = None,
                       mnist_folder: str | None = None, classifier_fraction: float = 0.2,
-                      min_fraction: float = 0.1, glyphs_per_op: int = 200) -> ImageSplit:
+                      min_fraction: float = 0.1, glyphs_per_op: int = 200,
+                      val_chars: np.ndarray | Sequence[str] | None = None) -> ImageSplit:
     """Render train(+validation) and test character sequences from disjoint MNIST pools.
 
-    ``train_chars`` are the training and validation sequences (queries for img2text, answers for
-    text2img), drawn from the ``train`` pool; ``test_chars`` from the ``test`` pool; the
-    ``classifier_eval`` pool is never used (see the module docstring for the proportions). Train and
-    test get independent glyph banks. ``images``/``labels`` default to :func:`load_mnist`.
-    Deterministic for ``seed``.
+    ``train_chars`` are the training sequences (queries for img2text, answers for text2img), drawn from
+    the ``train`` pool, the validation ones among them unless ``val_chars`` gives validation apart: those
+    are drawn from their own ``val`` pool. ``test_chars`` come from the ``test`` pool; the
+    ``classifier_eval`` pool is never used (see the module docstring for the proportions). Each part gets
+    its own glyph bank. ``images``/``labels`` default to :func:`load_mnist`. Deterministic for ``seed``.
 
     Example::
 
@@ -329,12 +353,19 @@ def build_image_split(train_chars: np.ndarray | Sequence[str], test_chars: np.nd
 
         images, labels = load_mnist(mnist_folder)
     train_ids, test_ids = to_ids(train_chars), to_ids(test_chars)
-    pools = split_mnist_pool(labels, len(train_ids), len(test_ids), seed,
+    val_ids = to_ids(val_chars) if val_chars is not None and len(val_chars) else None
+    n_val = 0 if val_ids is None else len(val_ids)
+    pools = split_mnist_pool(labels, len(train_ids) + n_val, len(test_ids), seed, n_val=n_val,
                              classifier_fraction=classifier_fraction, min_fraction=min_fraction)
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 0x696D]).spawn(2))
     train, train_index = render_sequences(train_ids, images, labels, train_rng, pool_index=pools.train,
                                           glyphs_per_op=glyphs_per_op, return_index=True)
     test, test_index = render_sequences(test_ids, images, labels, test_rng, pool_index=pools.test,
                                         glyphs_per_op=glyphs_per_op, return_index=True)
+    val = val_index = None
+    if val_ids is not None:
+        val_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7661]))
+        val, val_index = render_sequences(val_ids, images, labels, val_rng, pool_index=pools.val,
+                                          glyphs_per_op=glyphs_per_op, return_index=True)
     return ImageSplit(train=train, test=test, train_index=train_index, test_index=test_index, pools=pools,
-                      seed=int(seed))
+                      seed=int(seed), val=val, val_index=val_index)
