@@ -265,6 +265,30 @@ def test_text2img_loop_learns_and_reports_pixel_and_readable_metrics(t2i):
     assert all(h["classifier_acc"] == data.classifier["accuracy"] for h in result["history"])
 
 
+@needs_mnist
+def test_text2img_aux_head_reads_answer_characters_and_leaves_images_alone(t2i):
+    """`aux_weight` adds a character head on the decoder state, trained on the answer text beside the pixel
+    loss; the images come from the decoder state alone, so the head changes nothing at evaluation."""
+    fam, cfg, data = t2i
+    plain = fam.build_model(cfg, data)
+    assert plain.aux is None
+    acfg = {**cfg, "aux_weight": 1.0, "epochs": 4}
+    torch.manual_seed(0)
+    model = fam.build_model(acfg, data)
+    assert model.aux is not None and model.aux.out_features == data.vocab_size
+    batch = next(iter(fam.batches(data, acfg, torch.Generator().manual_seed(0), torch.device("cpu"))))
+    model.train()
+    with_aux = float(fam.loss(model, batch, acfg))
+    pixels = float(fam.loss(model, batch, {**acfg, "aux_weight": 0.0}))
+    assert with_aux > pixels + 1.0  # an untrained head adds about log(vocab) of cross-entropy
+    result = train(fam, acfg, data=data, progress=None)
+    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+    model.eval()
+    x = torch.from_numpy(data.x[:8])
+    images, chars = model(x, with_aux=True)
+    assert torch.equal(images, model(x)) and chars.shape == (8, data.answer_len, data.vocab_size)
+
+
 class _TrueAnswers(torch.nn.Module):
     """A generator that returns the dataset's own answer images: the ceiling of every text2img metric."""
 

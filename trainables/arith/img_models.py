@@ -176,10 +176,12 @@ class Text2ImgModel(nn.Module):
 
     def __init__(self, answer_len: int, vocab_size: int, *, embed_dim: int = 0, hidden: int = 512,
                  extra_layers: int = 0, dropout: float = 0.2, decoder_hidden: int = 256, proj_channels: int = 128,
-                 up_channels: int = 64):
+                 up_channels: int = 64, aux_vocab: int = 0):
         super().__init__()
         self.answer_len = answer_len
         self.vocab_size = vocab_size
+        # optional training-only head: reads each answer position's character from the decoder state
+        self.aux = nn.Linear(decoder_hidden, aux_vocab) if aux_vocab > 0 else None
         self.embed = nn.Embedding(vocab_size, embed_dim) if embed_dim > 0 else None
         self.encoder = nn.LSTM(embed_dim if embed_dim > 0 else vocab_size, hidden, num_layers=1 + extra_layers,
                                batch_first=True)
@@ -194,7 +196,9 @@ class Text2ImgModel(nn.Module):
             nn.ConvTranspose2d(up_channels, 1, 5, stride=2, padding=2, output_padding=1),  # 14 -> 28
         )
 
-    def forward(self, x: torch.Tensor, *, logits: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, logits: bool = False, with_aux: bool = False):
+        """Answer images (B, answer_len, 28, 28), sigmoid outputs unless ``logits``; with ``with_aux`` also the
+        auxiliary head's character logits (B, answer_len, aux_vocab)."""
         if x.dim() != 2:
             raise ValueError(f"expected character ids (B, L), got {tuple(x.shape)}")
         x = x.long()
@@ -202,7 +206,15 @@ class Text2ImgModel(nn.Module):
         _, (h, _) = self.encoder(inputs)
         state = self.dropout(h[-1])
         decoded, _ = self.decoder(state.unsqueeze(1).expand(-1, self.answer_len, -1))
-        b = x.shape[0]
+        images = self._draw(decoded, logits)
+        if not with_aux:
+            return images
+        if self.aux is None:
+            raise ValueError("this model has no auxiliary character head (aux_vocab=0)")
+        return images, self.aux(decoded)
+
+    def _draw(self, decoded: torch.Tensor, logits: bool) -> torch.Tensor:
+        b = decoded.shape[0]
         maps = self.project(decoded.reshape(b * self.answer_len, -1)).reshape(-1, self.proj_channels, 7, 7)
         if maps.is_cuda:
             maps = maps.contiguous(memory_format=torch.channels_last)

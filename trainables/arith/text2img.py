@@ -83,6 +83,10 @@ class ArithText2Img(ImageArithFamily):
                                     "32 is about 10x cheaper on CPU)", int, 1, 1024),
         "up_channels": Param(64, "channels after the first transposed conv, 7x7 -> 14x14 (the seed's 64)",
                              int, 1, 1024),
+        "aux_weight": Param(0.0, "weight of an auxiliary loss (0 = off, the seed): a linear head on the decoder "
+                                 "state reads each answer position's character, supervised by the answer text the "
+                                 "training images were drawn from; the images are still drawn from the decoder "
+                                 "state alone and the head plays no part in evaluation", float, 0.0, 100.0),
         "classifier_epochs": Param(ClassifierConfig.epochs, "training epochs of the answer-reading digit classifier "
                                    "(part of its cache key; the default reaches >= 98% on held-apart digits; "
                                    "fewer only for quick tests)", int, 1, 100),
@@ -117,21 +121,27 @@ class ArithText2Img(ImageArithFamily):
         model = Text2ImgModel(data.answer_len, data.vocab_size, embed_dim=config["embed_dim"],
                               hidden=config["hidden"], extra_layers=config["extra_layers"],
                               dropout=config["dropout"], decoder_hidden=config["decoder_hidden"],
-                              proj_channels=config["proj_channels"], up_channels=config["up_channels"])
+                              proj_channels=config["proj_channels"], up_channels=config["up_channels"],
+                              aux_vocab=data.vocab_size if config["aux_weight"] > 0 else 0)
         return self.place_model(model, config)
 
     def batches(self, data, config, generator, device):
         idx = torch.from_numpy(data.train_index)
-        x, images = torch.from_numpy(data.x), torch.from_numpy(data.images)
+        x, images, y = torch.from_numpy(data.x), torch.from_numpy(data.images), torch.from_numpy(data.y)
         for sel in iterate_batches(len(idx), config["batch_size"], generator):
             rows = idx[sel]
-            yield x[rows].to(device), images[rows].to(device, non_blocking=True)
+            yield x[rows].to(device), images[rows].to(device, non_blocking=True), y[rows].to(device)
 
     def loss(self, model, batch, config):
-        x, target = batch
+        x, target, y = batch
+        weight = config["aux_weight"]
         with autocast_for(x.device, config):
-            logits = model(x, logits=True)
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float().div_(255.0))
+            out = model(x, logits=True, with_aux=weight > 0)
+        logits, aux = out if weight > 0 else (out, None)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), target.float().div_(255.0))
+        if aux is not None:
+            loss = loss + weight * F.cross_entropy(aux.float().reshape(-1, aux.shape[-1]), y.reshape(-1).long())
+        return loss
 
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
