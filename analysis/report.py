@@ -35,6 +35,7 @@ import pandas as pd
 from .importance import Importance, load_studies, param_importances
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
 from .reference import versus_reference
+from .shipped import shipped_versus_reference
 from .tables import (Table, _slug, best_per_factor, family_summary, metric_label, per_param_value, top_k,
                      trial_overview)
 from .tidy import Tables, load_tables
@@ -223,6 +224,9 @@ def build_report(exp_dirs: Sequence[str | Path], out: str | Path, *, params: Seq
         if missing:
             vs.notes.append("reference rows of these families that no trial here matches (run a search with those "
                             "settings to compare): " + "; ".join(missing))
+    families = {m.get("family") for m in tables.metas.values()}
+    _guard(vs, "shipped-configurations table",
+           lambda: vs.tables.append(shipped_versus_reference(families=families)))
     sections.append(vs)
 
     fam = Section("Family-by-family summary", level=2)

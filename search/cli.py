@@ -294,6 +294,27 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from mathtune.analysis.reference import load_reference
+    from mathtune.analysis.shipped import shipped_versus_reference
+
+    known = sorted({r["family"] for r in load_reference()})
+    bad = [f for f in args.family or [] if f not in known]
+    if bad:
+        raise UserError(f"--family {bad[0]}: no reference rows for it (families with rows: {', '.join(known)})")
+    table = shipped_versus_reference(families=set(args.family) if args.family else None)
+    text = f"## {table.title}\n\n{table.to_markdown()}\n\n{table.note}\n"
+    if args.out:
+        try:
+            Path(args.out).write_text(text)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        print(f"[mathtune] written: {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def _write_json(path: Path, payload: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -394,6 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-predictions", action="store_true",
                    help="skip the family views that load the best checkpoints (e.g. arithmetic error analysis)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("reference", help="every reference-report row beside the shipped configuration that answers it",
+                       description="For each row of the seed reports (TARGETS.md, in analysis/reference.yaml): the "
+                                   "shipped configuration (trainables/configs) with the row's settings and the best "
+                                   "validation figure, its test figure on the reference's metric, its exact match, "
+                                   "its file and seed spread; 'not run' where none is shipped. Markdown.")
+    p.add_argument("--family", action="append", metavar="FAMILY", help="only this family's rows (repeatable)")
+    p.add_argument("--out", metavar="FILE", help="write the Markdown table here (default: print it)")
+    p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("best", help="print or write the best configuration and its checkpoint",
                        description="The best trial on the validation metric (test figures reported only). The file "

@@ -68,7 +68,7 @@ def test_trials_table_has_one_row_per_trial_with_best_and_final_metrics(tables, 
         assert row["optuna_state"] == "COMPLETE" and row["optuna_study"] == "tiny-analysis[split=0.5]"
         assert Path(row["best_checkpoint"], "state.pt").is_file() and row["checkpoint_epoch"] == row["best_epoch"]
     # the space's params minus those fixed with --set (hidden, decoder_hidden, batch_size)
-    assert tables.searched("tiny-analysis") == ["extra_layers", "dropout", "lr", "reverse"]
+    assert tables.searched("tiny-analysis") == ["extra_layers", "dropout", "lr", "reverse", "init"]
 
 
 def test_tables_round_trip_through_parquet(tables, tmp_path):
@@ -131,7 +131,7 @@ def test_every_plot_is_written(tables, experiment, tmp_path):
     assert _is_png(optimisation_history(studies, exp, "val_exact_match", tmp_path / "history.png"))
     lowest = tables.epochs.groupby("trial_id")["val_loss"].min().to_dict()
     imp = param_importances(studies[0], values=lowest, target="lowest val_loss", maximize=False)
-    assert imp.importances and set(imp.importances) == {"extra_layers", "dropout", "lr", "reverse"}
+    assert imp.importances and set(imp.importances) == {"extra_layers", "dropout", "lr", "reverse", "init"}
     assert sum(imp.importances.values()) == pytest.approx(1.0)
     assert _is_png(importance_plot([imp], exp, tmp_path / "importance.png"))
 

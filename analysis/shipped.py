@@ -1,0 +1,140 @@
+"""Every reference row beside the shipped configuration that answers it (``mathtune reference``).
+
+The shipped configurations (``trainables/configs/*.json``, each a ``mathtune train --config`` input with the
+figure its run measured) are mathtune's standing answer to the seed reports. For every row of
+``reference.yaml`` this module finds the shipped configurations of the row's family whose settings match the
+row's ``match`` keys, keeps the one with the best validation figure (never test), and shows its test figure on
+the reference's own metric, its whole-answer exact match, its file and how it was selected. A row that no
+shipped configuration answers says "not run". A figure that is a mean over training seeds carries its spread
+(``figure.seeds``: ``{metric: [values...]}``), and a configuration that uses supervision the reference's model
+did not have (img2text's per-image reading head, text2img's answer-character head: ``aux_weight`` > 0)
+names it and, when one is shipped, shows the best end-to-end figure without it beside it.
+
+Example::
+
+    table = shipped_versus_reference()
+    print(table.to_markdown())
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .reference import _same, load_reference
+from .tables import Table, metric_label
+
+__all__ = ["CONFIGS_DIR", "ShippedConfig", "load_shipped", "shipped_versus_reference", "NOT_RUN"]
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "trainables" / "configs"
+NOT_RUN = "not run"
+AUX_NOTE = {"arith-img2text": "per-image reading head (aux_weight)", "arith-text2img": "answer-character head (aux_weight)"}
+
+
+@dataclass(frozen=True)
+class ShippedConfig:
+    """One shipped configuration file: its family, recorded figure and configuration."""
+
+    path: Path
+    family: str
+    figure: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def selection(self) -> tuple[str, float]:
+        """(validation metric, value) this configuration was selected on: its family's metric."""
+        from mathtune.trainables import get_family
+
+        metric = get_family(self.family).metric
+        return metric, self.value(metric)
+
+    @property
+    def auxiliary(self) -> bool:
+        return float(self.config.get("aux_weight") or 0.0) > 0.0
+
+    def value(self, metric: str) -> float:
+        v = self.figure.get(metric)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+    def spread(self, metric: str) -> str:
+        """"mean ± sd over N seeds" when the figure records per-seed values of ``metric``, else "one run"."""
+        values = (self.figure.get("seeds") or {}).get(metric)
+        if isinstance(values, list) and len(values) > 1:
+            return f"± {100 * statistics.stdev(values):.2f} over {len(values)} seeds"
+        return "one run"
+
+
+def load_shipped(folder: str | Path | None = None) -> list[ShippedConfig]:
+    """The shipped configurations in ``folder`` (default: the package's ``trainables/configs``)."""
+    out = []
+    for path in sorted(Path(folder or CONFIGS_DIR).glob("*.json")):
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable shipped configuration: {exc}") from None
+        if not isinstance(payload, dict) or not {"family", "figure", "config"} <= payload.keys():
+            raise ValueError(f"{path}: a shipped configuration needs family, figure and config")
+        out.append(ShippedConfig(path, payload["family"], dict(payload["figure"]), dict(payload["config"])))
+    return out
+
+
+def _matches(cfg: ShippedConfig, family: str, match: dict[str, Any]) -> bool:
+    return cfg.family == family and all(k in cfg.config and _same(cfg.config[k], v) for k, v in match.items())
+
+
+def _best(configs: list[ShippedConfig]) -> ShippedConfig | None:
+    ranked = [c for c in configs if not math.isnan(c.selection[1])]
+    return max(ranked, key=lambda c: c.selection[1]) if ranked else None
+
+
+def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, families: set[str] | None = None,
+                             path: str | Path | None = None) -> Table:
+    """One row per reference figure (of ``families``, default all): ours beside it, or "not run"."""
+    shipped = load_shipped() if shipped is None else shipped
+    rows: list[dict[str, Any]] = []
+    for ref in load_reference(path):
+        family = ref["family"]
+        if families is not None and family not in families:
+            continue
+        candidates = [c for c in shipped if _matches(c, family, ref.get("match") or {})]
+        best = _best(candidates)
+        plain = _best([c for c in candidates if not c.auxiliary]) if best is not None and best.auxiliary else None
+        for metric, ref_value in ref["figures"].items():
+            row = {"family": family, "reference setting": ref["setting"], "metric": metric_label(metric),
+                   "reference": float(ref_value), "ours": NOT_RUN, "difference": math.nan,
+                   "ours, test exact match": math.nan, "configuration": "-", "selected": "-", "seeds": "-",
+                   "notes": ref.get("context", "")}
+            if best is not None:
+                ours = best.value(metric)
+                sel_metric, sel_value = best.selection
+                notes = []
+                if best.auxiliary:
+                    without = (f"; without it: {100 * plain.value(metric):.2f}% ({plain.path.name})"
+                               if plain is not None and not math.isnan(plain.value(metric)) else "; none shipped without it")
+                    notes.append(f"uses a {AUX_NOTE.get(family, 'auxiliary head')} the reference's model did not "
+                                 f"have{without}")
+                if ref.get("context"):
+                    notes.append(ref["context"])
+                row.update({
+                    "ours": ours if not math.isnan(ours) else "not measured",
+                    "difference": ours - float(ref_value) if not math.isnan(ours) else math.nan,
+                    "ours, test exact match": best.value("test_exact_match"),
+                    "configuration": best.path.name,
+                    "selected": f"on validation ({metric_label(sel_metric)} {100 * sel_value:.2f}%)",
+                    "seeds": best.spread(metric), "notes": "; ".join(notes)})
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=["family", "reference setting", "metric", "reference", "ours", "difference",
+                                        "ours, test exact match", "configuration", "selected", "seeds", "notes"])
+    note = ("Every row of the seed reports (analysis/reference.yaml) beside the shipped configuration "
+            "(trainables/configs) with the same settings and the best validation figure; 'not run' where none "
+            "is shipped. The seed reports picked their configurations on the test set; ours are picked on "
+            "validation and measured on our test split of the same task (t2m: dev, our validation; the COL775 "
+            "test split is held apart). difference = ours - reference in percentage points.")
+    return Table("shipped-versus-reference", "Shipped configurations versus the reference reports", frame,
+                 note=note, percent={"reference", "ours", "ours, test exact match"}, signed={"difference"})
