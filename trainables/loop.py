@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -41,6 +42,7 @@ def resolve_device(config: dict[str, Any]) -> torch.device:
     return torch.device(want)
 
 
+@functools.lru_cache(maxsize=8)
 def bf16_autocast_works(device: torch.device) -> bool:
     """Whether bfloat16 autocast can train on ``device``: CUDA, or a CPU with AVX512-BF16 or AMX units.
     Elsewhere oneDNN has no bfloat16 LSTM ("could not create a primitive descriptor"), so families that

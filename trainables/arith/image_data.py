@@ -109,11 +109,10 @@ def build_image_arith(ops: str, split: float, seed: int = 0, val_fraction: float
                                          labels=labels)
     except ValueError as exc:  # e.g. a pool too small to hold every digit in every part
         raise MnistError(f"{folder or 'MNIST arrays'}: {exc} (expected the 10,000-image t10k set)") from None
-    parts = [split_images.train, split_images.val, split_images.test] if apart else [split_images.train,
-                                                                                       split_images.test]
-    rendered = np.concatenate(parts)
-    index = np.concatenate([split_images.train_index, split_images.val_index, split_images.test_index] if apart
-                           else [split_images.train_index, split_images.test_index])
+    parts = [(split_images.train, split_images.train_index), (split_images.val, split_images.val_index),
+             (split_images.test, split_images.test_index)]  # val is None without a pool of its own
+    rendered = np.concatenate([images_ for images_, _ in parts if images_ is not None])
+    index = np.concatenate([index_ for images_, index_ in parts if images_ is not None])
     build_seconds = time.perf_counter() - t0
     n_tr, n_va = len(tr), len(va)
     return ImageArithData(

@@ -297,8 +297,6 @@ def split_mnist_pool(labels: np.ndarray, n_train: int, n_test: int, seed: int, *
                                          rest_rng)
         return PoolSplit(train=rest[train_rel], test=rest[test_rel], classifier_eval=held)
     f_val = float(np.clip(f_train * n_val / n_train, min_val_fraction, f_train - min_fraction))
-    if f_train - f_val < min_fraction - 1e-12:
-        raise ValueError(f"min_val_fraction: {min_val_fraction} leaves the training pool under {min_fraction}")
     rest_f = 1.0 - f_cls
     train_rel, val_rel, test_rel = split_pool(None, labels[rest], [(f_train - f_val) / rest_f, f_val / rest_f,
                                                                   f_test / rest_f], rest_rng)
