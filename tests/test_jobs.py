@@ -142,3 +142,32 @@ def test_search_submitted_as_a_job_succeeds_with_logs_and_results(ray_head, tmp_
             assert ray_head["token"].encode() not in path.read_bytes(), path
     print(f"\njob {job_id}: {status} in {time.time() - t0:.0f} s, {len(trials)} trials, "
           f"{len(logs.splitlines())} log lines")
+
+
+def test_a_trial_worker_prints_no_traceback_for_an_exit_swallowed_in_a_callback():
+    """A SIGTERM that lands in a weakref callback prints nothing; other swallowed errors still print."""
+    import sys
+
+    code = (
+        "import os, signal, weakref\n"
+        "from mathtune.trainables.tune_wrapper import quiet_swallowed_exits\n"
+        "quiet_swallowed_exits()\n"
+        "def on_term(signum, frame):\n"
+        "    raise SystemExit(1)\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        "class Obj: pass\n"
+        "def exiting(ref):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    for _ in range(1000): pass  # the handler runs here, inside the callback\n"
+        "def failing(ref):\n"
+        "    raise ValueError('still reported')\n"
+        "a, b = Obj(), Obj()\n"
+        "keep = [weakref.ref(a, exiting), weakref.ref(b, failing)]\n"
+        "del a\n"
+        "del b\n"
+        "print('survived')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "survived", proc.stderr
+    assert "SystemExit" not in proc.stderr
+    assert "ValueError: still reported" in proc.stderr and proc.stderr.count("Traceback") == 1

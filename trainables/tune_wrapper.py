@@ -7,6 +7,7 @@ builds its own dataset once.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -15,10 +16,29 @@ from ray import tune
 from .loop import train
 from .registry import get_family
 
-__all__ = ["run_trial", "make_trainable"]
+__all__ = ["run_trial", "make_trainable", "quiet_swallowed_exits"]
+
+
+def _drop_swallowed_exit(unraisable: Any, _default=sys.__unraisablehook__) -> None:
+    if isinstance(unraisable.exc_value, SystemExit):
+        return
+    _default(unraisable)
+
+
+def quiet_swallowed_exits() -> None:
+    """Keep a worker's SIGTERM from printing a traceback when it lands inside a callback.
+
+    Ray's workers turn SIGTERM (sent when a job's driver exits, or a node is drained) into ``SystemExit``.
+    When the signal arrives while Python runs a weakref callback or a ``__del__``, that exception cannot
+    propagate: Python drops it and prints "Exception ignored in ..." with a traceback into the job's log,
+    and the raylet ends the process with SIGKILL shortly after. Only that swallowed ``SystemExit`` goes
+    unprinted; every other unraisable exception is still reported by Python's own hook.
+    """
+    sys.unraisablehook = _drop_swallowed_exit
 
 
 def run_trial(config: dict[str, Any], family_name: str, datasets: dict | None = None) -> None:
+    quiet_swallowed_exits()
     # Datasets from the object store are read-only numpy arrays; the loop only reads them, so torch's
     # warning on wrapping them (once per trial process) is noise in every trial's log.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
