@@ -5,6 +5,7 @@
     mathtune train arith-text2text --set hidden=512 --set split=0.5
     mathtune search arith-text2text-addsub --num-samples 8
     mathtune resume runs/arith-text2text-addsub-20261122-101500
+    mathtune dashboard runs/arith-text2text-addsub-20261122-101500   # the Optuna studies, live, on 127.0.0.1
     mathtune report runs/arith-text2text-addsub-20261122-101500 [more experiments] [--out DIR]
     mathtune best runs/arith-text2text-addsub-20261122-101500 --out best.json
     mathtune evaluate runs/train/t2m-attn-20261122-101500 test.json --beam-width 1 10 --out preds.json
@@ -160,6 +161,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     outcome = resume_search(args.experiment, address=args.address, dashboard=not args.no_dashboard)
     _write_report([outcome.experiment_dir], None)
     return 130 if outcome.interrupted else 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from mathtune.search.dashboard import open_dashboard
+
+    server = open_dashboard(args.experiment, port=args.port)
+    names = ", ".join(server.study_names)
+    print(f"[mathtune] optuna-dashboard: {server.url} ({len(server.study_names)} stud"
+          f"{'y' if len(server.study_names) == 1 else 'ies'}: {names}; {server.trial_count()} trials so far); "
+          f"Ctrl-C stops it", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("[mathtune] dashboard stopped", flush=True)
+    return 0
 
 
 def _write_report(dirs: Sequence[Path], out: str | None, **options: Any) -> None:
@@ -395,6 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to join (default: local Ray on 127.0.0.1)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("dashboard", help="serve an experiment's Optuna studies with optuna-dashboard (127.0.0.1)",
+                       description="Serve the experiment's Optuna studies (one per study-factor value, from the "
+                                   "storage the search recorded: optuna.db in the folder, or its --optuna-storage "
+                                   "URL) with optuna-dashboard on 127.0.0.1: optimisation history, intermediate "
+                                   "values of every trial (ASHA-stopped ones show as PRUNED), parameter importance "
+                                   "and slices. It only reads the studies, so it works while the search runs "
+                                   "(reload to see new trials) and after it has finished. The Ray dashboard that "
+                                   "`mathtune search` prints (http://127.0.0.1:8265) shows the trials' processes "
+                                   "and logs; this one shows what Optuna learnt. On a cluster, run it on the head "
+                                   "and reach it through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT head).")
+    p.add_argument("experiment", help="the experiment folder printed by `mathtune search`")
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0 picks a free one)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("report", help="write the report of one or more experiments (Markdown, HTML, LaTeX)",
                        description="Tables (best per factor, per parameter value, top-k, family summary, versus the "

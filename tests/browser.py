@@ -39,6 +39,7 @@ PAGE_CHECK = """JSON.stringify({
   rows: document.querySelectorAll('tbody tr').length,
   headings: Array.from(document.querySelectorAll('h2')).map(h => h.textContent),
   title: document.title,
+  text: document.body ? document.body.innerText.slice(0, 20000) : '',
   height: document.documentElement.scrollHeight
 })"""
 
@@ -127,6 +128,13 @@ class PageResult:
     def remote_requests(self) -> list[str]:
         return [u for u in self.requests if not u.startswith(("file:", "data:", "about:"))]
 
+    @property
+    def offsite_requests(self) -> list[str]:
+        """Requests that would leave the machine (anything but files, inline data and 127.0.0.1/localhost)."""
+        local = ("127.0.0.1", "localhost", "[::1]")
+        return [u for u in self.remote_requests if not u.startswith("blob:")
+                and urlparse(u).hostname not in {h.strip("[]") for h in local}]
+
 
 class _Session:
     def __init__(self, ws: _WebSocket):
@@ -179,9 +187,10 @@ def _describe(ev: dict) -> str | None:
     return None
 
 
-def load_page(path: Path, *, screenshot: Path | None = None, settle_s: float = 0.5,
+def load_page(path: Path | str, *, screenshot: Path | None = None, settle_s: float = 0.5,
               timeout: float = 60.0) -> PageResult:
-    """Open ``path`` in headless Chromium; return errors, requests, DOM facts and (optionally) a screenshot."""
+    """Open ``path`` (a file, or an http URL as a string) in headless Chromium; return errors, requests, DOM
+    facts (``dom["text"]`` is the page's visible text) and (optionally) a screenshot."""
     if not CHROMIUM.exists():
         raise FileNotFoundError(f"{CHROMIUM} not found (apt-get install -y chromium)")
     profile = Path(tempfile.mkdtemp(prefix="mathtune-chromium-"))
@@ -207,7 +216,8 @@ def load_page(path: Path, *, screenshot: Path | None = None, settle_s: float = 0
         cdp.call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 2000, "deviceScaleFactor": 1,
                                                         "mobile": False}, session=sid)
         cdp.events.clear()
-        cdp.call("Page.navigate", {"url": path.resolve().as_uri()}, session=sid)
+        url = path if isinstance(path, str) else path.resolve().as_uri()
+        cdp.call("Page.navigate", {"url": url}, session=sid)
         cdp.wait_event("Page.loadEventFired", timeout=timeout)
         time.sleep(settle_s)
         result = PageResult()

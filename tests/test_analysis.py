@@ -264,3 +264,75 @@ def test_best_and_report_refuse_bad_input_in_one_line(experiment, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("mathtune: error: ") for line in err)
     assert "no trial with split=0.25" in err[0] and "--format" in err[1] and "not a mathtune experiment" in err[2]
+
+
+def _copy_experiment(experiment: Path, dest: Path) -> Path:
+    """A private copy whose mathtune.json points at its own optuna.db (so a test may add trials to it)."""
+    copy = Path(shutil.copytree(experiment, dest))
+    meta = json.loads((copy / "mathtune.json").read_text())
+    meta["optuna_storage"] = f"sqlite:///{copy / 'optuna.db'}"
+    (copy / "mathtune.json").write_text(json.dumps(meta))
+    return copy
+
+
+@needs_chromium
+def test_dashboard_serves_a_real_search_s_studies_live_in_chromium(experiment, tmp_path):
+    import threading
+    import urllib.request
+
+    import optuna
+
+    from mathtune.search.dashboard import open_dashboard
+
+    exp = _copy_experiment(experiment, tmp_path / "exp")
+    server = open_dashboard(exp, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.httpd.server_address[0] == "127.0.0.1"
+        assert server.study_names == ["tiny-analysis[split=0.5]"] and server.trial_count() == 3
+        page = load_page(server.url, settle_s=3.0)
+        assert not page.errors, page.errors
+        assert not page.offsite_requests, page.offsite_requests
+        assert "tiny-analysis[split=0.5]" in page.dom["text"], page.dom["text"][:2000]
+        # the search keeps writing while the dashboard runs: a new trial shows without a restart
+        study = optuna.load_study(study_name="tiny-analysis[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+        assert server.trial_count() == 4
+        study_id = study._study_id
+        with urllib.request.urlopen(f"{server.url}api/studies/{study_id}?after=0", timeout=30) as reply:
+            detail = json.loads(reply.read())
+        assert len(detail["trials"]) == 4
+        page = load_page(f"{server.url}dashboard/studies/{study_id}/trials", settle_s=3.0)
+        assert not page.errors and not page.offsite_requests, (page.errors, page.offsite_requests)
+        assert "Trial 3" in page.dom["text"], page.dom["text"][:2000]
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_dashboard_refuses_a_taken_port_and_a_folder_without_a_study_in_one_line(experiment, tmp_path, capsys):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        assert main(["dashboard", str(experiment), "--port", str(port)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"mathtune: error: port {port} on 127.0.0.1 is taken; pick another with --port\n"
+    finally:
+        busy.close()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["dashboard", str(empty)]) == 2
+    assert capsys.readouterr().err == f"mathtune: error: {empty}: not a mathtune experiment (no mathtune.json)\n"
+    started = _copy_experiment(experiment, tmp_path / "started")
+    (started / "optuna.db").unlink()  # the search has written its record but no study yet
+    assert main(["dashboard", str(started)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mathtune: error: {started}: no Optuna study yet") and err.count("\n") == 1
+    assert not (started / "optuna.db").exists()  # looking did not create an empty database
+    assert main(["dashboard", str(experiment), "--port", "70000"]) == 2
+    assert "not a port number" in capsys.readouterr().err
