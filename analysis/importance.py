@@ -5,6 +5,11 @@ the stored trials: fANOVA when scikit-learn is importable, else PED-ANOVA. Besid
 (the study's own values), importance can be computed for any other per-trial figure of the tidy table
 (e.g. ``best_val_loss``, smoother in short searches), with the study's distributions and parameters.
 
+Optuna's evaluators read only COMPLETE trials, and with ASHA those are the few that ran to the end. So
+importance can also rest on every trial's value at one common epoch (the first ASHA rung, which every
+trial that was not lost reached): ``param_importances(s, values=at_rung, states=("COMPLETE", "PRUNED"))``.
+Each :class:`Importance` says in ``basis`` which trials it rests on.
+
 Example::
 
     for s in load_studies("runs/exp"):
@@ -44,6 +49,7 @@ class Importance:
     reason: str | None  # why there is no importance (too few trials, constant target, ...)
     n_trials: int
     evaluator: str
+    basis: str = ""  # which trials the figure rests on, e.g. "12 trials at epoch 3 (4 complete, 8 stopped early)"
 
 
 def load_studies(exp_dir: str | Path, meta: dict[str, Any] | None = None) -> list[StudyInfo]:
@@ -95,26 +101,40 @@ def _evaluator():
 
 
 def param_importances(info: StudyInfo, *, values: dict[str, float] | None = None, target: str | None = None,
-                      maximize: bool | None = None, min_trials: int = MIN_TRIALS) -> Importance:
+                      maximize: bool | None = None, min_trials: int = MIN_TRIALS,
+                      states: tuple[str, ...] = ("COMPLETE",), at: str = "") -> Importance:
     """Importance of each searched parameter for the study's values, or for ``values`` (tune id -> value).
 
-    Never raises for thin data: the result then has ``importances=None`` and a ``reason``.
+    ``states`` are the Optuna trial states taken (only COMPLETE trials have study values; with ``values``,
+    PRUNED ones, the trials ASHA stopped, can count too); ``at`` names where ``values`` were read (e.g.
+    "at epoch 3") for the result's ``basis``. Never raises for thin data: the result then has
+    ``importances=None`` and a ``reason``.
     """
     import optuna
     from optuna.trial import TrialState
 
     target = target or "objective"
     evaluator, ev_name = _evaluator()
-    trials = [t for t in info.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    wanted = {TrialState[s] for s in states} if values is not None else {TrialState.COMPLETE}
+    trials = [t for t in info.study.get_trials(deepcopy=False) if t.state in wanted]
     if values is not None:
         trials = [t for t in trials if isinstance(values.get(t.user_attrs.get("tune_trial_id")), (int, float))
                   and not math.isnan(values[t.user_attrs["tune_trial_id"]])]
     n = len(trials)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    basis = f"{n} complete trial{'s' if n != 1 else ''}" if complete == n else (
+        f"{n} trials{' ' + at if at else ''} ({complete} complete, {n - complete} stopped early)")
+    if complete == n and at:
+        basis += f" {at}"
+
+    def none(reason: str) -> Importance:
+        return Importance(info.name, target, None, reason, n, ev_name, basis)
+
     if n < min_trials:
-        return Importance(info.name, target, None, f"{n} complete trial(s); importance needs at least {min_trials}",
-                          n, ev_name)
+        kinds = "complete " if wanted == {TrialState.COMPLETE} else ""
+        return none(f"{n} {kinds}trial(s){' ' + at if at else ''}; importance needs at least {min_trials}")
     if not set.intersection(*(set(t.distributions) for t in trials)):
-        return Importance(info.name, target, None, "no parameter was searched in every trial", n, ev_name)
+        return none("no parameter was searched in every trial")
     if values is None:
         scores = [float(t.value) for t in trials]
         fn = None
@@ -122,8 +142,7 @@ def param_importances(info: StudyInfo, *, values: dict[str, float] | None = None
         scores = [float(values[t.user_attrs["tune_trial_id"]]) for t in trials]
         fn = lambda t: float(values[t.user_attrs["tune_trial_id"]])  # noqa: E731
     if max(scores) - min(scores) <= 1e-12 * max(1.0, abs(max(scores))):
-        return Importance(info.name, target, None, f"all {n} complete trials score {scores[0]:.4g}: nothing to "
-                                                   f"attribute", n, ev_name)
+        return none(f"all {basis} score {scores[0]:.4g}: nothing to attribute")
     study = info.study
     if fn is not None:
         # a copy of the trials with the new value, so evaluators that assume minimisation see the right sign
@@ -135,8 +154,8 @@ def param_importances(info: StudyInfo, *, values: dict[str, float] | None = None
             warnings.simplefilter("ignore")
             imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except Exception as exc:  # noqa: BLE001 - evaluators raise on degenerate data (e.g. zero variance)
-        return Importance(info.name, target, None, f"{ev_name} failed: {exc}", n, ev_name)
+        return none(f"{ev_name} failed: {exc}")
     imp = {k: float(v) for k, v in imp.items()}
     if not imp or any(math.isnan(v) for v in imp.values()):
-        return Importance(info.name, target, None, f"{ev_name} gave no finite importances", n, ev_name)
-    return Importance(info.name, target, imp, None, n, ev_name)
+        return none(f"{ev_name} gave no finite importances")
+    return Importance(info.name, target, imp, None, n, ev_name, basis)

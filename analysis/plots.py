@@ -201,6 +201,6 @@ def importance_plot(results: Sequence[Importance], experiment: str, path: str | 
             ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
         ax.set_xlim(0, max(1e-9, max(v for _, v in items)) * 1.25)
         ax.set_xlabel(f"importance ({r.evaluator})")
-        ax.set_title(f"{r.study}\n{metric_label(r.target)}, {r.n_trials} trials", fontsize=9)
+        ax.set_title(f"{r.study}\n{metric_label(r.target)}\n{r.basis or f'{r.n_trials} trials'}", fontsize=9)
     fig.suptitle(f"{experiment}: parameter importance", fontsize=11)
     return save_figure(fig, path)

@@ -158,9 +158,13 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
         path = _guard(sec, "importance plot",
                       lambda: importance_plot(results, experiment, files / f"{slug}-importance.png"))
         if path:
-            sec.figures.append((path, "Parameter importance from Optuna's evaluator on the persisted studies."))
+            sec.figures.append((path, "Parameter importance from Optuna's evaluator on the persisted studies: of "
+                                      "the selection metric over the complete trials (Optuna's own view; with ASHA "
+                                      "only the trials that ran to the end), of the same metric at the first ASHA "
+                                      "rung over every trial that reached it (the stopped ones included), and of "
+                                      "the lowest validation loss. The table says which trials each rests on."))
         rows = [{"study": r.study, "target": metric_label(r.target), "parameter": k, "importance": v,
-                 "trials": r.n_trials, "evaluator": r.evaluator}
+                 "rests on": r.basis, "evaluator": r.evaluator}
                 for r in results if r.importances for k, v in r.importances.items()]
         if rows:
             sec.tables.append(Table(f"{slug}-importance", f"{experiment}: parameter importance", pd.DataFrame(rows)))
@@ -181,10 +185,33 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
     return out
 
 
+def first_rung(meta: dict) -> int | None:
+    """The epoch of the experiment's first ASHA rung (its grace period), or None without ASHA."""
+    if (meta.get("options") or {}).get("scheduler", "asha") != "asha":
+        return None
+    try:
+        from mathtune.spaces.loader import load_space
+
+        return int(load_space(Path(meta["dir"]) / "space.yaml").scheduler.get("grace_period", 1))
+    except Exception:  # noqa: BLE001 - a folder without its space file: no common epoch to read
+        return None
+
+
 def _importances(tables: Tables, experiment: str, studies) -> list[Importance]:
-    """Importance of the selection metric (study values) and of the lowest validation loss, per study."""
+    """Importance of the selection metric (study values: complete trials only), of the same metric at the
+    first ASHA rung (every trial that reached it, the ones ASHA stopped included) and of the lowest
+    validation loss, per study."""
     epochs = tables.epochs_of(experiment)
-    results = [param_importances(s, target=tables.metas[experiment]["metric"]) for s in studies]
+    meta = tables.metas[experiment]
+    metric = meta["metric"]
+    results = [param_importances(s, target=metric) for s in studies]
+    rung = first_rung(meta)
+    if rung is not None and metric in epochs.columns and len(epochs):
+        rung = min(rung, int(epochs["epoch"].max()))  # a search shorter than its grace period: its last epoch
+        at_rung = epochs[epochs["epoch"] == rung].set_index("trial_id")[metric].dropna().to_dict()
+        results += [param_importances(s, values=at_rung, target=f"{metric} at epoch {rung}",
+                                      maximize=meta.get("mode", "max") == "max", states=("COMPLETE", "PRUNED"),
+                                      at=f"at epoch {rung}") for s in studies]
     if "val_loss" in epochs.columns and epochs["val_loss"].notna().any():
         lowest = epochs.groupby("trial_id")["val_loss"].min().dropna().to_dict()
         results += [param_importances(s, values=lowest, target="lowest val_loss", maximize=False) for s in studies]

@@ -336,3 +336,47 @@ def test_dashboard_refuses_a_taken_port_and_a_folder_without_a_study_in_one_line
     assert not (started / "optuna.db").exists()  # looking did not create an empty database
     assert main(["dashboard", str(experiment), "--port", "70000"]) == 2
     assert "not a port number" in capsys.readouterr().err
+
+
+def test_importance_at_the_first_rung_counts_the_trials_asha_stopped():
+    """Optuna's evaluators see COMPLETE trials only; at a common epoch every trial that reached it counts."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from mathtune.analysis.importance import StudyInfo
+
+    rng = np.random.default_rng(0)
+    dists = {"lr": FloatDistribution(0.0, 1.0), "dropout": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(direction="maximize")
+    at_epoch_3 = {}
+    for i in range(16):
+        params = {"lr": float(rng.uniform()), "dropout": float(rng.uniform())}
+        state = TrialState.COMPLETE if i < 4 else TrialState.PRUNED
+        # the survivors happen to share one lr, so among them only dropout varies the value
+        if state == TrialState.COMPLETE:
+            params["lr"] = 0.9
+        at_epoch_3[f"t{i}"] = params["lr"] + 0.01 * params["dropout"]
+        study.add_trial(create_trial(params=params, distributions=dists, state=state,
+                                     value=at_epoch_3[f"t{i}"] if state == TrialState.COMPLETE else None,
+                                     intermediate_values={3: at_epoch_3[f"t{i}"]},
+                                     user_attrs={"tune_trial_id": f"t{i}"}))
+    info = StudyInfo("exp[split=0.5]", "split=0.5", study, "maximize")
+    complete = param_importances(info)
+    assert complete.n_trials == 4 and complete.basis == "4 complete trials"
+    assert complete.importances["dropout"] > complete.importances["lr"]  # lr never varied among them
+    every = param_importances(info, values=at_epoch_3, maximize=True, states=("COMPLETE", "PRUNED"),
+                              at="at epoch 3", target="val_exact_match at epoch 3")
+    assert every.n_trials == 16 and every.basis == "16 trials at epoch 3 (4 complete, 12 stopped early)"
+    assert every.importances["lr"] > 0.9  # with the stopped trials, lr is what mattered
+    thin = param_importances(info, values={"t4": 0.1}, states=("COMPLETE", "PRUNED"), at="at epoch 3")
+    assert thin.importances is None and thin.reason == "1 trial(s) at epoch 3; importance needs at least 3"
+
+
+def test_report_importance_table_says_which_trials_each_figure_rests_on(report_dir):
+    md = (report_dir / "report.md").read_text()
+    assert "| study | target | parameter | importance | rests on | evaluator |" in md
+    assert "| lowest val loss | reverse |" in md and "| 3 complete trials | fANOVA |" in md
+    # the tiny search is shorter than its grace period, so its common epoch is its last; every trial scores 0
+    assert ("importance of val exact match at epoch 2 in tiny-analysis[split=0.5]: all 3 complete trials at "
+            "epoch 2 score 0: nothing to attribute") in md
