@@ -399,7 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a parameter for this search (removes it from the search), e.g. --set epochs=5")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard (local Ray only)")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Tune's console output level")
+    p.add_argument("--verbose", type=int, nargs="?", const=2, default=0, choices=(0, 1, 2, 3), metavar="LEVEL",
+                   help="console output. Default (0): mathtune's own lines: each trial's start (its searched "
+                        "parameters), its selection metric every few epochs, its end (finished, stopped by ASHA at "
+                        "epoch k, errored) and a status line every 30 s with the best so far and the time left. "
+                        "--verbose (2) brings back Ray Tune's full output (trial tables, every result, the trials' "
+                        "own log lines); --verbose 1 Tune's experiment-level lines only")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("resume", help="finish an interrupted search (Tuner.restore, searcher state included)",

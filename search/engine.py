@@ -52,7 +52,7 @@ class SearchOptions:
     sampler: str = "tpe"
     searcher: str = "mathtune"
     overrides: dict[str, Any] = field(default_factory=dict)
-    verbose: int = 1
+    verbose: int = 0  # 0: mathtune's own progress lines; 1-3: Ray Tune's console output at that level
     dashboard: bool = True
     reuse_actors: bool = True
 
@@ -97,10 +97,14 @@ def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
     return new
 
 
-def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: int | None = None) -> None:
+def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: int | None = None,
+               worker_logs: bool = True) -> None:
     """Join ``address`` (or ``RAY_ADDRESS``, as set inside a Ray Job) or start a local Ray bound to 127.0.0.1.
 
     A local Ray (and its dashboard) listens on 127.0.0.1 only; it never joins a cluster it happens to find.
+    ``worker_logs=False`` keeps the trials' own output (their epoch lines, Ray's checkpoint messages) out of
+    this terminal; it stays in each worker's log file (the Ray dashboard's Logs page) and errors still reach
+    the trial's ``error.txt``.
     """
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -109,11 +113,11 @@ def ensure_ray(address: str | None = None, *, dashboard: bool = True, num_cpus: 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=worker_logs)
         return
     _loopback_only()
     ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", num_cpus=num_cpus,
-             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+             log_to_driver=worker_logs, configure_logging=True, logging_level="WARNING")
     _private_token_file()
 
 
@@ -226,8 +230,18 @@ def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):
 def _run_config(space: Space, meta: dict[str, Any]):
     from ray import tune
 
+    from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
+
+    opts = meta["options"]
+    verbose = int(opts.get("verbose", 0))
+    callbacks = []
+    if verbose == 0:
+        hide_tune_restore_hint()
+        callbacks.append(SearchProgress(params=list(space.params), factors=list(space.factors), metric=space.metric,
+                                        mode=space.mode, max_epochs=space.epochs, num_samples=opts["num_samples"],
+                                        scheduler=opts["scheduler"]))
     return tune.RunConfig(
-        name=meta["name"], storage_path=meta["storage_path"], verbose=meta["options"]["verbose"],
+        name=meta["name"], storage_path=meta["storage_path"], verbose=verbose, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=meta["options"]["max_failures"]),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=space.metric,
                                                 checkpoint_score_order=space.mode))
@@ -265,7 +279,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
                           f"or choose another --name")
     exp_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space.path, exp_dir / "space.yaml")
-    ensure_ray(options.address, dashboard=options.dashboard)
+    ensure_ray(options.address, dashboard=options.dashboard, worker_logs=options.verbose > 0)
     max_concurrent = options.max_concurrent or _default_concurrency(resources)
     opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent}
     meta = {"space": str(space.path), "space_name": space.name, "family": space.family, "name": name,
@@ -329,7 +343,7 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     space = apply_overrides(load_space(exp_dir / "space.yaml"), meta["options"].get("overrides") or {})
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
-    ensure_ray(address, dashboard=dashboard)
+    ensure_ray(address, dashboard=dashboard, worker_logs=int(meta["options"].get("verbose", 0)) > 0)
     trainable, _, _ = _build_tuner_parts(space, meta, exp_dir)
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
@@ -378,11 +392,21 @@ def _default_concurrency(resources: dict[str, float]) -> int:
 
 def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
     interrupted = False
+    # Tune's newer console output prints its experiment box and a TensorBoard hint even when silent; its
+    # classic output at verbosity 0 prints nothing, leaving the terminal to mathtune's progress lines
+    quiet = int(meta["options"].get("verbose", 0)) == 0
+    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    if quiet:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
         interrupted = True
         grid = None
+    finally:
+        if quiet:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None) if previous is None else \
+                os.environ.__setitem__("RAY_AIR_NEW_OUTPUT", previous)
     counts: dict[str, int] = {}
     best: dict[str, dict[str, Any]] = {}
     if grid is not None:

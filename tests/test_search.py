@@ -106,12 +106,19 @@ def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    printed = proc.stdout.read()
+    # mathtune's own lines by default: no Tune boxes, no TensorBoard hint, and after Ctrl-C the command that works
+    assert "started: extra_layers" in printed and "epoch 1: val_exact_match" in printed, printed[-3000:]
+    assert "Configuration for experiment" not in printed and "tensorboard" not in printed.lower()
+    assert "Tuner.restore(" not in printed and f"mathtune resume {exp}" in printed
     before = {p.parent.name for p in exp.glob("trial_*/result.json")}
     rows_before = sum(len(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
     assert len(before) >= 1 and rows_before < 16, "the interrupt must land before the search is done"
     resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard"], env=env, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "finished after 4 epochs: best val_exact_match" in resumed.stdout, resumed.stdout[-3000:]
+    assert "search ended: 4/4 trials done" in resumed.stdout and "(run_trial pid=" not in resumed.stdout
     trials = load_trials(exp)
     assert len(trials) == 4, [t.trial_id for t in trials]
     assert all([r["epoch"] for r in t.history] == [1, 2, 3, 4] for t in trials)

@@ -1,0 +1,170 @@
+"""What ``mathtune search`` prints while it runs: one line per trial event and a periodic status line.
+
+Ray Tune's own console output (a boxed configuration of every trial, a TensorBoard hint, result tables,
+and after Ctrl-C a ``Tuner.restore(...)`` hint that is the wrong command for a mathtune user) is what
+``mathtune search --verbose`` shows. By default Tune is silent and :class:`SearchProgress`, a Tune
+callback on the driver, prints instead::
+
+    [mathtune] trial_5e57 started: lr 0.004, reverse both  (split=0.5)
+    [mathtune] trial_5e57 epoch 3: val_exact_match 0.4120 (best 0.4120)
+    [mathtune] trial_5e57 stopped by ASHA at epoch 6: best val_exact_match 0.5310 (epoch 6)
+    [mathtune] trial_7adc finished after 40 epochs: best val_exact_match 0.9930 (epoch 33)
+    [mathtune] status: 3/8 trials done (2 stopped early), 2 running, 3 pending | best val_exact_match 0.9930
+               (trial_7adc) | 12 min elapsed, about 20 min left
+
+Epoch lines are rate-limited (at most one every ``epoch_interval_s`` seconds across all trials, plus each
+trial's first epoch), so a fast search does not flood the terminal; a trial's end is always printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+from ray.tune import Callback
+
+__all__ = ["SearchProgress", "hide_tune_restore_hint", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``1 h 05 min``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class SearchProgress(Callback):
+    """Tune callback printing mathtune's compact progress lines (see the module docstring).
+
+    ``params`` are the searched parameter names (a trial's start line shows only those), ``factors`` the
+    study factors, ``metric``/``mode`` the selection metric, ``max_epochs`` the epoch cap (a trial that ends
+    before it was stopped by the scheduler), ``num_samples`` the number of trials the search will run.
+    """
+
+    def __init__(self, *, params: Sequence[str], factors: Sequence[str], metric: str, mode: str, max_epochs: int,
+                 num_samples: int, scheduler: str = "asha", status_interval_s: float = 30.0,
+                 epoch_interval_s: float = 10.0, out=None, clock=time.monotonic):
+        self.params, self.factors = list(params), list(factors)
+        self.metric, self.mode, self.max_epochs = metric, mode, int(max_epochs)
+        self.num_samples, self.scheduler = int(num_samples), scheduler
+        self.status_interval_s, self.epoch_interval_s = status_interval_s, epoch_interval_s
+        self.out, self.clock = out, clock
+        self.start = clock()
+        self.last_status = self.start
+        self.last_epoch_line = float("-inf")
+        self.best: dict[str, tuple[float, int]] = {}  # trial id -> (best value, its epoch)
+        self.last_epoch: dict[str, int] = {}
+        self.ended: dict[str, str] = {}  # trial id -> finished / stopped / error
+        self.seen_first: set[str] = set()
+
+    # ------------------------------------------------------------------ output
+    def _print(self, text: str) -> None:
+        print(f"[mathtune] {text}", file=self.out, flush=True)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.mode == "max" else a < b
+
+    def _best_line(self, trial_id: str) -> str:
+        if trial_id not in self.best:
+            return f"no {self.metric} reported"
+        value, epoch = self.best[trial_id]
+        return f"best {self.metric} {value:.4f} (epoch {epoch})"
+
+    # ------------------------------------------------------------------ Tune callback hooks
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        config = trial.config or {}
+        searched = ", ".join(f"{k} {_fmt(config[k])}" for k in self.params if k in config)
+        factors = ", ".join(f"{k}={_fmt(config[k])}" for k in self.factors if k in config)
+        restarted = " (again, from its last checkpoint)" if trial.trial_id in self.last_epoch else ""
+        self._print(f"{trial.trial_id} started{restarted}: {searched or 'no searched parameters'}"
+                    f"{f'  ({factors})' if factors else ''}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        tid = trial.trial_id
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
+        self.last_epoch[tid] = epoch
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)):
+            if tid not in self.best or self._better(float(value), self.best[tid][0]):
+                self.best[tid] = (float(value), epoch)
+        now = self.clock()
+        first = tid not in self.seen_first
+        self.seen_first.add(tid)
+        if (first or now - self.last_epoch_line >= self.epoch_interval_s) and isinstance(value, (int, float)):
+            self.last_epoch_line = now
+            self._print(f"{tid} epoch {epoch}: {self.metric} {float(value):.4f} "
+                        f"(best {self.best[tid][0]:.4f})")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        tid = trial.trial_id
+        epoch = self.last_epoch.get(tid, 0)
+        if self.scheduler == "asha" and 0 < epoch < self.max_epochs:
+            self.ended[tid] = "stopped"
+            self._print(f"{tid} stopped by ASHA at epoch {epoch}: {self._best_line(tid)}")
+        else:
+            self.ended[tid] = "finished"
+            self._print(f"{tid} finished after {epoch} epoch{'s' if epoch != 1 else ''}: {self._best_line(tid)}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self.ended[trial.trial_id] = "error"
+        where = f" (see {trial.path}/error.txt)" if getattr(trial, "path", None) else ""
+        self._print(f"{trial.trial_id} errored at epoch {self.last_epoch.get(trial.trial_id, 0)}{where}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._print(f"{trial.trial_id} failed at epoch {self.last_epoch.get(trial.trial_id, 0)}; retrying from "
+                    f"its last checkpoint")
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        now = self.clock()
+        if now - self.last_status >= self.status_interval_s:
+            self.last_status = now
+            self._print(self.status_line(trials))
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._print(self.status_line(trials, final=True))
+
+    # ------------------------------------------------------------------ status
+    def status_line(self, trials: list, *, final: bool = False) -> str:
+        states = [t.status for t in trials]
+        done = sum(s in ("TERMINATED", "ERROR") for s in states)
+        running = states.count("RUNNING")
+        pending = max(0, self.num_samples - done - running)
+        stopped = sum(v == "stopped" for v in self.ended.values())
+        errors = states.count("ERROR")
+        extras = ", ".join(x for x in (f"{stopped} stopped early" if stopped else "",
+                                       f"{errors} errored" if errors else "") if x)
+        parts = [f"{done}/{self.num_samples} trials done{f' ({extras})' if extras else ''}, {running} running, "
+                 f"{pending} pending"]
+        if self.best:
+            tid, (value, _) = max(self.best.items(), key=lambda kv: kv[1][0] if self.mode == "max" else -kv[1][0])
+            parts.append(f"best {self.metric} {value:.4f} ({tid})")
+        elapsed = self.clock() - self.start
+        timing = f"{format_duration(elapsed)} elapsed"
+        if not final and 0 < done < self.num_samples:
+            timing += f", about {format_duration(elapsed / done * (self.num_samples - done))} left"
+        parts.append(timing)
+        return ("search ended: " if final else "status: ") + " | ".join(parts)
+
+
+class _DropRestoreHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+def hide_tune_restore_hint() -> None:
+    """Drop Tune's "Resume experiment with: Tuner.restore(...)" warning after Ctrl-C: mathtune prints its
+    own ``mathtune resume EXP_DIR`` line, the command that works for a mathtune experiment."""
+    log = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _DropRestoreHint) for f in log.filters):
+        log.addFilter(_DropRestoreHint())
