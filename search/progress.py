@@ -33,7 +33,7 @@ def format_duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     minutes = seconds / 60
-    if minutes < 90:
+    if minutes < 60:
         return f"{minutes:.0f} min"
     return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
 

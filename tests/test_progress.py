@@ -1,0 +1,59 @@
+"""mathtune's search progress lines, driven through the Tune callback hooks in the order Tune calls them."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from mathtune.search.progress import SearchProgress, format_duration
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _trial(tid: str, status: str = "RUNNING", **config):
+    return SimpleNamespace(trial_id=tid, status=status, config={"split": 0.5, "epochs": 6, **config},
+                           path=f"/runs/exp/trial_{tid}")
+
+
+def test_progress_lines_name_searched_parameters_asha_stops_and_the_time_left():
+    out, clock = io.StringIO(), _Clock()
+    progress = SearchProgress(params=["lr", "hidden"], factors=["split"], metric="val_exact_match", mode="max",
+                              max_epochs=6, num_samples=4, out=out, clock=clock, epoch_interval_s=10,
+                              status_interval_s=30)
+    a, b = _trial("a", lr=0.004, hidden=256), _trial("b", lr=0.01, hidden=64)
+    progress.on_trial_start(0, [a, b], a)
+    progress.on_trial_start(0, [a, b], b)
+    for epoch in (1, 2, 3):
+        clock.now += 4
+        progress.on_trial_result(0, [a, b], a, {"epoch": epoch, "val_exact_match": 0.1 * epoch})
+        progress.on_trial_result(0, [a, b], b, {"epoch": epoch, "val_exact_match": 0.05})
+    b.status = "TERMINATED"
+    progress.on_trial_complete(0, [a, b], b)  # ended before the cap: the scheduler stopped it
+    for epoch in (4, 5, 6):
+        clock.now += 4
+        progress.on_trial_result(0, [a, b], a, {"epoch": epoch, "val_exact_match": 0.9 if epoch == 5 else 0.5})
+    a.status = "TERMINATED"
+    progress.on_trial_complete(0, [a, b], a)
+    clock.now = 60
+    progress.on_step_end(0, [a, b])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[mathtune] a started: lr 0.004, hidden 256  (split=0.5)"  # searched parameters only
+    assert lines[2] == "[mathtune] a epoch 1: val_exact_match 0.1000 (best 0.1000)"
+    assert lines[3] == "[mathtune] b epoch 1: val_exact_match 0.0500 (best 0.0500)"  # a trial's first epoch
+    epoch_lines = [line for line in lines if " epoch " in line and "val_exact_match 0." in line and ":" in line
+                   and "stopped" not in line and "finished" not in line]
+    assert len(epoch_lines) < 9  # 9 results, rate-limited to one line per 10 s after each trial's first
+    assert "[mathtune] b stopped by ASHA at epoch 3: best val_exact_match 0.0500 (epoch 1)" in lines
+    assert "[mathtune] a finished after 6 epochs: best val_exact_match 0.9000 (epoch 5)" in lines
+    assert lines[-1] == ("[mathtune] status: 2/4 trials done (1 stopped early), 0 running, 2 pending | "
+                         "best val_exact_match 0.9000 (a) | 60 s elapsed, about 60 s left")
+
+
+def test_durations_read_as_a_person_says_them():
+    assert [format_duration(s) for s in (42, 720, 3900)] == ["42 s", "12 min", "1 h 05 min"]
