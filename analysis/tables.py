@@ -195,7 +195,7 @@ def _config_text(row: pd.Series, skip: set[str]) -> str:
         value = row[col]
         if key in skip or key in HIDDEN_CONFIG or _missing(value):
             continue
-        parts.append(f"{key}={format_value(value)}")
+        parts.append(f"{key}={'auto' if key == 'threads' and value == 0 else format_value(value)}")
     return ", ".join(parts)
 
 

@@ -76,7 +76,8 @@ def cmd_families(args: argparse.Namespace) -> int:
         print(f"{name:20s} {fam.description}")
         if args.verbose:
             for key, p in sorted(fam.all_params().items()):
-                print(f"    {key:16s} default {p.default!r:10} {p.help}")
+                default = "auto" if key == "threads" and p.default == 0 else repr(p.default)
+                print(f"    {key:16s} default {default:10} {p.help}")
     return 0
 
 
@@ -196,9 +197,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"--format {args.format!r}: choose from {', '.join(FORMATS)} (comma-separated)")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
+    from mathtune.analysis.run_report import is_train_run, write_run_report
+
+    runs = [d for d in args.experiments if not (Path(d) / "mathtune.json").is_file() and is_train_run(d)]
+    if runs:
+        if len(args.experiments) > 1:
+            raise UserError(f"{runs[0]}: a `mathtune train` folder gets a report of its own; give it alone")
+        path = write_run_report(runs[0], args.out, formats=formats)
+        print(f"[mathtune] report written: {path}" + (f" and {path.with_suffix('.html')}"
+                                                       if "html" in formats and "md" in formats else ""))
+        return 0
     for d in args.experiments:
         if not (Path(d) / "mathtune.json").is_file():
-            raise UserError(f"{d}: not a mathtune experiment folder (no mathtune.json)")
+            raise UserError(f"{d}: not a mathtune experiment folder (no mathtune.json) nor a `mathtune train` "
+                            f"folder (no last/config.json)")
     _write_report([Path(d) for d in args.experiments], args.out, formats=formats, params=args.param or None,
                   top=args.top, predictions=not args.no_predictions)
     return 0
@@ -436,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reference reports), plots, importance and family views. Works while a search "
                                    "runs. Writes report.md (figures in report_files/), a self-contained "
                                    "report.html, tables.tex and the tidy tables as Parquet under tables/.")
-    p.add_argument("experiments", nargs="+", help="experiment folders (several: compared in one report)")
+    p.add_argument("experiments", nargs="+", help="experiment folders (several: compared in one report), or one "
+                                                  "`mathtune train` folder (its curves, epochs and configuration)")
     p.add_argument("--out", help="output folder (default: the first experiment's folder)")
     p.add_argument("--format", default="md,html,tex",
                    help="comma-separated formats among md, html, tex (default md,html,tex)")

@@ -25,6 +25,18 @@ def test_train_prints_progress_writes_result_and_resumes(tmp_path):
     second = run("train", "arith-text2text", *TINY, "--set", "epochs=2", "--out", str(out))
     assert second.returncode == 0, second.stderr
     assert "resumed" in second.stdout and "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout
+    # `mathtune report` on the run folder: its own report (curves, selected and last epoch, configuration)
+    report = run("report", str(out))
+    assert report.returncode == 0 and f"report written: {out / 'report.md'}" in report.stdout, report.stderr
+    md = (out / "report.md").read_text()
+    assert "Family `arith-text2text`" in md and "finished after 2 epochs" in md
+    assert "| selected (" in md and "| last (2) |" in md and "| hidden | 16 |" in md and "| threads | 1 |" in md
+    assert (out / "report_files" / "t-curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+    (out / "result.json").rename(out / "result.json.bak")  # as while the run is still training
+    assert main(["report", str(out), "--format", "md"]) == 0
+    assert "still training or interrupted: epoch 2 of 2 written" in (out / "report.md").read_text()
+    (out / "result.json.bak").rename(out / "result.json")
     # a config file (as `mathtune best` writes it) is accepted; --set overrides it
     cfg = tmp_path / "best.json"
     cfg.write_text(json.dumps({"config": {**summary["config"], "epochs": 1}, "val_exact_match": 0.0}))
