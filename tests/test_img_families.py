@@ -292,11 +292,11 @@ def test_text2img_aux_head_reads_answer_characters_and_leaves_images_alone(t2i):
 class _TrueAnswers(torch.nn.Module):
     """A generator that returns the dataset's own answer images: the ceiling of every text2img metric."""
 
-    def __init__(self, data):
+    def __init__(self, data, faint: float = 1.0):
         super().__init__()
         self.keys = {tuple(row): i for i, row in enumerate(data.x.tolist())}
         target = torch.from_numpy(data.images).float() / 255.0
-        self.logits = torch.logit(target, eps=1e-6)
+        self.logits = torch.logit(target, eps=1e-6) * faint  # faint < 1: washed-out images, the same ink
 
     def forward(self, x, *, logits=False):
         rows = torch.tensor([self.keys[tuple(r)] for r in x.tolist()])
@@ -317,6 +317,29 @@ def test_readable_metric_reads_true_answer_images(t2i):
     preds = fam.predict(_TrueAnswers(data), data, "test", torch.device("cpu"))
     truth = [data.answers[i] for i in data.test_index]
     assert np.mean([p == t for p, t in zip(preds, truth)]) == pytest.approx(metrics["test_exact_match"])
+
+
+@needs_mnist
+def test_sharpen_redraws_faint_images_without_changing_pixel_figures(t2i):
+    """`sharpen` is the output temperature: washed-out images (logits x 0.25) drawn at sharpen 4 are the true
+    images again, so they read as well as the true ones; binarised pixel accuracy and the pixel loss, which
+    compare the trained logits, are the same at every temperature."""
+    fam, cfg, data = t2i
+    cpu = torch.device("cpu")
+    true = fam.evaluate(_TrueAnswers(data), data, cfg, cpu)
+    faint = _TrueAnswers(data, faint=0.25)
+    plain = fam.evaluate(faint, data, {**cfg, "sharpen": 1.0}, cpu)
+    sharp = fam.evaluate(faint, data, {**cfg, "sharpen": 4.0}, cpu)
+    for part in ("val", "test"):
+        assert sharp[f"{part}_exact_match"] == true[f"{part}_exact_match"]
+        assert sharp[f"{part}_char_acc"] == true[f"{part}_char_acc"]
+        for key in ("pixel_acc", "pixel_acc_exact", "pixel_loss"):
+            assert sharp[f"{part}_{key}"] == plain[f"{part}_{key}"]
+    model = fam.build_model({**cfg, "sharpen": 2.0}, data).eval()
+    x = torch.from_numpy(data.x[:4])
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.sigmoid(2.0 * model(x, logits=True)))
+        assert model.sharpen == 2.0 and fam.build_model(cfg, data).sharpen == 1.0
 
 
 @needs_mnist

@@ -50,6 +50,25 @@ def test_default_init_is_keras_and_torch_init_is_kept_on_request():
         FAM.make_config({**TINY, "init": "glorot"})
 
 
+def test_weight_decay_switches_to_decoupled_adamw_that_shrinks_unused_weights():
+    """weight_decay 0 keeps the reference's plain Adam; above 0 AdamW decays every weight by lr x decay per
+    step, even one whose gradient is zero."""
+    data = FAM.build_data(FAM.make_config(TINY))
+    plain_cfg = FAM.make_config(TINY)
+    assert type(FAM.optimizer(FAM.build_model(plain_cfg, data), plain_cfg)) is torch.optim.Adam
+    cfg = FAM.make_config({**TINY, "weight_decay": 0.5})
+    model = FAM.build_model(cfg, data)
+    opt = FAM.optimizer(model, cfg)
+    assert type(opt) is torch.optim.AdamW and opt.defaults["weight_decay"] == 0.5
+    before = model.out.weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.allclose(model.out.weight, before * (1 - cfg["lr"] * 0.5))
+    with pytest.raises(ConfigError, match="weight_decay"):
+        FAM.make_config({**TINY, "weight_decay": -1})
+
+
 def test_loop_learns_on_tiny_data():
     result = train(FAM, FAM.make_config({**TINY, "limit": 1024, "hidden": 128, "decoder_hidden": 128, "epochs": 8}),
                    progress=None)

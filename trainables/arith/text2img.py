@@ -87,6 +87,12 @@ class ArithText2Img(ImageArithFamily):
                                  "state reads each answer position's character, supervised by the answer text the "
                                  "training images were drawn from; the images are still drawn from the decoder "
                                  "state alone and the head plays no part in evaluation", float, 0.0, 100.0),
+        "sharpen": Param(1.0, "output temperature of the generated images: pixels are sigmoid(sharpen x logit). "
+                              "1 (the seed) draws the trained per-pixel ink probabilities, an average over the "
+                              "training pool's handwriting that draws some digits faintly (a blurred 5 reads as "
+                              "blank); 2 moves each pixel towards ink or paper, whichever it favours. Decode-time "
+                              "only (no weight changes; choose it on validation); binarised pixel accuracy and "
+                              "the pixel loss do not depend on it", float, 0.1, 100.0),
         "classifier_epochs": Param(ClassifierConfig.epochs, "training epochs of the answer-reading digit classifier "
                                    "(part of its cache key; the default reaches >= 98% on held-apart digits; "
                                    "fewer only for quick tests)", int, 1, 100),
@@ -122,7 +128,8 @@ class ArithText2Img(ImageArithFamily):
                               hidden=config["hidden"], extra_layers=config["extra_layers"],
                               dropout=config["dropout"], decoder_hidden=config["decoder_hidden"],
                               proj_channels=config["proj_channels"], up_channels=config["up_channels"],
-                              aux_vocab=data.vocab_size if config["aux_weight"] > 0 else 0)
+                              aux_vocab=data.vocab_size if config["aux_weight"] > 0 else 0,
+                              sharpen=config["sharpen"])
         return self.place_model(model, config)
 
     def batches(self, data, config, generator, device):
@@ -157,7 +164,7 @@ class ArithText2Img(ImageArithFamily):
                 with autocast_for(device, config):
                     logits = model(x, logits=True)
                 logits = logits.float()
-                pred = torch.sigmoid(logits)
+                pred = torch.sigmoid(logits * config["sharpen"])
                 loss += float(F.binary_cross_entropy_with_logits(logits, target, reduction="sum"))
                 b, e = pixel_scores(pred, target)
                 binarised, exact_px = binarised + b, exact_px + e
