@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .reference import _same
+from .store import load_confirmation
 from .tables import best_rows
 from .tidy import CONFIG_PREFIX, Tables, load_tables, test_metric_for
 
@@ -62,6 +63,9 @@ def best_config(exp_dir: str | Path, *, where: dict[str, Any] | None = None, tab
         values = "; ".join(sorted(trials["factors"].astype(str).unique()))
         raise BestError(f"{experiment} has results for several factor values ({values}), measured on different data; "
                         f"choose one with --where, e.g. --where {trials['factors'].iloc[0].split(', ')[0]}")
+    confirmed = _confirmed_winner(meta.get("dir"), trials)
+    if confirmed is not None:
+        trials = trials[trials["trial_id"].astype(str) == str(confirmed["trial_id"])]
     sub = Tables(trials=trials, epochs=tables.epochs, metas=tables.metas)
     best = best_rows(sub, experiment)
     if not len(best):
@@ -70,7 +74,7 @@ def best_config(exp_dir: str | Path, *, where: dict[str, Any] | None = None, tab
     config = _trial_config(row, trials.columns)
     metrics = {c[len("best_"):]: _clean(row[c]) for c in trials.columns
                if c.startswith("best_") and c not in ("best_epoch", "best_checkpoint") and not _missing(row[c])}
-    return {
+    payload = {
         "experiment": experiment, "experiment_dir": meta.get("dir"), "family": meta.get("family"),
         "metric": metric, "mode": meta.get("mode", "max"), "trial_id": row["trial_id"],
         "trial_dir": row.get("trial_dir"), "status": row.get("status"),
@@ -83,6 +87,26 @@ def best_config(exp_dir: str | Path, *, where: dict[str, Any] | None = None, tab
                 "parameter of the trial; `mathtune train FAMILY --config FILE` reads it.",
         "config": config,
     }
+    if confirmed is not None:
+        payload["confirmed"] = {k: confirmed[k] for k in ("mean", "sd", "test_mean", "test_sd", "runs", "complete")}
+        payload["confirmed"]["seeds"] = [r["seed"] for r in confirmed["runs"]]
+        payload["note"] = (f"selected by the mean {metric} over {len(confirmed['runs'])} retraining(s) with new seeds "
+                           f"(--confirm-top); epoch, checkpoint and figures are the trial's own search run. "
+                           + payload["note"])
+    return payload
+
+
+def _confirmed_winner(exp_dir: Any, trials: pd.DataFrame) -> dict[str, Any] | None:
+    """The seed confirmation's winner among ``trials`` (one factor value), when ``confirm.json`` names one."""
+    summary = load_confirmation(exp_dir) if exp_dir else None
+    if not summary or not len(trials):
+        return None
+    ids = set(trials["trial_id"].astype(str))
+    for combo in summary["combos"].values():
+        for cand in combo.get("candidates", []):
+            if str(cand.get("trial_id")) == str(combo.get("winner")) and str(cand["trial_id"]) in ids:
+                return cand
+    return None
 
 
 def _trial_config(row: pd.Series, columns) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from .importance import Importance, load_studies, param_importances
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
 from .reference import versus_reference
 from .shipped import shipped_versus_reference
+from .store import load_confirmation
 from .tables import (Table, _slug, best_per_factor, family_summary, metric_label, per_param_value, top_k,
                      trial_overview)
 from .tidy import Tables, load_tables
@@ -121,6 +122,17 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
     _guard(sec, "best-per-factor table", lambda: sec.tables.append(best_per_factor(tables, experiment)))
     out.append(sec)
 
+    confirmation = load_confirmation(meta.get("dir")) if meta.get("dir") else None
+    if confirmation:
+        sec = Section("Winners confirmed over new seeds", level=3)
+        sec.paragraphs.append(
+            f"The {confirmation.get('top')} best trial(s) by {metric_label(metric)} of each factor value, retrained "
+            f"with {confirmation.get('seeds')} new training seed(s) each for all their epochs (`--confirm-top`); "
+            f"the winner is the best mean over the new seeds, the search's own run shown beside it (it is the "
+            f"draw that was selected, so it is not averaged in). Test figures are reported only.")
+        _guard(sec, "confirmation table", lambda: sec.tables.append(_confirmation_table(confirmation, slug, metric)))
+        out.append(sec)
+
     chosen = list(params) if params else tables.discrete_params(experiment)
     for param in chosen:
         s = Section(f"Best trial per {param}", level=3)
@@ -183,6 +195,25 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
             sec.notes.append(f"family {meta.get('family')} provides no report views.")
         out.append(sec)
     return out
+
+
+def _confirmation_table(summary: dict, slug: str, metric: str) -> Table:
+    def pm(mean, sd):
+        return "-" if mean is None else f"{100 * mean:.2f} ± {100 * (sd or 0):.2f}"
+
+    rows = []
+    for label, combo in summary["combos"].items():
+        for c in combo["candidates"]:
+            single = c.get("single") or {}
+            rows.append({"factors": label, "trial": c["trial_id"],
+                         "search run": "-" if single.get("value") is None else f"{100 * single['value']:.2f}",
+                         "new seeds": ", ".join(str(r["seed"]) for r in c["runs"]) or "-",
+                         "mean ± sd": pm(c.get("mean"), c.get("sd")),
+                         "test mean ± sd": pm(c.get("test_mean"), c.get("test_sd")),
+                         "runs complete": "yes" if c.get("complete") else "no",
+                         "selected": "winner" if c["trial_id"] == combo.get("winner") else ""})
+    return Table(f"{slug}-confirmation", f"{metric_label(metric)} (%) of each candidate over new seeds",
+                 pd.DataFrame(rows))
 
 
 def first_rung(meta: dict) -> int | None:

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
-           "STATUSES"]
+           "load_confirmation", "STATUSES", "CONFIRM_FILE"]
+
+CONFIRM_FILE = "confirm.json"
+"""The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
 
 STATUSES = ("finished", "stopped early", "errored", "running", "pending")
 """Trial statuses in the tables: ran every epoch; stopped by the scheduler; failed (after retries);
@@ -215,3 +218,12 @@ def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
                                   tune_status=state.get("status"),
                                   tune_info={k: v for k, v in state.items() if k != "status"}))
     return trials
+
+
+def load_confirmation(exp_dir: str | Path) -> dict[str, Any] | None:
+    """``EXP/confirm.json`` when the experiment has one (None otherwise, or when it cannot be read)."""
+    try:
+        payload = json.loads((Path(exp_dir) / CONFIRM_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) and isinstance(payload.get("combos"), dict) else None

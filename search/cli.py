@@ -144,7 +144,8 @@ def _search_options(args: argparse.Namespace):
                          address=args.address, seed=args.seed, optuna_storage=args.optuna_storage,
                          max_failures=args.max_failures, overrides=_parse_sets(args.set),
                          sampler=args.sampler, searcher=args.searcher,
-                         dashboard=not args.no_dashboard, verbose=args.verbose)
+                         dashboard=not args.no_dashboard, verbose=args.verbose,
+                         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -234,6 +235,12 @@ def cmd_best(args: argparse.Namespace) -> int:
               f"epoch {payload['epoch']}: {metric} {payload[metric]:.4f} (test, reported only: {test} "
               f"{payload.get(test) if payload.get(test) is None else format(payload[test], '.4f')}); "
               f"checkpoint {payload['checkpoint']}", flush=True)
+        if payload.get("confirmed"):
+            c = payload["confirmed"]
+            test_part = "" if c.get("test_mean") is None else \
+                f" (test, reported only: {c['test_mean']:.4f} +- {c['test_sd']:.4f})"
+            print(f"[mathtune] confirmed winner: {metric} {c['mean']:.4f} +- {c['sd']:.4f} over "
+                  f"{len(c['seeds'])} new seed(s) {c['seeds']}{test_part}", flush=True)
         print(f"[mathtune] written: {path}; reproduce with: mathtune train {payload['family']} --config {path}",
               flush=True)
     else:
@@ -409,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "checkpoint (default 2)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="fix a parameter for this search (removes it from the search), e.g. --set epochs=5")
+    p.add_argument("--confirm-top", type=int, default=0, metavar="K",
+                   help="once the search ends, retrain its K best trials by validation (per study-factor value) "
+                        "with new training seeds, every epoch, as a second experiment in EXP/confirm (resumed by "
+                        "mathtune resume like the search); the winner is the best mean validation, reported as "
+                        "mean +- sd beside its single search run; mathtune best then prints it (default 0: off)")
+    p.add_argument("--confirm-seeds", type=int, default=3, metavar="S",
+                   help="new training seeds per confirmed trial, the trial's seed + 1 ... + S (default 3)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard (local Ray only)")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.add_argument("--verbose", type=int, nargs="?", const=2, default=0, choices=(0, 1, 2, 3), metavar="LEVEL",

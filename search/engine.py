@@ -55,6 +55,8 @@ class SearchOptions:
     verbose: int = 0  # 0: mathtune's own progress lines; 1-3: Ray Tune's console output at that level
     dashboard: bool = True
     reuse_actors: bool = True
+    confirm_top: int = 0  # > 0: retrain the K best trials per factor value with new seeds once the search ends
+    confirm_seeds: int = 3
 
 
 @dataclass
@@ -63,6 +65,7 @@ class SearchOutcome:
     counts: dict[str, int]
     best: dict[str, dict[str, Any]]  # factor-combo label -> {metric values, config}
     interrupted: bool
+    confirmed: dict[str, Any] | None = None  # confirm.json's content when --confirm-top ran to its end
 
 
 def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
@@ -227,7 +230,10 @@ def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):
                         storage=optuna.storages.RDBStorage(meta["optuna_storage"]))
 
 
-def _run_config(space: Space, meta: dict[str, Any]):
+def _run_config(space: Space, meta: dict[str, Any], *, sub: str | None = None, params: list[str] | None = None,
+                num_samples: int | None = None):
+    """The search's RunConfig; ``sub`` names a second experiment inside the experiment folder (the seed
+    confirmation), with its own progress parameters and trial count, always run to the end."""
     from ray import tune
 
     from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
@@ -237,11 +243,15 @@ def _run_config(space: Space, meta: dict[str, Any]):
     callbacks = []
     if verbose == 0:
         hide_tune_restore_hint()
-        callbacks.append(SearchProgress(params=list(space.params), factors=list(space.factors), metric=space.metric,
-                                        mode=space.mode, max_epochs=space.epochs, num_samples=opts["num_samples"],
-                                        scheduler=opts["scheduler"]))
+        callbacks.append(SearchProgress(params=list(space.params) if params is None else params,
+                                        factors=list(space.factors), metric=space.metric, mode=space.mode,
+                                        max_epochs=space.epochs,
+                                        num_samples=num_samples or opts["num_samples"],
+                                        scheduler="none" if sub else opts["scheduler"]))
+    name, storage_path = (meta["name"], meta["storage_path"]) if sub is None else \
+        (sub, f"{meta['storage_path'].rstrip('/')}/{meta['name']}")
     return tune.RunConfig(
-        name=meta["name"], storage_path=meta["storage_path"], verbose=verbose, callbacks=callbacks,
+        name=name, storage_path=storage_path, verbose=verbose, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=meta["options"]["max_failures"]),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=space.metric,
                                                 checkpoint_score_order=space.mode))
@@ -265,6 +275,10 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     if options.max_concurrent is not None and options.max_concurrent < 1:
         raise SearchError(f"--max-concurrent must be at least 1, got {options.max_concurrent} "
                           f"(leave it out to fill the cluster)")
+    if options.confirm_top < 0:
+        raise SearchError(f"--confirm-top must be 0 (off) or more, got {options.confirm_top}")
+    if options.confirm_top and options.confirm_seeds < 1:
+        raise SearchError(f"--confirm-seeds must be at least 1, got {options.confirm_seeds}")
     if options.max_failures < -1:
         raise SearchError(f"--max-failures must be -1 (retry forever) or more, got {options.max_failures}")
     resources = _resources(space, options)
@@ -299,7 +313,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     print(f"[mathtune] experiment {exp_dir} ({space.family}, {options.num_samples} trials, "
           f"{max_concurrent} at a time, {resources['cpu']:g} CPU / {resources['gpu']:g} GPU each)", flush=True)
     print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
-    return _finish(tuner, space, meta, exp_dir)
+    return _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
 
 
 def check_trusted_folder(exp_dir: str | Path) -> None:
@@ -311,7 +325,9 @@ def check_trusted_folder(exp_dir: str | Path) -> None:
         return
     uid = os.getuid()
     exp_dir = Path(exp_dir)
-    for path in [exp_dir, *sorted(p for p in exp_dir.iterdir() if p.is_file() and not p.is_symlink())]:
+    folders = [exp_dir] + ([exp_dir / "confirm"] if (exp_dir / "confirm").is_dir() else [])  # its second Tuner
+    paths = [p for d in folders for p in [d, *sorted(q for q in d.iterdir() if q.is_file() and not q.is_symlink())]]
+    for path in paths:
         st = path.stat()
         if st.st_uid != uid:
             raise SearchError(f"{path}: owned by uid {st.st_uid}, not by you (uid {uid}); resume unpickles the "
@@ -348,7 +364,32 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
     print(f"[mathtune] resuming {exp_dir}", flush=True)
-    return _finish(tuner, space, meta, exp_dir)
+    return _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
+
+
+def _confirm(outcome: SearchOutcome, trainable, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+    """After a search that ended, its seed confirmation when asked for (``--confirm-top``)."""
+    from mathtune.search.confirm import run_confirmation
+
+    if outcome.interrupted or not int(meta["options"].get("confirm_top") or 0):
+        return outcome
+    quiet = int(meta["options"].get("verbose", 0)) == 0
+    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    if quiet:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        summary = run_confirmation(space, meta, exp_dir, trainable,
+                                   lambda sub, params, n: _run_config(space, meta, sub=sub, params=params,
+                                                                      num_samples=n))
+    finally:
+        if quiet:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None) if previous is None else \
+                os.environ.__setitem__("RAY_AIR_NEW_OUTPUT", previous)
+    if summary is None:
+        print(f"[mathtune] confirmation interrupted; continue it with: mathtune resume {exp_dir}", flush=True)
+        return dataclasses.replace(outcome, interrupted=True)
+    print(f"[mathtune] confirmation: {exp_dir / 'confirm.json'}; the winner: mathtune best {exp_dir}", flush=True)
+    return dataclasses.replace(outcome, confirmed=summary)
 
 
 def _check_optuna_storage(url: str) -> None:

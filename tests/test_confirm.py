@@ -1,0 +1,99 @@
+"""--confirm-top / --confirm-seeds: a real tiny search whose best trials are retrained with new seeds."""
+
+import json
+import statistics
+import subprocess
+
+import pytest
+
+from mathtune.analysis import load_trials, write_report
+from mathtune.analysis.best import best_config
+from mathtune.search import SearchError, SearchOptions, resume_search, run_search
+
+from .conftest import MATHTUNE
+
+SHRINK = {"epochs": 2, "limit": 256, "batch_size": 64, "threads": 1, "decoder_hidden": 32}
+
+
+@pytest.fixture(scope="module")
+def confirmed(ray_session, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    outcome = run_search("arith-text2text-addsub",
+                         SearchOptions(num_samples=3, storage_path=str(storage), name="conf", verbose=0,
+                                       scheduler="none", overrides=SHRINK, seed=2, confirm_top=2, confirm_seeds=2))
+    return outcome
+
+
+def _best(trial, metric="val_exact_match"):
+    return max(r[metric] for r in trial.history)
+
+
+def test_the_best_trials_are_retrained_with_new_seeds_and_the_best_mean_wins(confirmed):
+    exp = confirmed.experiment_dir
+    assert not confirmed.interrupted and confirmed.counts == {"TERMINATED": 3}
+    searched = load_trials(exp)
+    assert len(searched) == 3  # the confirmation runs are not trials of the search itself
+    top2 = sorted(searched, key=_best, reverse=True)[:2]
+    reruns = load_trials(exp / "confirm")
+    assert len(reruns) == 4 and all([r["epoch"] for r in t.history] == [1, 2] for t in reruns)
+    summary = json.loads((exp / "confirm.json").read_text())
+    assert summary == confirmed.confirmed
+    combo = summary["combos"]["split=0.5"]
+    cands = combo["candidates"]
+    assert [c["trial_id"] for c in cands] == [t.trial_id for t in top2]
+    for cand, trial in zip(cands, top2):
+        seed = trial.config.get("seed", 0)
+        mine = [t for t in reruns if {k: v for k, v in t.config.items() if k != "seed"} ==
+                {k: v for k, v in cand["config"].items() if k != "seed"}]
+        assert sorted(t.config["seed"] for t in mine) == [seed + 1, seed + 2]
+        values = [_best(t) for t in mine]
+        assert cand["mean"] == pytest.approx(statistics.fmean(values))
+        assert cand["sd"] == pytest.approx(statistics.stdev(values))
+        assert cand["single"]["value"] == pytest.approx(_best(trial)) and cand["complete"]
+    assert combo["winner"] == max(cands, key=lambda c: c["mean"])["trial_id"]
+
+
+def test_best_names_the_confirmed_winner_and_the_report_shows_mean_and_sd(confirmed, tmp_path):
+    exp = confirmed.experiment_dir
+    combo = confirmed.confirmed["combos"]["split=0.5"]
+    winner = next(c for c in combo["candidates"] if c["trial_id"] == combo["winner"])
+    payload = best_config(exp)
+    assert payload["trial_id"] == winner["trial_id"]
+    assert payload["confirmed"]["mean"] == pytest.approx(winner["mean"]) and len(payload["confirmed"]["seeds"]) == 2
+    done = subprocess.run([MATHTUNE, "best", str(exp), "--out", str(tmp_path / "best.json")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"best trial {winner['trial_id']}" in done.stdout
+    assert f"confirmed winner: val_exact_match {winner['mean']:.4f} +- {winner['sd']:.4f} over 2 new seed(s)" \
+        in done.stdout
+    text = write_report([exp]).read_text()
+    assert "Winners confirmed over new seeds" in text
+    assert f"{100 * winner['mean']:.2f} ± {100 * winner['sd']:.2f}" in text and "| winner |" in text
+
+
+def test_resume_finishes_the_confirmation_from_its_saved_plan_without_new_trials(confirmed):
+    exp = confirmed.experiment_dir
+    before = json.loads((exp / "confirm.json").read_text())
+    (exp / "confirm.json").unlink()  # as if the driver died after the reruns, before writing the outcome
+    outcome = resume_search(exp, dashboard=False)
+    assert not outcome.interrupted and json.loads((exp / "confirm.json").read_text()) == before
+    assert len(load_trials(exp / "confirm")) == 4 and len(load_trials(exp)) == 3
+
+
+def test_confirmation_state_written_by_others_is_refused(confirmed):
+    plan = confirmed.experiment_dir / "confirm" / "plan.json"
+    mode = plan.stat().st_mode
+    plan.chmod(mode | 0o002)
+    try:
+        with pytest.raises(SearchError, match="plan.json: writable by every user"):
+            resume_search(confirmed.experiment_dir, dashboard=False)
+    finally:
+        plan.chmod(mode)
+
+
+def test_bad_confirmation_options_are_one_line_errors(tmp_path):
+    with pytest.raises(SearchError, match="--confirm-top must be 0"):
+        run_search("arith-text2text-addsub", SearchOptions(storage_path=str(tmp_path), confirm_top=-1))
+    with pytest.raises(SearchError, match="--confirm-seeds must be at least 1"):
+        run_search("arith-text2text-addsub", SearchOptions(storage_path=str(tmp_path), confirm_top=2,
+                                                           confirm_seeds=0))
