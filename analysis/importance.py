@@ -68,7 +68,8 @@ def load_studies(exp_dir: str | Path, meta: dict[str, Any] | None = None) -> lis
             continue
         study = optuna.load_study(study_name=name, storage=url)
         label = name[len(base) + 1:-1] if name != base else "all"
-        out.append(StudyInfo(name, label.replace(",", ", "), study, study.direction.name.lower()))
+        # several objectives: the first one is the selection metric, the one these views show
+        out.append(StudyInfo(name, label.replace(",", ", "), study, study.directions[0].name.lower()))
     return out
 
 
@@ -78,11 +79,13 @@ def history_points(info: StudyInfo) -> list[dict[str, Any]]:
 
     out = []
     for t in info.study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE and t.value is not None:
-            out.append({"number": t.number, "value": float(t.value), "state": "complete",
+        # a multi-objective trial keeps its epochs' objective values as user attributes instead
+        epochs = [v[0] for k, v in t.user_attrs.items() if k.startswith("epoch_values:")]
+        if t.state == TrialState.COMPLETE and t.values:
+            out.append({"number": t.number, "value": float(t.values[0]), "state": "complete",
                         "tune_trial_id": t.user_attrs.get("tune_trial_id")})
-        elif t.state == TrialState.PRUNED and t.intermediate_values:
-            vals = list(t.intermediate_values.values())
+        elif t.state == TrialState.PRUNED and (t.intermediate_values or epochs):
+            vals = list(t.intermediate_values.values()) or epochs
             best = max(vals) if info.direction == "maximize" else min(vals)
             out.append({"number": t.number, "value": float(best), "state": "pruned",
                         "tune_trial_id": t.user_attrs.get("tune_trial_id")})
@@ -114,6 +117,10 @@ def param_importances(info: StudyInfo, *, values: dict[str, float] | None = None
     from optuna.trial import TrialState
 
     target = target or "objective"
+    if values is None and len(info.study.directions) > 1:  # the first objective, the selection metric
+        values = {t.user_attrs.get("tune_trial_id"): float(t.values[0])
+                  for t in info.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.values}
+        maximize = info.direction == "maximize"
     evaluator, ev_name = _evaluator()
     wanted = {TrialState[s] for s in states} if values is not None else {TrialState.COMPLETE}
     trials = [t for t in info.study.get_trials(deepcopy=False) if t.state in wanted]

@@ -33,13 +33,14 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .importance import Importance, load_studies, param_importances
+from .pareto import objectives_of, pareto_front, pareto_plot
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
 from .reference import versus_reference
 from .shipped import shipped_versus_reference
 from .store import load_confirmation
-from .tables import (Table, _slug, best_per_factor, family_summary, metric_label, per_param_value, top_k,
+from .tables import (Table, _slug, best_per_factor, family_summary, is_rate, metric_label, per_param_value, top_k,
                      trial_overview)
-from .tidy import Tables, load_tables
+from .tidy import CONFIG_PREFIX, Tables, load_tables, test_metric_for
 from .views import family_views
 
 __all__ = ["Section", "Report", "build_report", "write_report", "markdown_report", "FORMATS"]
@@ -122,6 +123,22 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
     _guard(sec, "best-per-factor table", lambda: sec.tables.append(best_per_factor(tables, experiment)))
     out.append(sec)
 
+    objectives = objectives_of(meta)
+    if objectives:
+        sec = Section("Pareto front", level=3)
+        sec.paragraphs.append(
+            "Objectives: " + ", ".join(f"`{m}` ({mode})" for m, mode in objectives) + ". Each trial counts with its "
+            f"selected epoch (the best `{objectives[0][0]}`), the other objectives read at that epoch; a trial is on "
+            "the front when no trial of the same factor value is as good on every objective and better on one. "
+            "ASHA, when on, stopped trials on the first objective only; stopped trials count with their kept "
+            "checkpoint. Test figures are reported only.")
+        path = _guard(sec, "Pareto plot", lambda: pareto_plot(tables, experiment, files / f"{slug}-pareto.png"))
+        if path:
+            sec.figures.append((path, f"{metric_label(objectives[0][0])} against {metric_label(objectives[1][0])} "
+                                      "for every trial; the front in red, labelled with trial ids."))
+        _guard(sec, "Pareto table", lambda: sec.tables.append(_pareto_table(tables, experiment, slug, objectives)))
+        out.append(sec)
+
     confirmation = load_confirmation(meta.get("dir")) if meta.get("dir") else None
     if confirmation:
         sec = Section("Winners confirmed over new seeds", level=3)
@@ -195,6 +212,20 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
             sec.notes.append(f"family {meta.get('family')} provides no report views.")
         out.append(sec)
     return out
+
+
+def _pareto_table(tables: Tables, experiment: str, slug: str, objectives) -> Table:
+    front = pareto_front(tables, experiment)
+    test = test_metric_for(objectives[0][0])
+    cols = ["factors", "trial_id", "status", "best_epoch"] + [f"best_{m}" for m, _ in objectives] + \
+        ([f"best_{test}"] if f"best_{test}" in front else []) + \
+        [CONFIG_PREFIX + p for p in tables.searched(experiment) if CONFIG_PREFIX + p in front]
+    frame = front[cols].rename(columns=lambda c: c[len(CONFIG_PREFIX):] if c.startswith(CONFIG_PREFIX) else
+                               metric_label(c[len("best_"):]) if c.startswith("best_") and c != "best_epoch"
+                               else "epoch" if c == "best_epoch" else c)
+    percent = {metric_label(m) for m, _ in objectives if is_rate(m)} | ({metric_label(test)} if is_rate(test) else set())
+    return Table(f"{slug}-pareto", f"{experiment}: the Pareto front ({len(frame)} trials)", frame.reset_index(drop=True),
+                 percent=percent)
 
 
 def _confirmation_table(summary: dict, slug: str, metric: str) -> Table:

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from mathtune.spaces.loader import COST_METRICS
+
 from .store import TrialRecord, load_experiment_meta, load_trials, searched_params
 
 __all__ = ["Tables", "load_tables", "test_metric_for", "metric_keys", "factor_label", "CONFIG_PREFIX",
@@ -77,7 +79,7 @@ def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
     keys: dict[str, None] = {}
     for row in rows:
         for k, v in row.items():
-            if k.startswith(METRIC_PREFIXES) and k not in SKIP_METRICS and isinstance(v, (int, float)) \
+            if (k.startswith(METRIC_PREFIXES) or k in COST_METRICS) and k not in SKIP_METRICS and isinstance(v, (int, float)) \
                     and not isinstance(v, bool):
                 keys.setdefault(k, None)
     return list(keys)

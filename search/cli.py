@@ -222,6 +222,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     if not (Path(args.experiment) / "mathtune.json").is_file():
         raise UserError(f"{args.experiment}: not a mathtune experiment folder (no mathtune.json)")
+    if args.pareto:
+        return _print_pareto(args)
     try:
         payload = best_config(args.experiment, where=_parse_sets(args.where))
     except BestError as exc:
@@ -245,6 +247,30 @@ def cmd_best(args: argparse.Namespace) -> int:
               flush=True)
     else:
         print(json.dumps(payload, indent=1, default=str))
+    return 0
+
+
+def _print_pareto(args: argparse.Namespace) -> int:
+    from mathtune.analysis.pareto import front_lines, objectives_of, pareto_front
+    from mathtune.analysis.tidy import load_tables
+
+    tables = load_tables(args.experiment, optuna=False)
+    experiment = next(iter(tables.metas))
+    if not objectives_of(tables.metas[experiment]):
+        raise UserError(f"{args.experiment}: --pareto needs a space with several objectives (objectives: in the "
+                        f"space file); this experiment has one, {tables.metas[experiment]['metric']}")
+    lines = front_lines(tables, experiment)
+    if not lines:
+        raise UserError(f"{args.experiment}: no trial has reported every objective yet")
+    print("\n".join(lines), flush=True)
+    if args.out:
+        from mathtune.analysis.best import write_best
+
+        front = pareto_front(tables, experiment)
+        rows = json.loads(front.drop(columns=["on_front"]).to_json(orient="records"))
+        path = write_best({"experiment": experiment, "objectives": tables.metas[experiment]["objectives"],
+                           "front": rows}, args.out)
+        print(f"[mathtune] written: {path}", flush=True)
     return 0
 
 
@@ -396,7 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per trial; fractions pack several small trials on one GPU (e.g. 0.25)")
     p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
-                   help="asha: stop weak trials early on the validation metric (default); none: run all epochs")
+                   help="asha: stop weak trials early on the validation metric (default); none: run all epochs. "
+                        "With several objectives (a space's objectives:) ASHA stops on the first one only: a "
+                        "small model that learns slowly can be stopped before its size pays off, so choose none "
+                        "when the other objectives matter as much as the first")
     p.add_argument("--storage-path", default=os.environ.get("MATHTUNE_STORAGE_PATH") or "runs",
                    help="where experiment folders go (default $MATHTUNE_STORAGE_PATH, else ./runs); on a "
                         "multi-node cluster use shared storage (an NFS path, as cluster.yaml mounts)")
@@ -405,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "start a local Ray on 127.0.0.1")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
     p.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
-                   help="Optuna sampler: tpe (default) or random (a baseline)")
+                   help="Optuna sampler: tpe (default; Optuna's TPESampler, multivariate with constant liar, in "
+                        "its multi-objective form when the space names several objectives) or random (a baseline)")
     p.add_argument("--searcher", choices=("mathtune", "stock"), default="mathtune",
                    help="mathtune (default): one study per factor value, intermediate values, PRUNED/best-value "
                         "reporting, safe resume; stock: Ray's OptunaSearch, for comparison")
@@ -492,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", action="append", metavar="KEY=VALUE",
                    help="restrict to one study-factor value (required when the experiment has several), "
                         "e.g. --where split=0.5")
+    p.add_argument("--pareto", action="store_true",
+                   help="a space with several objectives: print every trial on the Pareto front (per factor "
+                        "value) with its objectives, test figure and parameters; --out writes them as JSON")
     p.set_defaults(func=cmd_best)
 
     p = sub.add_parser("evaluate", help="score a trained text-to-program model on a data file",

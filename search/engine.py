@@ -270,6 +270,9 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         raise SearchError(f"--scheduler must be asha or none, got {options.scheduler!r}")
     if options.searcher not in ("mathtune", "stock"):
         raise SearchError(f"--searcher must be mathtune or stock, got {options.searcher!r}")
+    if space.multi_objective and options.searcher == "stock":
+        raise SearchError(f"--searcher stock: {space.path} has several objectives; Ray's OptunaSearch is compared "
+                          f"on single-objective spaces only")
     if options.sampler not in ("tpe", "random"):
         raise SearchError(f"--sampler must be tpe or random, got {options.sampler!r}")
     if options.max_concurrent is not None and options.max_concurrent < 1:
@@ -300,6 +303,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
             "storage_path": storage_path, "study_name": name, "resources": resources, "options": opts,
             "optuna_storage": options.optuna_storage or f"sqlite:///{exp_dir / OPTUNA_FILE}",
             "metric": space.metric, "mode": space.mode, "factors": list(space.factors),
+            "objectives": [list(o) for o in space.objectives],
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     trainable, search_alg, scheduler = _build_tuner_parts(space, meta, exp_dir)
     _write_json(exp_dir / EXPERIMENT_FILE, meta)  # after the datasets built: a bad data file leaves no experiment

@@ -7,6 +7,10 @@ Differences from ``ray.tune.search.optuna.OptunaSearch``:
 * **Faithful reporting**: every epoch's validation metric becomes an intermediate value; a trial
   stopped by the scheduler is told PRUNED, a finished one COMPLETE with its *best* validation value
   (the checkpoint kept), an errored one FAIL.
+* **Several objectives** (a space's ``objectives:``): one multi-objective study per factor value (TPE, which
+  handles several objectives), each epoch's objective values kept on the Optuna trial (Optuna records no
+  intermediate values for multi-objective studies), a finished trial told the values of its best epoch on
+  the first objective, the one ASHA stops on.
 * **Storage is the truth**: each Optuna trial records its Tune trial id as a user attribute. After
   ``Tuner.restore`` the searcher rebuilds its map from the storage, ignores updates for trials the
   storage already holds as finished (no ``UpdateFinishedTrialError``), and hands Optuna trials that
@@ -34,6 +38,7 @@ from mathtune.spaces.loader import Space
 __all__ = ["FactorOptunaSearch", "study_name_for", "TUNE_ID_ATTR"]
 
 TUNE_ID_ATTR = "tune_trial_id"
+EPOCH_ATTR = "epoch_values:"  # + epoch: that epoch's objective values, on trials of multi-objective studies
 logger = logging.getLogger(__name__)
 
 
@@ -112,17 +117,24 @@ class FactorOptunaSearch(Searcher):
             if self._storage_obj is None:
                 self._storage_obj = optuna.storages.RDBStorage(self.storage_url) \
                     if "://" in self.storage_url else self.storage_url
-            direction = "maximize" if self.space.mode == "max" else "minimize"
+            objectives = self.space.objectives if self.space.multi_objective else \
+                [(self.space.metric, self.space.mode)]
+            directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
             self._studies = {}
             for i, combo in enumerate(self.combos):
                 name = study_name_for(self.study_name, combo)
-                study = optuna.create_study(storage=self._storage_obj, study_name=name, direction=direction,
+                study = optuna.create_study(storage=self._storage_obj, study_name=name, directions=directions,
                                             sampler=self._sampler(i), load_if_exists=True)
                 if not study.user_attrs:
                     study.set_user_attr("family", self.space.family)
                     study.set_user_attr("space", str(self.space.path))
                     study.set_user_attr("metric", self.space.metric)
                     study.set_user_attr("factors", combo)
+                    if self.space.multi_objective:
+                        study.set_user_attr("objectives", [list(o) for o in objectives])
+                        with warnings.catch_warnings():  # experimental in Optuna, stable in use since 3.2
+                            warnings.simplefilter("ignore")
+                            study.set_metric_names([m for m, _ in objectives])
                 self._studies[i] = study
         return self._studies
 
@@ -203,6 +215,13 @@ class FactorOptunaSearch(Searcher):
         info["last_epoch"] = max(info["last_epoch"], epoch)
         if value is None or not isinstance(value, (int, float)) or math.isnan(value):
             return
+        if self.space.multi_objective:
+            values = [result.get(m) for m, _ in self.space.objectives]
+            if all(isinstance(v, (int, float)) and not math.isnan(v) for v in values) and \
+                    f"{EPOCH_ATTR}{epoch}" not in frozen.user_attrs:
+                optuna.trial.Trial(study, frozen._trial_id).set_user_attr(f"{EPOCH_ATTR}{epoch}",
+                                                                          [float(v) for v in values])
+            return
         if epoch not in frozen.intermediate_values:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -219,6 +238,9 @@ class FactorOptunaSearch(Searcher):
             study.tell(info["number"], state=TrialState.FAIL)
             return
         # The storage holds every epoch ever reported (also those after Tune's last snapshot).
+        if self.space.multi_objective:
+            self._tell_objectives(info, study, frozen, result)
+            return
         values = frozen.intermediate_values
         max_epochs = int((result or {}).get("config", {}).get("epochs", 0) or self.space.epochs)
         last_epoch = max([info["last_epoch"], *values])
@@ -228,3 +250,18 @@ class FactorOptunaSearch(Searcher):
             study.tell(info["number"], state=TrialState.PRUNED)
         else:
             study.tell(info["number"], (max if self.space.mode == "max" else min)(values.values()))
+
+    def _tell_objectives(self, info: dict[str, Any], study: optuna.Study, frozen, result: dict[str, Any] | None):
+        """Multi-objective: the objective values of the best epoch on the first objective (PRUNED if stopped)."""
+        epochs = {int(k[len(EPOCH_ATTR):]): v for k, v in frozen.user_attrs.items() if k.startswith(EPOCH_ATTR)}
+        max_epochs = int((result or {}).get("config", {}).get("epochs", 0) or self.space.epochs)
+        last_epoch = max([info["last_epoch"], *epochs])
+        if not epochs:
+            study.tell(info["number"], state=TrialState.FAIL)
+        elif last_epoch < max_epochs:
+            study.tell(info["number"], state=TrialState.PRUNED)
+        else:
+            pick = max if self.space.objectives[0][1] == "max" else min
+            best = pick(sorted(epochs), key=lambda e: epochs[e][0])  # the first such epoch on ties
+            optuna.trial.Trial(study, frozen._trial_id).set_user_attr("selected_epoch", best)
+            study.tell(info["number"], list(epochs[best]))

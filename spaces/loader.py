@@ -6,6 +6,9 @@ A space file::
     description: one line for ``mathtune spaces``
     metric: val_exact_match          # a validation metric: selection never looks at test data
     mode: max
+    objectives:                      # optional, instead of metric/mode: several objectives, the first
+      - {metric: val_exact_match, mode: max}   # a validation metric (ASHA stops on it alone), the others
+      - {metric: num_params, mode: min}        # validation metrics or costs (num_params, epoch_time_s)
     factors:                         # study factors: every value gets its own Optuna study,
       split: [0.5, 0.25]             # trials go round-robin over them, ASHA compares within one
     params:                          # searched parameters
@@ -43,8 +46,11 @@ __all__ = ["SpaceError", "ParamSpec", "Space", "load_space", "space_names", "spa
 
 SPACE_DIR = Path(__file__).resolve().parent
 PARAM_TYPES = ("choice", "int", "float", "logfloat")
-TOP_KEYS = ("family", "description", "metric", "mode", "factors", "params", "constants", "resources",
-            "scheduler", "points_to_evaluate")
+TOP_KEYS = ("family", "description", "metric", "mode", "objectives", "factors", "params", "constants",
+            "resources", "scheduler", "points_to_evaluate")
+COST_METRICS = ("num_params", "epoch_time_s")
+"""Objectives beside validation metrics: the model's parameter count and an epoch's wall time (the loop
+reports both every epoch); neither looks at any data."""
 SCHEDULER_KEYS = ("grace_period", "reduction_factor", "brackets")
 
 
@@ -100,6 +106,11 @@ class Space:
     resources: dict[str, float] = field(default_factory=dict)
     scheduler: dict[str, Any] = field(default_factory=dict)
     points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); first = metric, mode
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     def factor_combos(self) -> list[dict[str, Any]]:
         """Every combination of factor values (one Optuna study each); ``[{}]`` without factors."""
@@ -118,6 +129,34 @@ class Space:
     @property
     def epochs(self) -> int:
         return int(self.constants.get("epochs", get_family(self.family).defaults()["epochs"]))
+
+
+def _objectives(where: str, raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """``objectives:`` as (metric, mode) pairs: the first a validation metric, the rest validation metrics or
+    costs (:data:`COST_METRICS`), no metric twice; [] when the file has none."""
+    value = raw.get("objectives")
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) < 2:
+        raise SpaceError(f"{where}: objectives: expected a list of at least two {{metric, mode}} mappings "
+                         f"(one objective: use metric and mode)")
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(value):
+        key = f"objectives[{i}]"
+        if not isinstance(item, dict) or set(item) - {"metric", "mode"} or "metric" not in item:
+            raise SpaceError(f"{where}: {key}: expected a mapping with metric and mode, got {item!r}")
+        metric, mode = item["metric"], item.get("mode", "max")
+        if mode not in ("max", "min"):
+            raise SpaceError(f"{where}: {key}.mode: {mode!r} must be 'max' or 'min'")
+        allowed = metric.startswith("val_") if i == 0 else (metric.startswith("val_") or metric in COST_METRICS)
+        if not isinstance(metric, str) or not allowed:
+            what = "a validation metric (val_...)" if i == 0 else \
+                f"a validation metric (val_...) or a cost ({', '.join(COST_METRICS)})"
+            raise SpaceError(f"{where}: {key}.metric: {metric!r} must be {what}; test data is never an objective")
+        if metric in (m for m, _ in out):
+            raise SpaceError(f"{where}: {key}.metric: {metric} is already an objective")
+        out.append((metric, mode))
+    return out
 
 
 def space_names() -> list[str]:
@@ -173,6 +212,13 @@ def load_space(name_or_path: str | Path) -> Space:
     mode = raw.get("mode", family.mode)
     if mode not in ("max", "min"):
         raise SpaceError(f"{where}: mode: {mode!r} must be 'max' or 'min'")
+    objectives = _objectives(where, raw)
+    if objectives:
+        if ("metric" in raw and raw["metric"] != objectives[0][0]) or ("mode" in raw and raw["mode"] !=
+                                                                         objectives[0][1]):
+            raise SpaceError(f"{where}: metric/mode: the first objective ({objectives[0][0]}, {objectives[0][1]}) "
+                             f"is the selection metric; leave metric and mode out or make them agree")
+        metric, mode = objectives[0]
 
     def mapping(key: str) -> dict[str, Any]:
         value = raw.get(key) or {}
@@ -257,7 +303,7 @@ def load_space(name_or_path: str | Path) -> Space:
     space = Space(name=path.stem, path=path, family=family.name, description=str(raw.get("description", "")),
                   metric=metric, mode=mode, factors=factors, params=params, constants=constants,
                   resources={k: float(v) for k, v in resources.items()}, scheduler=dict(scheduler),
-                  points_to_evaluate=checked_points)
+                  points_to_evaluate=checked_points, objectives=objectives)
     # One full config per factor combination proves constants and factors agree with the family.
     for combo in space.factor_combos():
         try:

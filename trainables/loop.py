@@ -175,9 +175,9 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         line = family.warm_start(model, config)
         if progress and line:
             progress(f"[{family.name}] {line}")
+    num_params = sum(p.numel() for p in model.parameters())
     if progress and start_epoch == 0:
-        progress(f"[{family.name}] {family.describe_data(data)}; {sum(p.numel() for p in model.parameters()):,} "
-                 f"parameters on {device}")
+        progress(f"[{family.name}] {family.describe_data(data)}; {num_params:,} parameters on {device}")
 
     metric, mode = family.metric, family.mode
     for epoch in range(start_epoch + 1, config["epochs"] + 1):
@@ -205,7 +205,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         metrics = family.evaluate(model, data, config, device, final=epoch == config["epochs"])
         metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
                    "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
-                   "epoch_time_s": time.perf_counter() - t0}
+                   "epoch_time_s": time.perf_counter() - t0, "num_params": num_params}
         improved = metric in metrics and _is_better(metrics[metric], best.get(metric) if best else None, mode)
         if improved:
             best = dict(metrics)
