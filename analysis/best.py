@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from mathtune.trainables.errors import MathtuneError
+
 from .reference import _same
 from .store import load_confirmation
 from .tables import best_rows
@@ -29,7 +31,7 @@ from .tidy import CONFIG_PREFIX, Tables, load_tables, test_metric_for
 __all__ = ["best_config", "write_best", "BestError"]
 
 
-class BestError(ValueError):
+class BestError(MathtuneError, ValueError):
     """No best trial can be named (no results yet, or several factor values and no ``where``)."""
 
 

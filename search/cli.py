@@ -25,12 +25,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from mathtune.trainables.errors import MathtuneError
+
 __all__ = ["main", "build_parser"]
 
 EPILOG = "Run `mathtune COMMAND --help` for the options of one command."
 
 
-class UserError(Exception):
+class UserError(MathtuneError):
     """Shown as one line, exit 2."""
 
 
@@ -563,22 +565,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mathtune.spaces.loader import SpaceError
-    from mathtune.trainables.base import ConfigError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    expected: tuple[type[BaseException], ...] = (UserError, SpaceError, ConfigError, FileNotFoundError,
-                                                 NotADirectoryError, PermissionError)
+    # every user-facing error (ours and the families', built-in or not) derives from MathtuneError
+    expected = (MathtuneError, FileNotFoundError, NotADirectoryError, PermissionError)
     try:
-        from mathtune.search.engine import SearchError
-
-        expected += (SearchError,)
-        expected += _family_errors()
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `mathtune families | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except expected as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mathtune: error: {message}", file=sys.stderr)
@@ -590,20 +588,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mathtune: interrupted", file=sys.stderr)
         return 130
-
-
-def _family_errors() -> tuple[type[BaseException], ...]:
-    """Data errors that families raise for bad input files (one line each)."""
-    errors: list[type[BaseException]] = []
-    for module, name in (("mathtune.trainables.t2m.data", "DataError"),
-                         ("mathtune.trainables.t2m.executor", "ExecutionError"),
-                         ("mathtune.trainables.arith.mnist", "MnistError"),
-                         ("mathtune.trainables.loop", "CheckpointError")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
 
 
 if __name__ == "__main__":

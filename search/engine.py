@@ -21,6 +21,7 @@ from typing import Any
 
 from mathtune.spaces.loader import Space, SpaceError, load_space
 from mathtune.trainables.base import ConfigError
+from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.registry import get_family
 
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
@@ -30,7 +31,7 @@ EXPERIMENT_FILE = "mathtune.json"
 OPTUNA_FILE = "optuna.db"
 
 
-class SearchError(RuntimeError):
+class SearchError(MathtuneError, RuntimeError):
     """A search that cannot start or resume; the message says why and what to do."""
 
 

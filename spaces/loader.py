@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from mathtune.trainables.base import ConfigError
+from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.registry import get_family
 
 __all__ = ["SpaceError", "ParamSpec", "Space", "load_space", "space_names", "space_path", "SPACE_DIR"]
@@ -54,7 +55,7 @@ reports both every epoch); neither looks at any data."""
 SCHEDULER_KEYS = ("grace_period", "reduction_factor", "brackets")
 
 
-class SpaceError(ValueError):
+class SpaceError(MathtuneError, ValueError):
     """A bad space file; the message names the file and the key."""
 
 

@@ -20,12 +20,14 @@ from typing import Any, ClassVar, Iterable
 
 import torch
 
+from .errors import MathtuneError
+
 __all__ = ["ConfigError", "Family", "Param", "Batch"]
 
 Batch = Any
 
 
-class ConfigError(ValueError):
+class ConfigError(MathtuneError, ValueError):
     """A bad configuration value; the message names the key and what is wrong."""
 
 

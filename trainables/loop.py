@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from .base import Family
+from .errors import MathtuneError
 
 __all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "eta_seconds",
            "format_duration", "CHECKPOINT_FILE", "CheckpointError"]
@@ -92,7 +93,7 @@ def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, opt
     return directory
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MathtuneError, ValueError):
     """A checkpoint file that cannot be read (truncated, corrupt, or holding more than tensors)."""
 
 

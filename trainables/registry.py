@@ -1,33 +1,64 @@
-"""Name -> family. Adding a family means one folder under ``trainables/`` plus one line here
-(and a space file under ``spaces/``)."""
+"""Name -> family, found through the ``mathtune.families`` entry-point group.
+
+mathtune's own families are registered there in its ``pyproject.toml``; a package of your own adds one the
+same way, and ``mathtune families``, ``train``, ``search`` (with your space file) and ``report`` then use it
+like a built-in one::
+
+    # pyproject.toml of your package
+    [project.entry-points."mathtune.families"]
+    my-family = "my_package.family:MyFamily"     # a mathtune.trainables.Family subclass
+
+Entry points are read once per process and their modules imported only when a family is used, so listing
+families stays fast.
+"""
 
 from __future__ import annotations
 
-import importlib
+import functools
+from importlib.metadata import entry_points
 
 from .base import ConfigError, Family
 
-__all__ = ["FAMILIES", "get_family", "family_names"]
+__all__ = ["ENTRY_POINT_GROUP", "get_family", "family_names", "family_sources"]
 
-# name -> "module:Class", imported lazily so that listing families stays fast.
-FAMILIES: dict[str, str] = {
-    "arith-text2text": "mathtune.trainables.arith.text2text:ArithText2Text",
-    "arith-img2text": "mathtune.trainables.arith.img2text:ArithImg2Text",
-    "arith-text2img": "mathtune.trainables.arith.text2img:ArithText2Img",
-    "t2m-lstm": "mathtune.trainables.t2m.family:T2MLstm",
-    "t2m-attn": "mathtune.trainables.t2m.family:T2MAttn",
-    "t2m-bert-frozen": "mathtune.trainables.t2m.family:T2MBertFrozen",
-    "t2m-bert-ft": "mathtune.trainables.t2m.family:T2MBertFT",
-}
+ENTRY_POINT_GROUP = "mathtune.families"
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> dict:
+    found = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)  # the first distribution on the path wins, as for console scripts
+    return found
 
 
 def family_names() -> list[str]:
-    return sorted(FAMILIES)
+    return sorted(_entry_points())
+
+
+def family_sources() -> dict[str, str]:
+    """Family name -> "module:Class" and the distribution that registers it."""
+    out = {}
+    for name, ep in _entry_points().items():
+        dist = getattr(ep, "dist", None)
+        out[name] = f"{ep.value} ({dist.name if dist is not None else 'unknown package'})"
+    return out
 
 
 def get_family(name: str) -> Family:
-    """An instance of the family called ``name``; unknown names raise :class:`ConfigError`."""
-    if name not in FAMILIES:
+    """An instance of the family called ``name``; unknown names, and a registered family that cannot be
+    imported or is not a :class:`Family`, raise :class:`ConfigError` (one line)."""
+    eps = _entry_points()
+    if not eps:
+        raise ConfigError("no model families are registered: mathtune's package metadata is missing; reinstall it "
+                          "(pip install -c constraints.txt -e .)")
+    if name not in eps:
         raise ConfigError(f"unknown family {name!r} (known: {', '.join(family_names())})")
-    module, cls = FAMILIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    ep = eps[name]
+    try:
+        cls = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a plugin's import error becomes one line naming it
+        raise ConfigError(f"family {name!r} ({ep.value}) cannot be imported: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Family)):
+        raise ConfigError(f"family {name!r} ({ep.value}) is not a mathtune.trainables.Family subclass")
+    return cls()

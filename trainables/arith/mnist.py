@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MathtuneError
+
 __all__ = ["MnistError", "IMAGES_FILE", "LABELS_FILE", "ENV_VAR", "read_idx_images", "read_idx_labels",
            "find_mnist_folder", "load_mnist"]
 
@@ -36,7 +38,7 @@ LABELS_MAGIC = 2049
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # trainables/arith/mnist.py -> project root
 
 
-class MnistError(ValueError):
+class MnistError(MathtuneError, ValueError):
     """A missing, unreadable or malformed MNIST file; the message names the file and the problem."""
 
 

@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..errors import MathtuneError
 from .numbers import NumberAlignment, align_numbers
 
 __all__ = [
@@ -51,7 +52,7 @@ COL775 = "col775"
 MATHQA = "mathqa"
 
 
-class DataError(ValueError):
+class DataError(MathtuneError, ValueError):
     """A bad data file or entry; the one-line message names file, entry index and field."""
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence, Union
 
+from ..errors import MathtuneError
 from .numbers import extract_numbers
 
 __all__ = [
@@ -61,7 +62,7 @@ MAX_INT_BITS = 16_384
 """Largest exact integer a step may produce (about 4,900 decimal digits)."""
 
 
-class ExecutionError(Exception):
+class ExecutionError(MathtuneError):
     """A program could not be executed; the message says which step and why."""
 
 

@@ -1,0 +1,14 @@
+"""The one error class of bad input a user can fix: a parameter, a space or data file, a checkpoint, a folder.
+
+Every user-facing error of mathtune and of its families derives from :class:`MathtuneError`; the CLI prints
+its first line and exits 2, with no traceback. A family of your own raises a subclass (or ``ConfigError``)
+for bad input and gets the same treatment. Kept free of imports so that light modules can use it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MathtuneError"]
+
+
+class MathtuneError(Exception):
+    """Bad input, reported as one line that says what and where."""
