@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 
 from .reference import _same
@@ -142,9 +142,4 @@ def _coerce(want: Any, like: Any) -> Any:
 
 
 def write_best(payload: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_json(path, payload)

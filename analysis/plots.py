@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +20,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from mathtune.trainables.atomic import atomic_file
 
 from .importance import Importance, StudyInfo, history_points
 from .tables import best_rows, is_rate, metric_label
@@ -37,10 +38,8 @@ DPI = 100
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG atomically (a report being viewed never sees half an image)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, format="png")
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:
+        fig.savefig(fh, dpi=DPI, format="png")
     return path
 
 

@@ -32,6 +32,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from mathtune.trainables.atomic import write_text
+
 from .importance import Importance, load_studies, param_importances
 from .pareto import objectives_of, pareto_front, pareto_plot
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
@@ -419,10 +421,7 @@ def render_latex(report: Report) -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)
 
 
 def write_report(exp_dirs: Sequence[str | Path], out: str | Path | None = None, *,

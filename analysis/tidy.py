@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +30,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from mathtune.spaces.loader import COST_METRICS
+from mathtune.trainables.atomic import atomic_file, write_json
 
 from .store import TrialRecord, load_experiment_meta, load_trials, searched_params
 
@@ -242,15 +242,10 @@ class Tables:
         paths = {}
         for name, frame in (("trials", self.trials), ("epochs", self.epochs)):
             path = out_dir / f"{name}.parquet"
-            tmp = out_dir / f".{name}.parquet.tmp"
-            _parquet_safe(frame).to_parquet(tmp, engine="pyarrow", index=False)
-            os.replace(tmp, path)
+            with atomic_file(path) as fh:
+                _parquet_safe(frame).to_parquet(fh, engine="pyarrow", index=False)
             paths[name] = path
-        meta_path = out_dir / "experiments.json"
-        tmp = out_dir / ".experiments.json.tmp"
-        tmp.write_text(json.dumps(self.metas, indent=1, default=str))
-        os.replace(tmp, meta_path)
-        paths["experiments"] = meta_path
+        paths["experiments"] = write_json(out_dir / "experiments.json", self.metas)
         return paths
 
     @classmethod

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 
 __all__ = ["main", "build_parser"]
@@ -125,9 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     summary = {"family": family.name, "config": config, "best": result["best"], "last": result["last"],
                "wall_time_s": wall, "data": family.describe_data(result["data"])}
-    tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=str))
-    os.replace(tmp, out / "result.json")
+    write_json(out / "result.json", summary)
     best = result["best"] or {}
     metric = family.metric
     test_metric = metric.replace("val_", "test_", 1)
@@ -377,10 +376,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 def _write_json(path: Path, payload: Any) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False))
-        os.replace(tmp, path)
+        write_json(path, payload, ensure_ascii=False)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 

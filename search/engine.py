@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mathtune.spaces.loader import Space, SpaceError, load_space
+from mathtune.trainables.atomic import write_json
 from mathtune.trainables.base import ConfigError
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.registry import get_family
@@ -486,6 +487,4 @@ def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchO
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
+    write_json(path, payload)

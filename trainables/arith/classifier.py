@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -49,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..atomic import atomic_file
 from ..cache import CACHE_ENV, default_cache_dir  # noqa: F401  (re-exported: CACHE_ENV, default_cache_dir)
 from .images import ALPHABET, draw_glyphs
 
@@ -196,15 +196,8 @@ def cache_key(train_images: np.ndarray, train_labels: np.ndarray, config: Classi
 
 
 def _save_atomic(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        torch.save(payload, fh)
 
 
 @torch.no_grad()

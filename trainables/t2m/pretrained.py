@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..atomic import atomic_file
 from ..base import ConfigError
 
 __all__ = ["BUNDLED", "resolve_encoder", "load_encoder", "fresh_encoder", "wordpiece_inputs", "encoder_states",
@@ -177,8 +178,6 @@ def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | 
     ``$MATHTUNE_CACHE``, else ``~/.cache/mathtune``; folder ``encoder_states``): every trial and every later
     run on the same problems and encoder reads the states instead of recomputing them. Returns (flat,
     offsets, whether they came from the cache). An unreadable entry is recomputed and rewritten."""
-    import tempfile
-
     from ..cache import default_cache_dir
 
     key = states_cache_key(model, ids, layer=layer)
@@ -195,11 +194,8 @@ def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | 
         progress(f"computing encoder states of {len(ids)} problems (cached in {path.parent} for later runs)")
     flat, offsets = encoder_states(model, ids, device=device, layer=layer)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as f:
             np.savez(f, flat=flat, offsets=offsets)
-        os.replace(tmp, path)
     except OSError:  # a read-only or full cache folder costs the next run a recompute, nothing else
         pass
     return flat, offsets, False
