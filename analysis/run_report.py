@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from .plots import GREY, PALETTE, save_figure
 from .tables import Table, metric_label
+from .tidy import test_metric_for
 
 __all__ = ["is_train_run", "load_run", "write_run_report"]
 
@@ -85,7 +86,7 @@ def _curves(history: pd.DataFrame, metric: str, best_epoch: int | None, title: s
     if "epoch" not in history or history.empty:
         return None
     loss = [k for k in ("train_loss", "val_loss") if k in history and history[k].notna().any()]
-    scores = [k for k in (metric, metric.replace("val_", "test_", 1)) if k in history and history[k].notna().any()]
+    scores = [k for k in (metric, test_metric_for(metric)) if k in history and history[k].notna().any()]
     panels = [p for p in (("loss", loss), (metric_label(metric), scores)) if p[1]]
     if not panels:
         return None
@@ -111,7 +112,7 @@ def build_run_report(folder: str | Path, out: Path):
     run = load_run(folder)
     history = pd.DataFrame(run["history"])
     metric, mode = _family_metric(run["family"], run["history"])
-    test_metric = metric.replace("val_", "test_", 1)
+    test_metric = test_metric_for(metric)
     config = run["config"]
     epochs_cap = config.get("epochs")
     last = run["history"][-1] if run["history"] else {}

@@ -31,6 +31,7 @@ import pandas as pd
 
 from mathtune.spaces.loader import COST_METRICS
 from mathtune.trainables.atomic import atomic_file, write_json
+from mathtune.trainables.metrics import test_metric_for  # noqa: F401  (re-exported)
 
 from .store import TrialRecord, load_experiment_meta, load_trials, searched_params
 
@@ -44,11 +45,6 @@ SKIP_METRICS = ("train_samples_per_s",)
 TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id",
              "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
              "iterations_since_restore", "config"}
-
-
-def test_metric_for(metric: str) -> str:
-    """The test counterpart of a validation metric (``val_exec_acc`` -> ``test_exec_acc``)."""
-    return "test_" + metric[4:] if metric.startswith("val_") else metric
 
 
 def factor_label(config: dict[str, Any], factors: Sequence[str]) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.metrics import test_metric_for
 
 __all__ = ["main", "build_parser"]
 
@@ -129,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     write_json(out / "result.json", summary)
     best = result["best"] or {}
     metric = family.metric
-    test_metric = metric.replace("val_", "test_", 1)
+    test_metric = test_metric_for(metric)
     test_part = f", {test_metric} {best[test_metric]:.4f}" if test_metric in best else ""
     print(f"[mathtune] best epoch {best.get('epoch')}: {metric} {best.get(metric, float('nan')):.4f}{test_part}; "
           f"{wall:.0f} s; summary in {out / 'result.json'}")
@@ -232,7 +233,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     if args.out:
         path = write_best(payload, args.out)
         metric = payload["metric"]
-        test = metric.replace("val_", "test_", 1)
+        test = test_metric_for(metric)
         factors = ", ".join(f"{k}={v}" for k, v in payload["factors"].items()) or "all"
         print(f"[mathtune] best trial {payload['trial_id']} ({factors}) "
               f"epoch {payload['epoch']}: {metric} {payload[metric]:.4f} (test, reported only: {test} "

@@ -25,6 +25,7 @@ from typing import Any
 
 from mathtune.analysis.store import CONFIRM_FILE, TrialRecord, load_confirmation, load_trials
 from mathtune.spaces.loader import Space
+from mathtune.trainables.metrics import is_better, test_metric_for
 from mathtune.trainables.registry import get_family
 
 __all__ = ["CONFIRM_DIR", "CONFIRM_FILE", "PLAN_FILE", "plan_confirmation", "summarise", "load_confirmation",
@@ -32,10 +33,6 @@ __all__ = ["CONFIRM_DIR", "CONFIRM_FILE", "PLAN_FILE", "plan_confirmation", "sum
 
 CONFIRM_DIR = "confirm"
 PLAN_FILE = "plan.json"
-
-
-def _better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
 
 
 def _combo_label(config: dict[str, Any], factors: list[str]) -> str:
@@ -50,7 +47,7 @@ def _run_figures(trial: TrialRecord, metric: str, mode: str) -> dict[str, Any] |
     row = trial.best(metric, mode)
     if row is None:
         return None
-    test = metric.replace("val_", "test_", 1)
+    test = test_metric_for(metric)
     return {"trial_id": trial.trial_id, "seed": trial.config.get("seed"), "epoch": int(row.get("epoch", 0)),
             "value": float(row[metric]), "test": float(row[test]) if isinstance(row.get(test), (int, float)) else None,
             "epochs_run": trial.epochs_run, "status": trial.status}
@@ -119,7 +116,7 @@ def summarise(exp_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         scored = [c for c in combo["candidates"] if c["mean"] is not None]
         winner = None
         for c in scored:
-            if winner is None or _better(c["mean"], winner["mean"], mode):
+            if winner is None or is_better(c["mean"], winner["mean"], mode):
                 winner = c
         combo["winner"] = winner["trial_id"] if winner else None
     return out

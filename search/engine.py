@@ -23,6 +23,7 @@ from mathtune.spaces.loader import Space, SpaceError, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.base import ConfigError
 from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.metrics import is_better, test_metric_for
 from mathtune.trainables.registry import get_family
 
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
@@ -467,10 +468,9 @@ def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchO
             row = history.loc[history[space.metric].idxmax() if space.mode == "max"
                               else history[space.metric].idxmin()]
             label = ", ".join(f"{k}={result.config.get(k)}" for k in space.factors) or "all"
-            test_key = space.metric.replace("val_", "test_", 1)
+            test_key = test_metric_for(space.metric)
             current = best.get(label)
-            if current is None or (row[space.metric] > current[space.metric] if space.mode == "max"
-                                   else row[space.metric] < current[space.metric]):
+            if is_better(float(row[space.metric]), None if current is None else current[space.metric], space.mode):
                 best[label] = {space.metric: float(row[space.metric]),
                                test_key: float(row[test_key]) if test_key in row else float("nan"),
                                "epoch": int(row.get("epoch", 0)), "trial_id": result.metrics.get("trial_id"),
@@ -479,7 +479,7 @@ def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchO
     if counts:
         print("[mathtune] trials: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())), flush=True)
     for label, b in best.items():
-        test_key = space.metric.replace("val_", "test_", 1)
+        test_key = test_metric_for(space.metric)
         print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f} "
               f"(test, reported only: {test_key} {b[test_key]:.4f}) epoch {b['epoch']}", flush=True)
     print(f"[mathtune] report: mathtune report {exp_dir}", flush=True)

@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 from ray.tune import Callback
 
+from mathtune.trainables.metrics import is_better
+
 __all__ = ["SearchProgress", "hide_tune_restore_hint", "format_duration"]
 
 
@@ -72,9 +74,6 @@ class SearchProgress(Callback):
     def _print(self, text: str) -> None:
         print(f"[mathtune] {text}", file=self.out, flush=True)
 
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.mode == "max" else a < b
-
     def _best_line(self, trial_id: str) -> str:
         if trial_id not in self.best:
             return f"no {self.metric} reported"
@@ -96,7 +95,7 @@ class SearchProgress(Callback):
         self.last_epoch[tid] = epoch
         value = result.get(self.metric)
         if isinstance(value, (int, float)):
-            if tid not in self.best or self._better(float(value), self.best[tid][0]):
+            if tid not in self.best or is_better(float(value), self.best[tid][0], self.mode):
                 self.best[tid] = (float(value), epoch)
         now = self.clock()
         first = tid not in self.seen_first

@@ -26,6 +26,7 @@ import torch
 
 from .base import Family
 from .errors import MathtuneError
+from .metrics import is_better, test_metric_for
 
 __all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "eta_seconds",
            "format_duration", "CHECKPOINT_FILE", "CheckpointError"]
@@ -124,12 +125,6 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
     return state, files["config.json"], files["metrics.json"]
 
 
-def _is_better(value: float, best: float | None, mode: str) -> bool:
-    if best is None or (isinstance(best, float) and math.isnan(best)):
-        return not math.isnan(value)
-    return value > best if mode == "max" else value < best
-
-
 def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoint_dir: str | os.PathLike | None = None,
           resume_from: str | os.PathLike | None = None, report: Reporter | None = None,
           progress: Callable[[str], None] | None = print, cpus: float | None = None) -> dict[str, Any]:
@@ -207,7 +202,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
                    "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
                    "epoch_time_s": time.perf_counter() - t0, "num_params": num_params}
-        improved = metric in metrics and _is_better(metrics[metric], best.get(metric) if best else None, mode)
+        improved = metric in metrics and is_better(metrics[metric], best.get(metric) if best else None, mode)
         if improved:
             best = dict(metrics)
         history.append(metrics)
@@ -272,7 +267,7 @@ def format_duration(seconds: float) -> str:
 def _progress_line(family: Family, epoch: int, epochs: int, m: dict[str, Any],
                    history: list[dict[str, Any]] | None = None) -> str:
     parts = [f"[{family.name}] epoch {epoch}/{epochs}", f"train_loss {m['train_loss']:.4f}"]
-    for key in (family.metric, family.metric.replace("val_", "test_", 1), "val_char_acc", "test_char_acc"):
+    for key in (family.metric, test_metric_for(family.metric), "val_char_acc", "test_char_acc"):
         if key in m and isinstance(m[key], (int, float)):
             parts.append(f"{key} {m[key]:.4f}")
     if m.get("best_epoch"):

@@ -33,6 +33,7 @@ import torch
 
 from ..base import ConfigError
 from ..loop import CHECKPOINT_FILE, CheckpointError
+from ..metrics import is_better
 from ..registry import get_family
 from .data import DataError, load_split
 from .dataset import T2MData, encode_part
@@ -94,7 +95,7 @@ def find_checkpoint(path: str | Path) -> Path:
         v = _epoch_value(d, family.metric)
         if math.isnan(v):
             continue
-        if best_value is None or (v > best_value if family.mode == "max" else v < best_value):
+        if is_better(v, best_value, family.mode):
             best, best_value = d, v
     return best
 
