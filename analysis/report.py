@@ -108,7 +108,7 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
         f"{meta.get('created', '-')}. {len(trials)} trials: " +
         (", ".join(f"{n} {s}" for s, n in statuses.items()) or "none yet") + ".")
     head.paragraphs.append(
-        f"Selected on `{metric}` ({mode}) over the validation slice carved from the training portion; test figures "
+        f"Selected on `{metric}` ({mode}) on validation data (the family's validation part, never its test part); test figures "
         f"are the same trial and epoch on the test set, reported only, never used to select or stop. Search: "
         f"{opts.get('num_samples', '-')} samples, scheduler {opts.get('scheduler', '-')}, sampler "
         f"{opts.get('sampler', '-')} (seed {opts.get('seed', '-')}), fixed with --set: "

@@ -180,7 +180,7 @@ def _resources(space: Space, options: SearchOptions) -> dict[str, float]:
     return {"cpu": cpus, "gpu": gpus}
 
 
-def _build_tuner_parts(space: Space, meta: dict[str, Any], exp_dir: Path):
+def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -308,7 +308,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
             "metric": space.metric, "mode": space.mode, "factors": list(space.factors),
             "objectives": [list(o) for o in space.objectives],
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    trainable, search_alg, scheduler = _build_tuner_parts(space, meta, exp_dir)
+    trainable, search_alg, scheduler = _build_tuner_parts(space, meta)
     _write_json(exp_dir / EXPERIMENT_FILE, meta)  # after the datasets built: a bad data file leaves no experiment
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
@@ -367,7 +367,7 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
     ensure_ray(address, dashboard=dashboard, worker_logs=int(meta["options"].get("verbose", 0)) > 0)
-    trainable, _, _ = _build_tuner_parts(space, meta, exp_dir)
+    trainable, _, _ = _build_tuner_parts(space, meta)
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
     print(f"[mathtune] resuming {exp_dir}", flush=True)

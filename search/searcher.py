@@ -77,9 +77,6 @@ class FactorOptunaSearch(Searcher):
         state["_orphans"] = []
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def get_state(self) -> dict[str, Any]:
         return {"asked": list(self._asked), "trials": {k: dict(v) for k, v in self._trials.items()},
                 "points": [dict(p) for p in self._points]}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable
 
 import torch
@@ -191,9 +191,6 @@ class Family(abc.ABC):
         """Copy weights into a freshly built ``model`` before its first epoch (the loop never calls it when a
         run resumes). Returns one line for the progress output, or None when nothing was asked for."""
         return None
-
-    def num_train_examples(self, data: Any) -> int:
-        return len(getattr(data, "train_index", ()))
 
     def describe_data(self, data: Any) -> str:
         """One line saying what data a run uses (printed and recorded with metrics)."""

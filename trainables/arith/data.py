@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,7 +88,6 @@ class ArithData:
     train_index: np.ndarray
     val_index: np.ndarray
     test_index: np.ndarray
-    extra: dict = field(default_factory=dict)
     reverse: str = "none"  # which sequences are stored reversed: none, query, answer or both
 
     @property

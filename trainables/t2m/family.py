@@ -48,7 +48,7 @@ __all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT", "dec
 
 DATA_HELP = "empty = {name} in $MATHTUNE_MATHQA, else in ../shared/data/mathqa/col775 beside the project"
 
-COMMON: dict[str, Param] = {
+T2M_PARAMS: dict[str, Param] = {
     "train_file": Param("", "training file (COL775 or original MathQA JSON); " + DATA_HELP.format(name="train.json"),
                         str),
     "dev_file": Param("", "dev file: validation by default, test_* when val_fraction > 0; "
@@ -208,9 +208,6 @@ class T2MFamily(Family):
         total = sum(v.numel() for k, v in own.items() if k != "meta_json")
         return f"initialised {len(copied)} tensors ({kept:,} of {total:,} values) from {ckpt}"
 
-    def num_train_examples(self, data: T2MData) -> int:
-        return len(data.parts["train"])
-
     def describe_data(self, data: T2MData) -> str:
         return data.describe()
 
@@ -251,13 +248,13 @@ class T2MLstm(_GloveFamily):
     name = "t2m-lstm"
     description = "MathQA problem -> program: GloVe + BiLSTM encoder, LSTM decoder (number pointer, no attention)"
     attention = False
-    params = {**COMMON, **GLOVE}
+    params = {**T2M_PARAMS, **GLOVE}
 
 
 class T2MAttn(_GloveFamily):
     name = "t2m-attn"
     description = "MathQA problem -> program: GloVe + BiLSTM encoder, LSTM decoder with Bahdanau attention"
-    params = {**COMMON, **GLOVE, **ATTENTION}
+    params = {**T2M_PARAMS, **GLOVE, **ATTENTION}
 
 
 class T2MBertFrozen(T2MFamily):
@@ -265,7 +262,7 @@ class T2MBertFrozen(T2MFamily):
     description = "MathQA problem -> program: frozen BERT-family encoder (cached states) + attention LSTM decoder"
     kind = "frozen"
     data_params = DATA_KEYS + ("encoder", "max_input_tokens")
-    params = {**COMMON, **BERT, **ATTENTION}
+    params = {**T2M_PARAMS, **BERT, **ATTENTION}
 
     def make_encoder(self, config, data):
         return CachedStates(int(data.meta["enc_dim"]))
@@ -276,7 +273,7 @@ class T2MBertFT(T2MFamily):
     description = "MathQA problem -> program: fine-tuned BERT-family encoder + attention LSTM decoder"
     kind = "finetune"
     data_params = DATA_KEYS + ("encoder", "max_input_tokens", "finetune_layers")
-    params = {**COMMON, **BERT, **ATTENTION,
+    params = {**T2M_PARAMS, **BERT, **ATTENTION,
               "encoder_lr": Param(3e-5, "learning rate of the pretrained encoder (the decoder uses lr)", float,
                                   1e-8, 1.0),
               "finetune_layers": Param(0, "fine-tune only the top N transformer layers (0 = all of them, with the "
