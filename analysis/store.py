@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Sequence
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
-           "load_confirmation", "STATUSES", "CONFIRM_FILE"]
+           "load_confirmation", "STATUSES", "CONFIRM_FILE", "EXPERIMENT_FILE", "ExperimentRecord",
+           "read_experiment"]
 
 CONFIRM_FILE = "confirm.json"
+EXPERIMENT_FILE = "mathtune.json"
+RECORD_VERSION = 2
 """The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
 
 STATUSES = ("finished", "stopped early", "errored", "running", "pending")
@@ -121,19 +124,65 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
+@dataclass
+class ExperimentRecord:
+    """What ``mathtune.json`` holds: written once by the engine when a search starts, read by resume (which
+    needs every field) and by analysis (which needs the family and the metric). ``version`` 2 added
+    ``objectives`` and ``version``; files without them read as version 1 with a single objective."""
+
+    family: str
+    metric: str
+    mode: str = "max"
+    name: str = ""
+    space: str = ""
+    space_name: str = ""
+    storage_path: str = ""
+    study_name: str = ""
+    resources: dict[str, float] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    optuna_storage: str = ""
+    factors: list[str] = field(default_factory=list)
+    objectives: list[list[str]] = field(default_factory=list)  # [[metric, mode], ...] when several
+    created: str = ""
+    version: int = RECORD_VERSION
+
+    RESUME_KEYS: ClassVar[tuple[str, ...]] = ("name", "storage_path", "study_name", "resources", "options",
+                                              "optuna_storage")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, exp_dir: str | Path) -> Path:
+        from mathtune.trainables.atomic import write_json
+
+        return write_json(Path(exp_dir) / EXPERIMENT_FILE, self.to_dict())
+
+
+def read_experiment(exp_dir: str | Path, *, need: Sequence[str] = ("family", "metric"),
+                    error: type[Exception] = FileNotFoundError, problem: str = "unreadable") -> dict[str, Any]:
+    """``mathtune.json`` of an experiment as a dict with every :class:`ExperimentRecord` field (defaults filled
+    for older files); ``error`` (one line naming the file) when it is missing, not JSON, or lacks a key of
+    ``need`` or has one of the wrong type."""
+    path = Path(exp_dir) / EXPERIMENT_FILE
+    if not path.is_file():
+        raise error(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: {problem} experiment file ({exc})") from None
+    missing = [k for k in need if not isinstance(raw, dict) or k not in raw]
+    if missing:
+        raise error(f"{path}: {problem} experiment file (no {missing[0]!r})")
+    defaults = ExperimentRecord(family="", metric="").to_dict()
+    for key in need:
+        if not isinstance(raw[key], type(defaults[key])):
+            raise error(f"{path}: {problem} experiment file ({key!r} is not a {type(defaults[key]).__name__})")
+    return {**defaults, "version": 1, **raw}
+
+
 def load_experiment_meta(exp_dir: str | Path) -> dict[str, Any]:
     """``mathtune.json`` of an experiment (family, metric, mode, factors, resources, options)."""
-    path = Path(exp_dir) / "mathtune.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{exp_dir}: not a mathtune experiment (no mathtune.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FileNotFoundError(f"{path}: unreadable experiment file ({exc})") from None
-    missing = [k for k in ("family", "metric") if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise FileNotFoundError(f"{path}: unreadable experiment file (no {missing[0]!r})")
-    return meta
+    return read_experiment(exp_dir)
 
 
 def searched_params(exp_dir: str | Path) -> dict[str, dict[str, Any]]:

@@ -193,6 +193,7 @@ def _write_report(dirs: Sequence[Path], out: str | None, **options: Any) -> None
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mathtune.analysis.report import FORMATS
+    from mathtune.analysis.store import EXPERIMENT_FILE
 
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
@@ -202,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"--top must be at least 1, got {args.top}")
     from mathtune.analysis.run_report import is_train_run, write_run_report
 
-    runs = [d for d in args.experiments if not (Path(d) / "mathtune.json").is_file() and is_train_run(d)]
+    runs = [d for d in args.experiments if not (Path(d) / EXPERIMENT_FILE).is_file() and is_train_run(d)]
     if runs:
         if len(args.experiments) > 1:
             raise UserError(f"{runs[0]}: a `mathtune train` folder gets a report of its own; give it alone")
@@ -211,8 +212,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                                                        if "html" in formats and "md" in formats else ""))
         return 0
     for d in args.experiments:
-        if not (Path(d) / "mathtune.json").is_file():
-            raise UserError(f"{d}: not a mathtune experiment folder (no mathtune.json) nor a `mathtune train` "
+        if not (Path(d) / EXPERIMENT_FILE).is_file():
+            raise UserError(f"{d}: not a mathtune experiment folder (no {EXPERIMENT_FILE}) nor a `mathtune train` "
                             f"folder (no last/config.json)")
     _write_report([Path(d) for d in args.experiments], args.out, formats=formats, params=args.param or None,
                   top=args.top, predictions=not args.no_predictions)
@@ -221,9 +222,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     from mathtune.analysis.best import BestError, best_config, write_best
+    from mathtune.analysis.store import EXPERIMENT_FILE
 
-    if not (Path(args.experiment) / "mathtune.json").is_file():
-        raise UserError(f"{args.experiment}: not a mathtune experiment folder (no mathtune.json)")
+    if not (Path(args.experiment) / EXPERIMENT_FILE).is_file():
+        raise UserError(f"{args.experiment}: not a mathtune experiment folder (no {EXPERIMENT_FILE})")
     if args.pareto:
         return _print_pareto(args)
     try:

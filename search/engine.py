@@ -10,7 +10,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, read_experiment
 from mathtune.spaces.loader import Space, SpaceError, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.base import ConfigError
@@ -29,7 +29,6 @@ from mathtune.trainables.registry import get_family
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
            "apply_overrides", "EXPERIMENT_FILE", "SearchError"]
 
-EXPERIMENT_FILE = "mathtune.json"
 OPTUNA_FILE = "optuna.db"
 
 
@@ -302,14 +301,14 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     ensure_ray(options.address, dashboard=options.dashboard, worker_logs=options.verbose > 0)
     max_concurrent = options.max_concurrent or _default_concurrency(resources)
     opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent}
-    meta = {"space": str(space.path), "space_name": space.name, "family": space.family, "name": name,
-            "storage_path": storage_path, "study_name": name, "resources": resources, "options": opts,
-            "optuna_storage": options.optuna_storage or f"sqlite:///{exp_dir / OPTUNA_FILE}",
-            "metric": space.metric, "mode": space.mode, "factors": list(space.factors),
-            "objectives": [list(o) for o in space.objectives],
-            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    record = ExperimentRecord(
+        family=space.family, metric=space.metric, mode=space.mode, name=name, space=str(space.path),
+        space_name=space.name, storage_path=storage_path, study_name=name, resources=resources, options=opts,
+        optuna_storage=options.optuna_storage or f"sqlite:///{exp_dir / OPTUNA_FILE}", factors=list(space.factors),
+        objectives=[list(o) for o in space.objectives], created=time.strftime("%Y-%m-%d %H:%M:%S"))
+    meta = record.to_dict()
     trainable, search_alg, scheduler = _build_tuner_parts(space, meta)
-    _write_json(exp_dir / EXPERIMENT_FILE, meta)  # after the datasets built: a bad data file leaves no experiment
+    record.write(exp_dir)  # after the datasets built: a bad data file leaves no experiment
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                                    num_samples=options.num_samples, metric=space.metric,
@@ -351,18 +350,10 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     from ray import tune
 
     exp_dir = Path(exp_dir).expanduser().resolve()
-    meta_path = exp_dir / EXPERIMENT_FILE
-    if not meta_path.is_file():
+    if not (exp_dir / EXPERIMENT_FILE).is_file():
         raise SearchError(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
     check_trusted_folder(exp_dir)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SearchError(f"{meta_path}: corrupt experiment file ({exc})") from None
-    missing = [k for k in ("name", "storage_path", "study_name", "resources", "options", "optuna_storage")
-               if not isinstance(meta, dict) or k not in meta]
-    if missing or not isinstance(meta.get("options"), dict):
-        raise SearchError(f"{meta_path}: corrupt experiment file (no {(missing or ['options'])[0]!r})")
+    meta = read_experiment(exp_dir, need=ExperimentRecord.RESUME_KEYS, error=SearchError, problem="corrupt")
     space = apply_overrides(load_space(exp_dir / "space.yaml"), meta["options"].get("overrides") or {})
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
