@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mathtune.trainables import get_family
+from mathtune.trainables.loop import CHECKPOINT_FILE, load_state_file
 
 
 def breakdown(run: Path) -> None:
@@ -31,7 +32,7 @@ def breakdown(run: Path) -> None:
         sys.exit(f"read_breakdown: {run}: the run has no per-image head (aux_weight 0, aux_feed off)")
     data = fam.build_data(config)
     model = fam.build_model(config, data)
-    model.load_state_dict(torch.load(run / "best" / "state.pt", weights_only=True)["model"])
+    model.load_state_dict(load_state_file(run / "best" / CHECKPOINT_FILE)["model"])
     model.eval()
     for part in ("val", "test"):
         rows = data.part(part)

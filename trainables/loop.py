@@ -98,6 +98,20 @@ class CheckpointError(MathtuneError, ValueError):
     """A checkpoint file that cannot be read (truncated, corrupt, or holding more than tensors)."""
 
 
+def load_state_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's tensors (``state.pt``), loaded on the CPU with ``weights_only=True``: the one place
+    mathtune reads a checkpoint file. Pickled objects other than tensors and plain containers are refused,
+    never executed; a damaged file raises :class:`CheckpointError` (one line naming it)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a tensor checkpoint (damaged, or holding pickled objects that "
+                              f"weights_only=True refuses to load)") from None
+    except (RuntimeError, EOFError, ValueError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
+        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({detail})") from None
+
+
 def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(state, config, metrics) from a checkpoint folder; tensors loaded with ``weights_only=True``.
 
@@ -108,14 +122,7 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
     path = directory / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a mathtune checkpoint (no {CHECKPOINT_FILE})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: not a tensor checkpoint (damaged, or holding pickled objects that "
-                              f"weights_only=True refuses to load)") from None
-    except (RuntimeError, EOFError, ValueError) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
-        raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({detail})") from None
+    state = load_state_file(path)
     files = {}
     for name in ("config.json", "metrics.json"):
         try:

@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from ..base import ConfigError
-from ..loop import CHECKPOINT_FILE, CheckpointError
+from ..loop import CHECKPOINT_FILE, load_state_file
 from ..metrics import is_better
 from ..registry import get_family
 from .data import DataError, load_split
@@ -49,11 +46,7 @@ REQUIRED_KEYS = ("Problem", "linear_formula", "answer", "predicted")
 
 def load_state(ckpt: Path) -> dict[str, Any]:
     """``state.pt`` of a checkpoint folder (tensors only); a damaged file is a one-line CheckpointError."""
-    try:
-        return torch.load(ckpt / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]
-        raise CheckpointError(f"{ckpt / CHECKPOINT_FILE}: not a readable tensor checkpoint ({detail})") from None
+    return load_state_file(ckpt / CHECKPOINT_FILE)
 
 
 def _state_meta(ckpt: Path) -> dict[str, Any]:
