@@ -30,7 +30,7 @@ from .plots import save_figure
 from .tables import Table, _slug, best_rows
 from .tidy import CONFIG_PREFIX, Tables
 
-__all__ = ["View", "family_views", "load_trained"]
+__all__ = ["View", "family_views", "rebuild_run"]
 
 
 @dataclass
@@ -41,8 +41,10 @@ class View:
     notes: list[str] = field(default_factory=list)
 
 
-def load_trained(family_name: str, checkpoint: str | Path, device: str = "cpu") -> tuple[Any, Any, Any, dict]:
-    """(family, model in eval mode, data, config) rebuilt from a checkpoint folder."""
+def rebuild_run(family_name: str, checkpoint: str | Path, device: str = "cpu") -> tuple[Any, Any, Any, dict]:
+    """(family, model in eval mode, data, config) rebuilt from a checkpoint folder: the run's dataset is built
+    again from its config (unlike :func:`mathtune.trainables.t2m.evaluation.load_trained`, which returns
+    (family, config, model) and scores data files given separately)."""
     import torch
 
     from mathtune.trainables import get_family, load_checkpoint
@@ -158,7 +160,7 @@ def family_views(tables: Tables, experiment: str, out_dir: str | Path, *, max_tr
             views.append(View(title, notes=["no kept checkpoint for this trial; family views skipped"]))
             continue
         try:
-            family, model, data, config = load_trained(meta["family"], ckpt, device)
+            family, model, data, config = rebuild_run(meta["family"], ckpt, device)
         except Exception as exc:  # noqa: BLE001 - a missing family or an old checkpoint must not stop a report
             views.append(View(title, notes=[f"could not rebuild the model from {ckpt}: "
                                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]))
