@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, read_experiment
-from mathtune.spaces.loader import Space, SpaceError, load_space
+from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
-from mathtune.trainables.base import ConfigError
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.metrics import is_better, test_metric_for
 from mathtune.trainables.registry import get_family
@@ -71,7 +70,8 @@ class SearchOutcome:
 
 
 def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
-    """Fix parameters to constants (``--set key=value``): removed from the search, checked by the family."""
+    """Fix parameters to constants (``--set key=value``): removed from the search, checked by the family
+    with the space file's own value check (:func:`~mathtune.spaces.loader.check_param_value`)."""
     if not overrides:
         return space
     family = get_family(space.family)
@@ -82,10 +82,7 @@ def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
         if key not in family.all_params():
             raise SpaceError(f"--set {key}: unknown parameter for family {family.name} "
                              f"(known: {', '.join(sorted(family.all_params()))})")
-        try:
-            value = family.all_params()[key].check(key, value)
-        except ConfigError as exc:
-            raise SpaceError(f"--set {exc}") from None
+        value = check_param_value(family, key, value, "--set")
         params.pop(key, None)
         if key in factors:
             factors[key] = [value]
@@ -94,11 +91,7 @@ def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
     points = [{k: v for k, v in p.items() if k in params or k in factors} for p in space.points_to_evaluate]
     new = dataclasses.replace(space, params=params, constants=constants, factors=factors,
                               points_to_evaluate=[p for p in points if p])
-    for combo in new.factor_combos():
-        try:
-            family.make_config({**new.constants, **combo}, where="--set")
-        except ConfigError as exc:
-            raise SpaceError(str(exc)) from None
+    check_combos(new, "--set")
     return new
 
 

@@ -43,7 +43,8 @@ from mathtune.trainables.base import ConfigError
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.registry import get_family
 
-__all__ = ["SpaceError", "ParamSpec", "Space", "load_space", "space_names", "space_path", "SPACE_DIR"]
+__all__ = ["SpaceError", "ParamSpec", "Space", "load_space", "space_names", "space_path", "SPACE_DIR", "COST_METRICS",
+           "check_param_value", "check_combos"]
 
 SPACE_DIR = Path(__file__).resolve().parent
 PARAM_TYPES = ("choice", "int", "float", "logfloat")
@@ -182,6 +183,10 @@ def space_path(name_or_path: str | Path) -> Path:
 def load_space(name_or_path: str | Path) -> Space:
     """Load and validate a space file; any problem raises :class:`SpaceError` naming file and key."""
     path = space_path(name_or_path)
+    return _SpaceValidator(path, _read_yaml(path)).space()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     where = str(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -200,118 +205,159 @@ def load_space(name_or_path: str | Path) -> Space:
         raise SpaceError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(TOP_KEYS)})")
     if "family" not in raw:
         raise SpaceError(f"{where}: missing key 'family'")
+    return raw
+
+
+def check_param_value(family, name: str, value: Any, where: str, key: str | None = None) -> Any:
+    """``value`` checked and coerced by the family's parameter ``name``, else a :class:`SpaceError` naming
+    ``where`` and ``key`` (the one value check of space files and of ``--set``)."""
     try:
-        family = get_family(str(raw["family"]))
+        return family.all_params()[name].check(name, value)
     except ConfigError as exc:
-        raise SpaceError(f"{where}: family: {exc}") from None
-    fparams = family.all_params()
+        raise SpaceError(f"{where}: {key}: {exc}" if key else f"{where} {exc}") from None
 
-    metric = raw.get("metric", family.metric)
-    if not isinstance(metric, str) or not metric.startswith("val_"):
-        raise SpaceError(f"{where}: metric: {metric!r} is not a validation metric (must start with 'val_'; "
-                         f"test data is never used for selection)")
-    mode = raw.get("mode", family.mode)
-    if mode not in ("max", "min"):
-        raise SpaceError(f"{where}: mode: {mode!r} must be 'max' or 'min'")
-    objectives = _objectives(where, raw)
-    if objectives:
-        if ("metric" in raw and raw["metric"] != objectives[0][0]) or ("mode" in raw and raw["mode"] !=
-                                                                         objectives[0][1]):
-            raise SpaceError(f"{where}: metric/mode: the first objective ({objectives[0][0]}, {objectives[0][1]}) "
-                             f"is the selection metric; leave metric and mode out or make them agree")
-        metric, mode = objectives[0]
 
-    def mapping(key: str) -> dict[str, Any]:
-        value = raw.get(key) or {}
+class _SpaceValidator:
+    """One method per section of a space file, each raising :class:`SpaceError` that names file and key."""
+
+    def __init__(self, path: Path, raw: dict[str, Any]):
+        self.path, self.raw, self.where = path, raw, str(path)
+        try:
+            self.family = get_family(str(raw["family"]))
+        except ConfigError as exc:
+            raise SpaceError(f"{self.where}: family: {exc}") from None
+        self.fparams = self.family.all_params()
+        self.seen: dict[str, str] = {}  # parameter -> the section that gave it
+
+    def error(self, message: str) -> SpaceError:
+        return SpaceError(f"{self.where}: {message}")
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.raw.get(key) or {}
         if not isinstance(value, dict):
-            raise SpaceError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+            raise self.error(f"{key}: expected a mapping, got {type(value).__name__}")
         return value
 
-    seen: dict[str, str] = {}
-
-    def claim(section: str, name: Any) -> str:
+    def claim(self, section: str, name: Any) -> str:
         if not isinstance(name, str):
-            raise SpaceError(f"{where}: {section}: key {name!r} is not a string")
-        if name not in fparams:
-            raise SpaceError(f"{where}: {section}.{name}: unknown parameter for family {family.name} "
-                             f"(known: {', '.join(sorted(fparams))})")
-        if name in seen:
-            raise SpaceError(f"{where}: {section}.{name}: already given in {seen[name]}")
-        seen[name] = section
+            raise self.error(f"{section}: key {name!r} is not a string")
+        if name not in self.fparams:
+            raise self.error(f"{section}.{name}: unknown parameter for family {self.family.name} "
+                             f"(known: {', '.join(sorted(self.fparams))})")
+        if name in self.seen:
+            raise self.error(f"{section}.{name}: already given in {self.seen[name]}")
+        self.seen[name] = section
         return name
 
-    def check_value(key: str, name: str, value: Any) -> Any:
-        try:
-            return fparams[name].check(name, value)
-        except ConfigError as exc:
-            raise SpaceError(f"{where}: {key}: {exc}") from None
+    def check(self, key: str, name: str, value: Any) -> Any:
+        return check_param_value(self.family, name, value, self.where, key)
 
-    factors: dict[str, list[Any]] = {}
-    for name, values in mapping("factors").items():
-        claim("factors", name)
-        if not isinstance(values, list) or not values:
-            raise SpaceError(f"{where}: factors.{name}: expected a non-empty list of values")
-        factors[name] = [check_value(f"factors.{name}", name, v) for v in values]
-        if len(set(map(repr, factors[name]))) != len(factors[name]):
-            raise SpaceError(f"{where}: factors.{name}: repeated value")
+    # ------------------------------------------------------------------ sections
+    def metric_mode_objectives(self) -> tuple[str, str, list[tuple[str, str]]]:
+        raw, family = self.raw, self.family
+        metric = raw.get("metric", family.metric)
+        if not isinstance(metric, str) or not metric.startswith("val_"):
+            raise self.error(f"metric: {metric!r} is not a validation metric (must start with 'val_'; "
+                             f"test data is never used for selection)")
+        mode = raw.get("mode", family.mode)
+        if mode not in ("max", "min"):
+            raise self.error(f"mode: {mode!r} must be 'max' or 'min'")
+        objectives = _objectives(self.where, raw)
+        if objectives:
+            if ("metric" in raw and raw["metric"] != objectives[0][0]) or ("mode" in raw and raw["mode"] !=
+                                                                             objectives[0][1]):
+                raise self.error(f"metric/mode: the first objective ({objectives[0][0]}, {objectives[0][1]}) is "
+                                 f"the selection metric; leave metric and mode out or make them agree")
+            metric, mode = objectives[0]
+        return metric, mode, objectives
 
-    params: dict[str, ParamSpec] = {}
-    for name, spec in mapping("params").items():
-        claim("params", name)
-        params[name] = _param_spec(where, name, spec, lambda key, v, n=name: check_value(key, n, v))
+    def factors(self) -> dict[str, list[Any]]:
+        factors: dict[str, list[Any]] = {}
+        for name, values in self.mapping("factors").items():
+            self.claim("factors", name)
+            if not isinstance(values, list) or not values:
+                raise self.error(f"factors.{name}: expected a non-empty list of values")
+            factors[name] = [self.check(f"factors.{name}", name, v) for v in values]
+            if len(set(map(repr, factors[name]))) != len(factors[name]):
+                raise self.error(f"factors.{name}: repeated value")
+        return factors
 
-    constants: dict[str, Any] = {}
-    for name, value in mapping("constants").items():
-        claim("constants", name)
-        constants[name] = check_value(f"constants.{name}", name, value)
+    def params(self) -> dict[str, ParamSpec]:
+        params: dict[str, ParamSpec] = {}
+        for name, spec in self.mapping("params").items():
+            self.claim("params", name)
+            params[name] = _param_spec(self.where, name, spec, lambda key, v, n=name: self.check(key, n, v))
+        return params
 
-    resources = mapping("resources")
-    for key, value in resources.items():
-        if key not in ("cpus", "gpus"):
-            raise SpaceError(f"{where}: resources.{key}: unknown (allowed: cpus, gpus)")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
-            raise SpaceError(f"{where}: resources.{key}: expected a number >= 0, got {value!r}")
-    if resources.get("cpus", 1) == 0 and resources.get("gpus", 0) == 0:
-        raise SpaceError(f"{where}: resources: a trial needs some CPU or GPU")
+    def constants(self) -> dict[str, Any]:
+        constants: dict[str, Any] = {}
+        for name, value in self.mapping("constants").items():
+            self.claim("constants", name)
+            constants[name] = self.check(f"constants.{name}", name, value)
+        return constants
 
-    scheduler = mapping("scheduler")
-    for key, value in scheduler.items():
-        if key not in SCHEDULER_KEYS:
-            raise SpaceError(f"{where}: scheduler.{key}: unknown (allowed: {', '.join(SCHEDULER_KEYS)})")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1:
-            raise SpaceError(f"{where}: scheduler.{key}: expected a number >= 1, got {value!r}")
-    if "reduction_factor" in scheduler and scheduler["reduction_factor"] < 2:
-        raise SpaceError(f"{where}: scheduler.reduction_factor: must be at least 2")
+    def resources(self) -> dict[str, float]:
+        resources = self.mapping("resources")
+        for key, value in resources.items():
+            if key not in ("cpus", "gpus"):
+                raise self.error(f"resources.{key}: unknown (allowed: cpus, gpus)")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
+                raise self.error(f"resources.{key}: expected a number >= 0, got {value!r}")
+        if resources.get("cpus", 1) == 0 and resources.get("gpus", 0) == 0:
+            raise self.error("resources: a trial needs some CPU or GPU")
+        return {k: float(v) for k, v in resources.items()}
 
-    points = raw.get("points_to_evaluate") or []
-    if not isinstance(points, list):
-        raise SpaceError(f"{where}: points_to_evaluate: expected a list of mappings")
-    checked_points = []
-    for i, point in enumerate(points):
-        key = f"points_to_evaluate[{i}]"
-        if not isinstance(point, dict):
-            raise SpaceError(f"{where}: {key}: expected a mapping of parameter values")
-        for name, value in point.items():
-            if name not in params and name not in factors:
-                raise SpaceError(f"{where}: {key}.{name}: not a searched parameter or factor of this space")
-            value = check_value(f"{key}.{name}", name, value)
-            spec = params.get(name)
-            if (spec is not None and not spec.contains(value)) or (name in factors and value not in factors[name]):
-                raise SpaceError(f"{where}: {key}.{name}: {value!r} lies outside the space")
-            point[name] = value
-        checked_points.append(point)
+    def scheduler(self) -> dict[str, Any]:
+        scheduler = self.mapping("scheduler")
+        for key, value in scheduler.items():
+            if key not in SCHEDULER_KEYS:
+                raise self.error(f"scheduler.{key}: unknown (allowed: {', '.join(SCHEDULER_KEYS)})")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 1:
+                raise self.error(f"scheduler.{key}: expected a number >= 1, got {value!r}")
+        if "reduction_factor" in scheduler and scheduler["reduction_factor"] < 2:
+            raise self.error("scheduler.reduction_factor: must be at least 2")
+        return dict(scheduler)
 
-    space = Space(name=path.stem, path=path, family=family.name, description=str(raw.get("description", "")),
-                  metric=metric, mode=mode, factors=factors, params=params, constants=constants,
-                  resources={k: float(v) for k, v in resources.items()}, scheduler=dict(scheduler),
-                  points_to_evaluate=checked_points, objectives=objectives)
-    # One full config per factor combination proves constants and factors agree with the family.
+    def points(self, params: dict[str, ParamSpec], factors: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        points = self.raw.get("points_to_evaluate") or []
+        if not isinstance(points, list):
+            raise self.error("points_to_evaluate: expected a list of mappings")
+        checked = []
+        for i, point in enumerate(points):
+            key = f"points_to_evaluate[{i}]"
+            if not isinstance(point, dict):
+                raise self.error(f"{key}: expected a mapping of parameter values")
+            for name, value in point.items():
+                if name not in params and name not in factors:
+                    raise self.error(f"{key}.{name}: not a searched parameter or factor of this space")
+                value = self.check(f"{key}.{name}", name, value)
+                spec = params.get(name)
+                if (spec is not None and not spec.contains(value)) or (name in factors and value not in factors[name]):
+                    raise self.error(f"{key}.{name}: {value!r} lies outside the space")
+                point[name] = value
+            checked.append(point)
+        return checked
+
+    def space(self) -> Space:
+        metric, mode, objectives = self.metric_mode_objectives()
+        factors, params, constants = self.factors(), self.params(), self.constants()
+        space = Space(name=self.path.stem, path=self.path, family=self.family.name,
+                      description=str(self.raw.get("description", "")), metric=metric, mode=mode,
+                      factors=factors, params=params, constants=constants, resources=self.resources(),
+                      scheduler=self.scheduler(), points_to_evaluate=self.points(params, factors),
+                      objectives=objectives)
+        check_combos(space, self.where)
+        return space
+
+
+def check_combos(space: Space, where: str) -> None:
+    """One full config per factor combination proves constants and factors agree with the family."""
+    family = get_family(space.family)
     for combo in space.factor_combos():
         try:
-            family.make_config({**constants, **combo}, where=where)
+            family.make_config({**space.constants, **combo}, where=where)
         except ConfigError as exc:
             raise SpaceError(str(exc)) from None
-    return space
 
 
 def _param_spec(where: str, name: str, spec: Any, check) -> ParamSpec:
