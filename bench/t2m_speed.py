@@ -93,7 +93,7 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from mathtune.trainables import get_family
     from mathtune.trainables.t2m.family import decode_part
-    from mathtune.trainables.loop import bf16_autocast_works
+    from mathtune.trainables.device import bf16_autocast_works
 
     fam = get_family(name)
     known = fam.all_params()

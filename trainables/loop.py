@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .base import Family
+from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-exported)
 from .errors import MathtuneError
 from .metrics import is_better, test_metric_for
 
@@ -33,28 +33,6 @@ __all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set
 
 CHECKPOINT_FILE = "state.pt"
 Reporter = Callable[[dict[str, Any], str], None]
-
-
-def resolve_device(config: dict[str, Any]) -> torch.device:
-    want = config.get("device", "auto")
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but torch sees no GPU")
-    return torch.device(want)
-
-
-@functools.lru_cache(maxsize=8)
-def bf16_autocast_works(device: torch.device) -> bool:
-    """Whether bfloat16 autocast can train on ``device``: CUDA, or a CPU with AVX512-BF16 or AMX units.
-    Elsewhere oneDNN has no bfloat16 LSTM ("could not create a primitive descriptor"), so families that
-    offer ``amp`` train in float32 there."""
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
-    return any(bool(getattr(torch.cpu, probe, lambda: False)())
-               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def set_threads(config: dict[str, Any], cpus: float | None = None) -> int:

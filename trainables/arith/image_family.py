@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from ..base import Param
-from ..loop import resolve_device
+from ..device import resolve_device
 from .image_data import ImageArithData, build_image_arith
 from .text2text import ArithFamily
 

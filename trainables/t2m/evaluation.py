@@ -114,7 +114,8 @@ def load_trained(ckpt: str | Path, *, overrides: dict[str, Any] | None = None):
     known = family.all_params()
     config = family.make_config({**{k: v for k, v in config.items() if k in known}, **(overrides or {})},
                                 where=str(ckpt / "config.json"))
-    from ..loop import resolve_device, set_threads
+    from ..device import resolve_device
+    from ..loop import set_threads
 
     set_threads(config)
     model = family.build_model(config, T2MData(meta=meta, parts={}))
@@ -136,7 +137,7 @@ def evaluate_file(family, config: dict[str, Any], model, data_file: str | Path, 
     """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them.
     With ``ensemble`` ((model, config) pairs) those models decode beside ``model`` as one (see
     :mod:`.ensemble`)."""
-    from ..loop import resolve_device
+    from ..device import resolve_device
     from .family import decode_part
 
     path = Path(data_file)

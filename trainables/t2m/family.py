@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from ..base import ConfigError, Family, Param
-from ..loop import bf16_autocast_works, resolve_device
+from ..device import bf16_autocast_works, resolve_device
 from .beam import MODES, decode_widths
 from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
 from .glove import PACKAGE as GLOVE_PACKAGE
