@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -364,18 +365,10 @@ def _confirm(outcome: SearchOutcome, trainable, space: Space, meta: dict[str, An
 
     if outcome.interrupted or not int(meta["options"].get("confirm_top") or 0):
         return outcome
-    quiet = int(meta["options"].get("verbose", 0)) == 0
-    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    if quiet:
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    try:
+    with _tune_console(meta):
         summary = run_confirmation(space, meta, exp_dir, trainable,
                                    lambda sub, params, n: _run_config(space, meta, sub=sub, params=params,
                                                                       num_samples=n))
-    finally:
-        if quiet:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None) if previous is None else \
-                os.environ.__setitem__("RAY_AIR_NEW_OUTPUT", previous)
     if summary is None:
         print(f"[mathtune] confirmation interrupted; continue it with: mathtune resume {exp_dir}", flush=True)
         return dataclasses.replace(outcome, interrupted=True)
@@ -422,23 +415,31 @@ def _default_concurrency(resources: dict[str, float]) -> int:
     return max(1, min(limits) if limits else 1)
 
 
-def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
-    interrupted = False
-    # Tune's newer console output prints its experiment box and a TensorBoard hint even when silent; its
-    # classic output at verbosity 0 prints nothing, leaving the terminal to mathtune's progress lines
+@contextlib.contextmanager
+def _tune_console(meta: dict[str, Any]):
+    """While a Tuner fits at verbosity 0: Tune's classic console output, which then prints nothing (its newer
+    output prints an experiment box and a TensorBoard hint even when silent), leaving the terminal to
+    mathtune's progress lines. The variable is restored afterwards."""
     quiet = int(meta["options"].get("verbose", 0)) == 0
     previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
     if quiet:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     try:
-        grid = tuner.fit()
-    except KeyboardInterrupt:
-        interrupted = True
-        grid = None
+        yield
     finally:
         if quiet:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None) if previous is None else \
                 os.environ.__setitem__("RAY_AIR_NEW_OUTPUT", previous)
+
+
+def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+    interrupted = False
+    with _tune_console(meta):
+        try:
+            grid = tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+            grid = None
     counts: dict[str, int] = {}
     best: dict[str, dict[str, Any]] = {}
     if grid is not None:

@@ -234,31 +234,21 @@ class FactorOptunaSearch(Searcher):
         if error:
             study.tell(info["number"], state=TrialState.FAIL)
             return
-        # The storage holds every epoch ever reported (also those after Tune's last snapshot).
-        if self.space.multi_objective:
-            self._tell_objectives(info, study, frozen, result)
-            return
-        values = frozen.intermediate_values
-        max_epochs = int((result or {}).get("config", {}).get("epochs", 0) or self.space.epochs)
-        last_epoch = max([info["last_epoch"], *values])
-        if not values:
-            study.tell(info["number"], state=TrialState.FAIL)
-        elif last_epoch < max_epochs:
-            study.tell(info["number"], state=TrialState.PRUNED)
-        else:
-            study.tell(info["number"], (max if self.space.mode == "max" else min)(values.values()))
-
-    def _tell_objectives(self, info: dict[str, Any], study: optuna.Study, frozen, result: dict[str, Any] | None):
-        """Multi-objective: the objective values of the best epoch on the first objective (PRUNED if stopped)."""
-        epochs = {int(k[len(EPOCH_ATTR):]): v for k, v in frozen.user_attrs.items() if k.startswith(EPOCH_ATTR)}
+        # The storage holds every epoch ever reported (also those after Tune's last snapshot): intermediate
+        # values, or for several objectives each epoch's values as a trial attribute.
+        multi = self.space.multi_objective
+        epochs = {int(k[len(EPOCH_ATTR):]): v for k, v in frozen.user_attrs.items() if k.startswith(EPOCH_ATTR)} \
+            if multi else frozen.intermediate_values
         max_epochs = int((result or {}).get("config", {}).get("epochs", 0) or self.space.epochs)
         last_epoch = max([info["last_epoch"], *epochs])
         if not epochs:
             study.tell(info["number"], state=TrialState.FAIL)
         elif last_epoch < max_epochs:
             study.tell(info["number"], state=TrialState.PRUNED)
-        else:
+        elif not multi:
+            study.tell(info["number"], (max if self.space.mode == "max" else min)(epochs.values()))
+        else:  # the objective values of the best epoch on the first objective (the first such epoch on ties)
             pick = max if self.space.objectives[0][1] == "max" else min
-            best = pick(sorted(epochs), key=lambda e: epochs[e][0])  # the first such epoch on ties
+            best = pick(sorted(epochs), key=lambda e: epochs[e][0])
             optuna.trial.Trial(study, frozen._trial_id).set_user_attr("selected_epoch", best)
             study.tell(info["number"], list(epochs[best]))
