@@ -17,12 +17,28 @@ at the end and the test exact match of the trial/epoch it selects, and trials ru
 
 Several targets are read from the same runs (one table per target); results are also written as JSON
 (``--out``) after every run, so an interrupted benchmark keeps what it measured.
+
+Replayed searches (learning curves recorded once, then searched many times in minutes):
+
+    # 1. record: a grid search without early stopping over bench/replay-grid.yaml, then its table
+    mathtune search bench/replay-grid.yaml --sampler grid --scheduler none --num-samples 144 --max-concurrent 1 \
+        --name replay-table
+    python bench/search_efficiency.py --record runs/replay-table --table bench/replay-table.parquet
+    # 2. replay the four methods on 20 paired seeds through the real engine (family replay-arith-text2text)
+    python bench/search_efficiency.py --replay bench/replay-table.parquet --seeds $(seq 0 19) --num-samples 32
+    # 3. faithfulness: one real search of (d) against its replay, same seed
+    python bench/search_efficiency.py --faithful bench/replay-table.parquet --seeds 0 --num-samples 16
+
+In a replay the clock is the recorded seconds of every epoch a search ran (``recorded_total_s`` summed over
+its trials), not the replay's wall time; targets are the best validation values of the table's top 1% and
+top 5% configurations.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -59,6 +75,265 @@ def cpu_seconds_to_target(trials, target: float, cpus_per_trial: float) -> tuple
     return reached, best_val, best_test
 
 
+# ---------------------------------------------------------------------------------------------- replay mode
+def record_table(exp_dir: str, table_path: str) -> None:
+    """Write a finished grid search (every trial run to its last epoch) as a learning-curve table."""
+    import platform
+
+    import yaml
+
+    from mathtune.analysis import load_trials
+    from mathtune.analysis.store import read_experiment
+    from mathtune.trainables.replay import write_table
+
+    exp = Path(exp_dir)
+    record = read_experiment(exp)
+    space_text = (exp / "space.yaml").read_text()
+    params = list(yaml.safe_load(space_text)["params"])
+    trials = load_trials(exp)
+    info = {"space": space_text, "metric": record["metric"], "mode": record["mode"], "experiment": exp.name,
+            "command": f"mathtune search {record['space']} --sampler grid --scheduler none "
+                       f"--num-samples {record['options'].get('num_samples')} --max-concurrent "
+                       f"{record['options'].get('max_concurrent')}",
+            "recorded": record["created"], "written": time.strftime("%Y-%m-%d"),
+            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+                       f"1 torch thread per trial"}
+    n = write_table(trials, table_path, family=record["family"], params=params, info=info)
+    print(f"wrote {table_path}: {n} configurations, {sum(len(t.history) for t in trials)} epochs "
+          f"({Path(table_path).stat().st_size / 1024:.0f} KiB)")
+
+
+def _space_file(table, out_dir: Path, name: str, *, replay: bool, time_scale: float, grace: int,
+                reduction: float) -> Path:
+    """The table's own space file, with ASHA's settings, as a replay (family replay-F, the table as data) or
+    as the real family: the same parameters in the same order, so a seed proposes the same configurations."""
+    import yaml
+
+    spec = yaml.safe_load(table.meta["space"])
+    spec["scheduler"] = {"grace_period": grace, "reduction_factor": reduction}
+    if replay:
+        spec["family"] = f"replay-{table.meta['family']}"
+        spec["constants"] = {**spec.get("constants", {}), "table": str(table.path.resolve()),
+                             "time_scale": time_scale}
+    path = out_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def trajectory(trials, metric: str, clock: str) -> list[tuple[float, float, float]]:
+    """(compute spent, best validation so far, the test value of that best) after each report, in the order
+    the reports arrived; compute is the sum over trials of their latest ``clock`` (recorded_total_s in a
+    replay, time_total_s in a real search)."""
+    test_key = metric.replace("val_", "test_", 1)
+    events = sorted((row["timestamp"], row.get("training_iteration", 0), t.trial_id, row)
+                    for t in trials for row in t.history)
+    spent: dict[str, float] = {}
+    best, best_test, out = -math.inf, math.nan, []
+    for _, _, trial_id, row in events:
+        spent[trial_id] = float(row.get(clock, 0.0))
+        if row.get(metric, -math.inf) > best:
+            best, best_test = row[metric], row.get(test_key, math.nan)
+        out.append((sum(spent.values()), best, best_test))
+    return out
+
+
+def time_to(traj: list[tuple[float, float, float]], target: float) -> float:
+    return next((cpu for cpu, best, _ in traj if best >= target - 1e-12), math.inf)
+
+
+def targets_of(table, metric: str) -> dict[str, float]:
+    """Best validation values of the table's top 1% and top 5% configurations (each configuration's value:
+    its best epoch, what a search would select)."""
+    import numpy as np
+
+    values = np.array([max(r[metric] for r in curve) for curve in table.curves.values()])
+    return {"top 1%": float(np.quantile(values, 0.99, method="inverted_cdf")),
+            "top 5%": float(np.quantile(values, 0.95, method="inverted_cdf"))}
+
+
+def _run_one(space_path: Path, method: str, seed: int, num_samples: int, storage: str, max_concurrent: int):
+    from mathtune.analysis import load_trials
+    from mathtune.search import SearchOptions, run_search
+
+    opts = METHODS[method][1]
+    name = f"{space_path.stem}-{method}-s{seed}-{time.strftime('%H%M%S')}"
+    outcome = run_search(space_path, SearchOptions(num_samples=num_samples, max_concurrent=max_concurrent,
+                                                   storage_path=storage, name=name, seed=seed, verbose=0,
+                                                   dashboard=False, **opts))
+    return outcome.experiment_dir, load_trials(outcome.experiment_dir)
+
+
+def replay(args) -> None:
+    """Every method x seed as a replayed search through the real engine; figures, tests and the plot."""
+    from mathtune.trainables.replay import ReplayTable
+
+    table = ReplayTable(args.replay)
+    metric = table.meta.get("metric", "val_exact_match")
+    targets = targets_of(table, metric)
+    out_dir = Path(args.storage_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    space_path = _space_file(table, out_dir, "replay", replay=True, time_scale=args.time_scale,
+                             grace=args.grace_period, reduction=args.reduction_factor)
+    print(f"table {table.path}: {len(table.curves)} configurations; targets (best val of the table's top "
+          f"configurations): {', '.join(f'{k} {v:.4f}' for k, v in targets.items())}; ASHA grace "
+          f"{args.grace_period}, reduction {args.reduction_factor:g}; {args.num_samples} trials, "
+          f"{args.max_concurrent} at a time", flush=True)
+    results = json.loads(Path(args.out).read_text()) if args.resume_out and Path(args.out).exists() else []
+    done = {(r["method"], r["seed"]) for r in results}
+    for key in args.methods:
+        for seed in args.seeds:
+            if (key, seed) in done:
+                continue
+            t0 = time.perf_counter()
+            exp_dir, trials = _run_one(space_path, key, seed, args.num_samples, str(out_dir), args.max_concurrent)
+            traj = trajectory(trials, metric, "recorded_total_s")
+            best_val, test = traj[-1][1], traj[-1][2]
+            row = dict(method=key, seed=seed, trajectory=traj, best_val=best_val, test=test,
+                       reached={k: time_to(traj, v) for k, v in targets.items()}, total_cpu_s=traj[-1][0],
+                       trials=len(trials), completed=sum(t.epochs_run >= t.epochs_planned for t in trials),
+                       wall_s=time.perf_counter() - t0, experiment=str(exp_dir))
+            results.append(row)
+            Path(args.out).write_text(json.dumps(results, default=str))
+            print(f"({key}) seed {seed:2d}: " + ", ".join(f"{k} at {_s(v)}" for k, v in row["reached"].items()) +
+                  f"; best val {best_val:.4f}, its test {test:.4f}; {row['completed']}/{len(trials)} trials ran "
+                  f"all epochs; {row['total_cpu_s']:.0f} recorded CPU s; {row['wall_s']:.0f} s wall", flush=True)
+    print_replay(results, targets, args.methods, plot=args.plot)
+
+
+def _s(x: float) -> str:
+    return "never" if not math.isfinite(x) else f"{x:.0f} s"
+
+
+def print_replay(results: list[dict], targets: dict[str, float], methods: str, plot: str | None = None) -> None:
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    def quart(xs):
+        q = np.quantile(np.array(xs, dtype=float), [0.25, 0.5, 0.75], method="inverted_cdf")
+        return q[1], q[0], q[2]
+
+    by = {k: sorted((r for r in results if r["method"] == k), key=lambda r: r["seed"]) for k in methods}
+    by = {k: v for k, v in by.items() if v}
+    seeds = sorted(set.intersection(*(set(r["seed"] for r in v) for v in by.values())))
+    print(f"\n{len(seeds)} paired seeds; CPU s = recorded seconds of every epoch the search ran; "
+          f"median [interquartile range]")
+    head = " | ".join(f"CPU s to {k} ({v:.4f})" for k, v in targets.items())
+    print(f"\n| method | {head} | reached (of {len(seeds)}) | best val EM | test EM of selected | CPU s in all |")
+    print("|---|" + "---|" * (len(targets) + 4))
+    for key, rows in by.items():
+        rows = [r for r in rows if r["seed"] in seeds]
+        cells = []
+        for t in targets:
+            m, lo, hi = quart([r["reached"][t] for r in rows])
+            cells.append(f"{_s(m)} [{_s(lo)}, {_s(hi)}]")
+        reached = "/".join(str(sum(math.isfinite(r["reached"][t]) for r in rows)) for t in targets)
+        bv, bl, bh = quart([r["best_val"] for r in rows])
+        tv, tl, th = quart([r["test"] for r in rows])
+        cv, cl, ch = quart([r["total_cpu_s"] for r in rows])
+        print(f"| ({key}) {METHODS[key][0]} | {' | '.join(cells)} | {reached} | {bv:.4f} [{bl:.4f}, {bh:.4f}] | "
+              f"{tv:.4f} [{tl:.4f}, {th:.4f}] | {cv:.0f} [{cl:.0f}, {ch:.0f}] |")
+
+    def censored(r, t):  # never reached: counted as the compute the search spent in all (a lower bound)
+        return r["reached"][t] if math.isfinite(r["reached"][t]) else r["total_cpu_s"]
+
+    if "d" in by:
+        print()
+        for other in [k for k in by if k != "d"]:
+            for t in targets:
+                d = np.array([censored(r, t) for r in by["d"] if r["seed"] in seeds])
+                o = np.array([censored(r, t) for r in by[other] if r["seed"] in seeds])
+                ratio = np.median(o) / np.median(d) if np.median(d) > 0 else math.inf
+                paired = np.median(o / np.maximum(d, 1e-9))
+                try:
+                    p = wilcoxon(d, o, alternative="less").pvalue
+                except ValueError:
+                    p = math.nan
+                print(f"(d) against ({other}), {t}: ({other}) needs {ratio:.2f}x the CPU of (d) (medians; paired "
+                      f"per-seed ratio median {paired:.2f}x); Wilcoxon signed-rank, (d) less: p = {p:.2g} "
+                      f"(never reached counted as the search's whole CPU)")
+    if plot:
+        _plot(by, seeds, targets, plot)
+
+
+def _plot(by: dict[str, list[dict]], seeds: list[int], targets: dict[str, float], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    horizon = max(r["total_cpu_s"] for rows in by.values() for r in rows)
+    grid = np.linspace(0, horizon, 400)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, rows in by.items():
+        curves = []
+        for r in (r for r in rows if r["seed"] in seeds):
+            xs = np.array([p[0] for p in r["trajectory"]])
+            ys = np.array([p[1] for p in r["trajectory"]])
+            idx = np.searchsorted(xs, grid, side="right") - 1
+            curves.append(np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan))
+        c = np.array(curves)
+        med = np.nanmedian(c, axis=0)
+        ax.plot(grid, med, label=f"({key}) {METHODS[key][0]}")
+        ax.fill_between(grid, np.nanquantile(c, 0.25, axis=0), np.nanquantile(c, 0.75, axis=0), alpha=0.2)
+    for name, value in targets.items():
+        ax.axhline(value, color="grey", lw=0.6, ls="--")
+        ax.text(horizon, value, f" {name}", va="center", fontsize=7, color="grey")
+    ax.set_xlabel("recorded CPU seconds spent by the search")
+    ax.set_ylabel("best validation exact match so far")
+    ax.set_ylim(max(0.0, min(targets.values()) - 0.15), 1.0)
+    ax.set_title(f"replayed searches, {len(seeds)} seeds: median and interquartile band", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def faithful(args) -> None:
+    """A real search of (d) over the table's grid against its replay with the same seed: proposals, stops."""
+    import optuna
+
+    from mathtune.search.searcher import study_name_for
+    from mathtune.trainables.replay import ReplayTable
+
+    table = ReplayTable(args.faithful)
+    out_dir = Path(args.storage_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = args.seeds[0]
+    runs = {}
+    for kind in ("real", "replay"):
+        space_path = _space_file(table, out_dir, f"faithful-{kind}", replay=kind == "replay",
+                                 time_scale=args.time_scale, grace=args.grace_period, reduction=args.reduction_factor)
+        t0 = time.perf_counter()
+        exp_dir, trials = _run_one(space_path, "d", seed, args.num_samples, str(out_dir), args.max_concurrent)
+        import yaml
+
+        combo = {k: v[0] for k, v in yaml.safe_load(space_path.read_text()).get("factors", {}).items()}
+        study = optuna.load_study(study_name=study_name_for(exp_dir.name, combo),
+                                  storage=f"sqlite:///{exp_dir / 'optuna.db'}")
+        runs[kind] = sorted(study.trials, key=lambda t: t.number)
+        print(f"{kind}: {exp_dir} ({time.perf_counter() - t0:.0f} s wall)", flush=True)
+    params = table.params
+    same_cfg = same_stop = 0
+    print("\n| # | configuration (real) | epochs (real) | configuration (replay, where different) | "
+          "epochs (replay) | recorded val of the real one at its last epoch |")
+    print("|---|---|---|---|---|---|")
+    for real, rep in zip(runs["real"], runs["replay"]):
+        rc = {p: real.params.get(p) for p in params}
+        pc = {p: rep.params.get(p) for p in params}
+        re, pe = len(real.intermediate_values), len(rep.intermediate_values)
+        same_cfg += rc == pc
+        same_stop += rc == pc and re == pe
+        curve = table.curve(rc)
+        rec = curve[re - 1][table.meta.get("metric", "val_exact_match")] if re else math.nan
+        got = real.intermediate_values.get(re, math.nan)
+        print(f"| {real.number} | {', '.join(f'{k}={v}' for k, v in rc.items())} | {re} ({real.state.name}) | "
+              f"{'same' if rc == pc else ', '.join(f'{k}={v}' for k, v in pc.items())} | {pe} ({rep.state.name}) | "
+              f"{rec:.4f} recorded, {got:.4f} now |")
+    n = min(len(runs["real"]), len(runs["replay"]))
+    print(f"\nsame configuration: {same_cfg}/{n}; same configuration and same number of epochs: {same_stop}/{n}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default="abcd")
@@ -72,7 +347,26 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", metavar="JSON",
                         help="run nothing: print the tables of runs saved with --out (several files are merged, "
                              "e.g. methods run apart or an interrupted benchmark and its continuation)")
+    parser.add_argument("--record", metavar="EXP", help="write the finished grid search EXP as a table (--table)")
+    parser.add_argument("--table", default="bench/replay-table.parquet", help="table file --record writes")
+    parser.add_argument("--replay", metavar="TABLE", help="replayed searches over TABLE (every method x seed)")
+    parser.add_argument("--faithful", metavar="TABLE", help="one real search of (d) on TABLE's grid and its replay, "
+                                                            "the first seed of --seeds")
+    parser.add_argument("--time-scale", type=float, default=0.02, help="replay: seconds slept per recorded second")
+    parser.add_argument("--grace-period", type=int, default=2, help="replay: ASHA grace period (epochs)")
+    parser.add_argument("--reduction-factor", type=float, default=3, help="replay: ASHA reduction factor")
+    parser.add_argument("--plot", help="replay: write the best-so-far plot here (PNG)")
+    parser.add_argument("--resume-out", action="store_true", help="replay: keep the searches already in --out")
     args = parser.parse_args()
+    if args.record:
+        record_table(args.record, args.table)
+        return
+    if args.replay or args.faithful:
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", num_cpus=args.max_concurrent)
+        replay(args) if args.replay else faithful(args)
+        return
     if args.tables:
         rows = []
         for path in args.tables:

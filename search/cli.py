@@ -434,9 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://head:10001); default: "
                                      "start a local Ray on 127.0.0.1")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
+    p.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
                    help="Optuna sampler: tpe (default; Optuna's TPESampler, multivariate with constant liar, in "
-                        "its multi-objective form when the space names several objectives) or random (a baseline)")
+                        "its multi-objective form when the space names several objectives), random (a baseline) "
+                        "or grid (every combination of the space's choices and int ranges once, in a seeded order; "
+                        "--num-samples at most the grid size; with --scheduler none it tabulates the space)")
     p.add_argument("--searcher", choices=("mathtune", "stock"), default="mathtune",
                    help="mathtune (default): one study per factor value, intermediate values, PRUNED/best-value "
                         "reporting, safe resume; stock: Ray's OptunaSearch, for comparison")

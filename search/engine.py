@@ -269,8 +269,10 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     if space.multi_objective and options.searcher == "stock":
         raise SearchError(f"--searcher stock: {space.path} has several objectives; Ray's OptunaSearch is compared "
                           f"on single-objective spaces only")
-    if options.sampler not in ("tpe", "random"):
-        raise SearchError(f"--sampler must be tpe or random, got {options.sampler!r}")
+    if options.sampler not in ("tpe", "random", "grid"):
+        raise SearchError(f"--sampler must be tpe, random or grid, got {options.sampler!r}")
+    if options.sampler == "grid":
+        _check_grid(space, options)
     if options.max_concurrent is not None and options.max_concurrent < 1:
         raise SearchError(f"--max-concurrent must be at least 1, got {options.max_concurrent} "
                           f"(leave it out to fill the cluster)")
@@ -314,6 +316,24 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
           f"{max_concurrent} at a time, {resources['cpu']:g} CPU / {resources['gpu']:g} GPU each)", flush=True)
     print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
     return _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
+
+
+def _check_grid(space: Space, options: SearchOptions) -> None:
+    """A grid search needs a finite space, mathtune's searcher and no warm-start points (they would be
+    extra, off-grid trials); fewer trials than grid points runs a seeded random part of the grid."""
+    grid = space.grid()
+    if options.searcher != "mathtune":
+        raise SearchError("--sampler grid: use mathtune's searcher (--searcher stock is compared on tpe and random)")
+    if space.points_to_evaluate:
+        raise SearchError(f"--sampler grid: {space.path} has points_to_evaluate; a grid search runs the grid only "
+                          f"(remove them, or use --sampler tpe)")
+    size = 1
+    for values in grid.values():
+        size *= len(values)
+    size *= len(space.factor_combos())
+    if options.num_samples > size:
+        raise SearchError(f"--sampler grid: --num-samples {options.num_samples} is more than the grid's {size} "
+                          f"points ({' x '.join(str(len(v)) for v in grid.values())} per factor value)")
 
 
 def check_trusted_folder(exp_dir: str | Path) -> None:

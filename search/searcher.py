@@ -49,6 +49,15 @@ def study_name_for(base: str, combo: dict[str, Any]) -> str:
     return base + "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]"
 
 
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler for ask-and-tell use: its ``after_trial`` calls ``study.stop()`` once the grid is
+    covered, which raises outside ``study.optimize``, so the last trial could never be told. Tune's
+    ``num_samples`` (at most the grid size) ends the search instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
 class FactorOptunaSearch(Searcher):
     """Define-by-run Optuna search over a :class:`~mathtune.spaces.loader.Space`."""
 
@@ -105,6 +114,8 @@ class FactorOptunaSearch(Searcher):
         seed = self.seed * 1000 + index
         if self.sampler_name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if self.sampler_name == "grid":  # every grid point once, in an order shuffled by the seed
+            return _AskTellGridSampler(self.space.grid(), seed=seed)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials, multivariate=True,
                                           constant_liar=True)
 

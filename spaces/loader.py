@@ -86,6 +86,19 @@ class ParamSpec:
         except (TypeError, ValueError):
             return False
 
+    def grid_values(self) -> list[Any]:
+        """Every value of a finite parameter (a choice, an int range, a float with a step), for grid search;
+        raises :class:`SpaceError` for a continuous one."""
+        if self.type == "choice":
+            return list(self.values)
+        if self.type == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.type == "float" and self.step:
+            n = int(round((self.high - self.low) / self.step))
+            return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+        raise SpaceError(f"{self.name}: a {self.type} [{self.low:g}, {self.high:g}] has no grid; give it as "
+                         f"{{type: choice, values: [...]}} (or a float with a step) to search a grid")
+
     def describe(self) -> str:
         if self.type == "choice":
             return f"choice {list(self.values)}"
@@ -122,6 +135,14 @@ class Space:
     def suggest(self, trial) -> dict[str, Any]:
         """Define-by-run: sample every searched parameter on an Optuna trial."""
         return {name: spec.suggest(trial) for name, spec in self.params.items()}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """The searched parameters as a grid (Optuna's GridSampler search space); :class:`SpaceError` names
+        the file and the first continuous parameter."""
+        try:
+            return {name: spec.grid_values() for name, spec in self.params.items()}
+        except SpaceError as exc:
+            raise SpaceError(f"{self.path}: {exc}") from None
 
     def config(self, factors: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """The full trial config (validated by the family)."""

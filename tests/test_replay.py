@@ -1,0 +1,122 @@
+"""Grid search and replayed searches: a real grid search is tabulated, then searched again from its table
+through the real engine (searcher, ASHA, Optuna storage, Tune)."""
+
+import json
+import subprocess
+
+import optuna
+import pytest
+import yaml
+
+from mathtune.analysis import load_trials
+from mathtune.search import SearchError, SearchOptions, run_search
+from mathtune.search.searcher import study_name_for
+from mathtune.spaces import SpaceError
+from mathtune.trainables.replay import ReplayTable, write_table
+
+from .conftest import MATHTUNE
+
+GRID = {"hidden": [8, 16], "lr": [0.003, 0.03]}
+CONSTANTS = {"ops": "+-", "epochs": 3, "limit": 256, "batch_size": 64, "decoder_hidden": 16, "threads": 1}
+
+
+def _space(tmp_path, name: str, **changes) -> str:
+    spec = {"family": "arith-text2text", "metric": "val_exact_match", "mode": "max", "factors": {"split": [0.5]},
+            "params": {k: {"type": "choice", "values": v} for k, v in GRID.items()}, "constants": dict(CONSTANTS),
+            "resources": {"cpus": 1}}
+    for key, value in changes.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and key in spec else value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def table(ray_session, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("replay")
+    space = _space(tmp, "grid")
+    outcome = run_search(space, SearchOptions(num_samples=4, storage_path=str(tmp), name="grid", verbose=0,
+                                              scheduler="none", sampler="grid", max_concurrent=2))
+    trials = load_trials(outcome.experiment_dir)
+    path = tmp / "table.parquet"
+    n = write_table(trials, path, family="arith-text2text", params=list(GRID),
+                    info={"space": open(space).read(), "metric": "val_exact_match"})
+    assert n == 4
+    return path, trials, tmp
+
+
+def test_grid_search_runs_every_grid_point_once(table):
+    _, trials, _ = table
+    assert sorted((t.config["hidden"], t.config["lr"]) for t in trials) == \
+        sorted((h, lr) for h in GRID["hidden"] for lr in GRID["lr"])
+    assert all(t.epochs_run == 3 for t in trials)
+
+
+def test_grid_search_needs_a_finite_space_and_at_most_the_grid(tmp_path):
+    continuous = _space(tmp_path, "cont", params={"dropout": {"type": "float", "low": 0.0, "high": 0.5}})
+    with pytest.raises(SpaceError, match=r"cont\.yaml: dropout: a float \[0, 0\.5\] has no grid"):
+        run_search(continuous, SearchOptions(num_samples=2, sampler="grid", storage_path=str(tmp_path)))
+    with pytest.raises(SearchError, match=r"--num-samples 5 is more than the grid's 4 points \(2 x 2"):
+        run_search(_space(tmp_path, "grid"), SearchOptions(num_samples=5, sampler="grid", storage_path=str(tmp_path)))
+    run = subprocess.run([MATHTUNE, "search", continuous, "--sampler", "grid", "--num-samples", "2",
+                          "--storage-path", str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "has no grid" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_replayed_search_reports_the_recorded_curves_and_tells_optuna(table, ray_session):
+    path, originals, tmp = table
+    recorded = {(t.config["hidden"], t.config["lr"]): t.history for t in originals}
+    space = _space(tmp, "replay", family="replay-arith-text2text",
+                   constants={"table": str(path), "time_scale": 0.01}, scheduler={"grace_period": 1,
+                                                                                 "reduction_factor": 2})
+    outcome = run_search(space, SearchOptions(num_samples=4, storage_path=str(tmp), name="replayed", verbose=0,
+                                              max_concurrent=2, seed=0))
+    trials = load_trials(outcome.experiment_dir)
+    assert len(trials) == 4
+    for t in trials:
+        original = recorded[(t.config["hidden"], t.config["lr"])]
+        total = 0.0
+        for row in t.history:
+            source = original[row["epoch"] - 1]
+            total += source["epoch_time_s"]
+            assert row["val_exact_match"] == pytest.approx(source["val_exact_match"])
+            assert row["test_exact_match"] == pytest.approx(source["test_exact_match"])
+            assert row["recorded_epoch_s"] == pytest.approx(source["epoch_time_s"])
+            assert row["recorded_total_s"] == pytest.approx(total)
+    study = optuna.load_study(study_name=study_name_for("replayed", {"split": 0.5}),
+                              storage=f"sqlite:///{outcome.experiment_dir / 'optuna.db'}")
+    by_tune = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    for t in trials:
+        told = by_tune[t.trial_id]
+        if t.epochs_run < 3:  # stopped by ASHA
+            assert told.state == optuna.trial.TrialState.PRUNED
+        else:
+            assert told.state == optuna.trial.TrialState.COMPLETE
+            assert told.value == pytest.approx(max(r["val_exact_match"] for r in t.history))
+        assert sorted(told.intermediate_values) == list(range(1, t.epochs_run + 1))
+
+
+def test_replay_bad_tables_and_configurations_are_one_line_errors(table, tmp_path):
+    path, _, _ = table
+    assert {k: sorted(v) for k, v in ReplayTable(path).grid().items()} == GRID
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"not parquet at all")
+    base = [MATHTUNE, "train", "replay-arith-text2text", "--out", str(tmp_path / "run"), "--set", "split=0.5",
+            "--set", "time_scale=0", "--set", "lr=0.003"]
+    cases = {
+        ("table=" + str(tmp_path / "missing.parquet"), "hidden=8"): "missing.parquet: file not found",
+        ("table=" + str(garbage), "hidden=8"): "not a readable Parquet file",
+        ("table=" + str(path), "hidden=32"): "no recorded configuration hidden=32, lr=0.003",
+        ("table=" + str(path), "hidden=8", "epochs=5"): "epochs 5 asked for, 3 recorded",
+    }
+    for sets, message in cases.items():
+        run = subprocess.run(base + [a for s in sets for a in ("--set", s)], capture_output=True, text=True)
+        assert run.returncode == 2, run.stderr
+        assert message in run.stderr and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    run = subprocess.run(base + ["--set", f"table={path}", "--set", "hidden=8", "--set", "epochs=3"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert summary["best"]["val_exact_match"] == pytest.approx(
+        max(r["val_exact_match"] for r in ReplayTable(path).curve({"hidden": 8, "lr": 0.003})))
