@@ -2,15 +2,15 @@
 
     mathtune families                       # what can be trained
     mathtune spaces                         # shipped search spaces
-    mathtune train arith-text2text --set hidden=512 --set split=0.5
-    mathtune search arith-text2text-addsub --num-samples 8
-    mathtune resume runs/arith-text2text-addsub-20261122-101500
-    mathtune dashboard runs/arith-text2text-addsub-20261122-101500   # the Optuna studies, live, on 127.0.0.1
-    mathtune report runs/arith-text2text-addsub-20261122-101500 [more experiments] [--out DIR]
-    mathtune best runs/arith-text2text-addsub-20261122-101500 --out best.json
-    mathtune evaluate runs/train/t2m-attn-20261122-101500 test.json --beam-width 1 10 --out preds.json
-    mathtune evaluate pretrained:t2m problems.json --beam-width 10 --out preds.json   # the shipped model
-    mathtune score preds.beam10.json --out scored.json
+    mathtune train FAMILY --set hidden=512 --set split=0.5
+    mathtune search SPACE --num-samples 8
+    mathtune resume runs/SPACE-20261122-101500
+    mathtune dashboard runs/SPACE-20261122-101500   # the Optuna studies, live, on 127.0.0.1
+    mathtune report runs/SPACE-20261122-101500 [more experiments] [--out DIR]
+    mathtune best runs/SPACE-20261122-101500 --out best.json
+
+Families add commands of their own through the ``mathtune.commands`` entry-point group
+(:mod:`mathtune.trainables.commands`); they appear beside these in ``mathtune --help``.
 
 Every user error ends in one line on stderr (``mathtune: error: ...``) and exit status 2.
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mathtune.trainables.atomic import write_json
+from mathtune.trainables.commands import family_commands
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.metrics import test_metric_for
 
@@ -278,87 +279,6 @@ def _print_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mathtune.trainables.t2m.ensemble import check_members
-    from mathtune.trainables.t2m.evaluation import evaluate_file, find_checkpoint, load_trained
-    from mathtune.trainables.t2m.shipped import PREFIX
-
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit {args.limit}: expected a positive number of problems")
-    if args.beam_width and min(args.beam_width) < 1:
-        raise UserError(f"--beam-width {min(args.beam_width)}: widths start at 1")
-    if not Path(args.data_file).is_file():
-        raise UserError(f"{args.data_file}: data file not found")
-    ckpt = find_checkpoint(args.checkpoint)
-    if str(args.checkpoint).startswith(PREFIX):
-        print(f"[mathtune] {args.checkpoint}: {_shipped_summary(ckpt)}", flush=True)
-    overrides: dict[str, Any] = {"device": args.device}
-    if args.threads is not None:
-        overrides["threads"] = args.threads
-    if args.beam_mode:
-        overrides["beam_mode"] = args.beam_mode
-    if args.batch_size:
-        overrides["eval_batch_size"] = args.batch_size
-    family, config, model = load_trained(ckpt, overrides=overrides)
-    ensemble = []
-    for other in args.ensemble or []:
-        o_ckpt = find_checkpoint(other)
-        o_family, o_config, o_model = load_trained(o_ckpt, overrides={k: v for k, v in overrides.items()
-                                                                       if k != "eval_batch_size"})
-        try:
-            check_members([model, o_model])
-        except ValueError:
-            raise UserError(f"--ensemble {other}: trained on another program vocabulary than {args.checkpoint} "
-                            f"(ensemble members must share their training file)") from None
-        ensemble.append((o_model, o_config))
-        print(f"[mathtune] ensemble member: {o_family.name} checkpoint {o_ckpt}", flush=True)
-    widths = sorted(set(args.beam_width or [1, config["beam_width"]]))
-    print(f"[mathtune] {family.name} checkpoint {ckpt}; decoding {args.data_file} at beam width "
-          f"{', '.join(map(str, widths))} ({config['beam_mode']} beam)"
-          f"{f', an ensemble of {len(ensemble) + 1} models' if ensemble else ''}", flush=True)
-    t0 = time.perf_counter()
-    out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0,
-                        ensemble=ensemble)
-    wall = time.perf_counter() - t0
-    for w in widths:
-        r = out.scores[w]
-        print(f"beam {w:3d}: exact match {r.exact_match:6.2f}%  execution accuracy {r.execution_accuracy:6.2f}%  "
-              f"({r.n} problems of {out.source.name})")
-    print(f"[mathtune] {wall:.1f} s", flush=True)
-    if args.out:
-        target = Path(args.out)
-        for w in widths:
-            path = target if len(widths) == 1 else target.with_name(f"{target.stem}.beam{w}{target.suffix or '.json'}")
-            _write_json(path, out.items[w])
-            print(f"[mathtune] predictions (beam {w}) written: {path}")
-    return 0
-
-
-def _shipped_summary(folder: Path) -> str:
-    """One line on a shipped model: family, and its recorded dev figures per beam width."""
-    from mathtune.trainables.t2m.shipped import read_model_record
-
-    rec = read_model_record(folder)
-    dev = (rec.get("figures") or {}).get("dev") or {}
-    figs = ", ".join(f"beam {w} {v['exec_acc']:.2f}% exec / {v['exact_match']:.2f}% EM" for w, v in
-                     sorted(dev.items(), key=lambda kv: int(kv[0])))
-    return f"{rec.get('family', '?')}, trained {rec.get('date', '?')}; recorded on dev: {figs or 'no figures'}"
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from mathtune.trainables.t2m.evaluation import read_predictions
-    from mathtune.trainables.t2m.scoring import score_items
-
-    items = read_predictions(args.predictions)
-    result = score_items(items)
-    print(f"exact match {result.exact_match:6.2f}%  execution accuracy {result.execution_accuracy:6.2f}%  "
-          f"({result.n} problems of {Path(args.predictions).name})")
-    if args.out:
-        _write_json(Path(args.out), [{**item, **row} for item, row in zip(items, result.items)])
-        print(f"[mathtune] per-problem results written: {args.out}")
-    return 0
-
-
 def cmd_reference(args: argparse.Namespace) -> int:
     from mathtune.analysis.reference import load_reference
     from mathtune.analysis.shipped import shipped_versus_reference
@@ -375,13 +295,6 @@ def cmd_reference(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return 0
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    try:
-        write_json(path, payload, ensure_ascii=False)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -530,38 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "value) with its objectives, test figure and parameters; --out writes them as JSON")
     p.set_defaults(func=cmd_best)
 
-    p = sub.add_parser("evaluate", help="score a trained text-to-program model on a data file",
-                       description="Decode every problem of DATA_FILE (COL775 or original MathQA JSON) with a "
-                                   "trained t2m-* model at one or more beam widths, print exact match and execution "
-                                   "accuracy per width, and optionally write the predictions in the scorer format "
-                                   "(the file's objects plus `predicted`).")
-    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_TRIAL",
-                   help="a checkpoint folder (state.pt + config.json), a `mathtune train` folder (uses best/), "
-                        "a Tune trial folder (uses the checkpoint_* whose epoch scored best on validation), or "
-                        "pretrained:t2m, the best text-to-program model shipped with mathtune (no training needed)")
-    p.add_argument("data_file", metavar="DATA_FILE", help="problems to decode, e.g. the held-apart test.json")
-    p.add_argument("--beam-width", type=int, nargs="+", metavar="W",
-                   help="beam widths (default: 1 and the model's beam_width); nested beams decode all in one pass")
-    p.add_argument("--beam-mode", choices=("nested", "standard"), help="override the model's beam_mode")
-    p.add_argument("--ensemble", action="append", metavar="CHECKPOINT",
-                   help="decode with this model too (repeatable; any form CHECKPOINT_OR_TRIAL takes): every step "
-                        "scores the mean of the models' next-token probabilities. Members must be trained on the "
-                        "same training file; the first model's decoding settings apply")
-    p.add_argument("--out", metavar="FILE", help="write predictions here; with several widths FILE becomes "
-                                                 "STEM.beamW.json per width")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N problems")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device (default auto)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    p.add_argument("--batch-size", type=int, help="problems per decoding batch (default: the model's "
-                                                  "eval_batch_size)")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("score", help="score a prediction file (exact match and execution accuracy)",
-                       description="Score a JSON array of objects with Problem, linear_formula, answer and predicted "
-                                   "(as written by `mathtune evaluate --out`) with the course rules.")
-    p.add_argument("predictions", metavar="PREDICTIONS_FILE")
-    p.add_argument("--out", metavar="FILE", help="write the items with predicted_answer, em and exec_correct")
-    p.set_defaults(func=cmd_score)
+    for name, command in family_commands().items():  # commands families add (entry points mathtune.commands)
+        p = sub.add_parser(name, help=command.help, description=command.description)
+        command.add_arguments(p)
+        p.set_defaults(func=command.run)
     return parser
 
 

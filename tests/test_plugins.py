@@ -62,6 +62,14 @@ def test_a_family_from_its_own_package_is_listed_trained_searched_and_reported(p
     assert "parity-mlp" in report and "val accuracy" in report
     best = _cli(env, "best", str(exp))
     assert best.returncode == 0 and json.loads(best.stdout)["family"] == "parity-mlp"
+    # the package's own command, beside mathtune's
+    assert "parity-predict" in _cli(env, "--help").stdout
+    predicted = _cli(env, "parity-predict", str(tmp_path / "train"), "1011")
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.startswith("predicted parity: ") and "(true parity: 1)" in predicted.stdout
+    bad = _cli(env, "parity-predict", str(tmp_path / "train"), "10x")
+    assert bad.returncode == 2 and "BITS '10x': expected 4 characters of 0 and 1" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_a_plugin_familys_bad_input_is_one_line(plugin_env, tmp_path):
