@@ -43,6 +43,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -273,9 +274,11 @@ def _plot(by: dict[str, list[dict]], seeds: list[int], targets: dict[str, float]
             idx = np.searchsorted(xs, grid, side="right") - 1
             curves.append(np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan))
         c = np.array(curves)
-        med = np.nanmedian(c, axis=0)
+        with warnings.catch_warnings():  # before a search's first report its curve is undefined (NaN)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med, lo, hi = (np.nanquantile(c, q, axis=0) for q in (0.5, 0.25, 0.75))
         ax.plot(grid, med, label=f"({key}) {METHODS[key][0]}")
-        ax.fill_between(grid, np.nanquantile(c, 0.25, axis=0), np.nanquantile(c, 0.75, axis=0), alpha=0.2)
+        ax.fill_between(grid, lo, hi, alpha=0.2)
     for name, value in targets.items():
         ax.axhline(value, color="grey", lw=0.6, ls="--")
         ax.text(horizon, value, f" {name}", va="center", fontsize=7, color="grey")

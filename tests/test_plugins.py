@@ -80,3 +80,24 @@ def test_a_plugin_familys_bad_input_is_one_line(plugin_env, tmp_path):
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "b").exists()
+
+
+def test_a_new_family_folder_is_packaged_without_an_edit(tmp_path):
+    """setup.py finds packages: a copy of the source tree with one more family folder builds a wheel that
+    holds it, with pyproject.toml and setup.py untouched."""
+    import shutil
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    shutil.copytree(root, src, ignore=shutil.ignore_patterns(".venv", "runs", "build", "*.egg-info", ".git",
+                                                             "__pycache__", "tests", "docs", "bench", "weights"))
+    (src / "trainables" / "newfam").mkdir()
+    (src / "trainables" / "newfam" / "__init__.py").write_text('"""A family folder added by a user."""\n')
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    names = zipfile.ZipFile(next((tmp_path / "dist").glob("mathtune-*.whl"))).namelist()
+    assert "mathtune/trainables/newfam/__init__.py" in names
+    assert {"mathtune/search/cli.py", "mathtune/trainables/t2m/family.py", "mathtune/spaces/arith-text2text-addsub.yaml",
+            "mathtune/analysis/reference.yaml", "mathtune/trainables/replay.py"} <= set(names)
