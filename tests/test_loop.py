@@ -109,8 +109,8 @@ def test_progress_lines_give_the_runs_eta(tmp_path):
 
 def test_nan_loss_stops_the_run():
     class NanFamily(type(FAM)):
-        def loss(self, model, batch, config):
-            return super().loss(model, batch, config) * float("nan")
+        def loss(self, model, batch, config, generator=None):
+            return super().loss(model, batch, config, generator) * float("nan")
 
     with pytest.raises(FloatingPointError, match="loss became nan in epoch 1"):
         train(NanFamily(), FAM.make_config({**TINY, "epochs": 1, "limit": 64}), progress=None)

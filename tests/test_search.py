@@ -1,6 +1,5 @@
 """Real tiny searches on a local Ray: Optuna bookkeeping, shared data, report, resume after a kill."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mathtune.analysis import load_trials, write_report
-from mathtune.search import SearchError, SearchOptions, resume_search, run_search
+from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
 
 from .conftest import MATHTUNE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 from mathtune.analysis.reference import load_reference
 from mathtune.analysis.shipped import CONFIGS_DIR, NOT_RUN, load_shipped, shipped_versus_reference

@@ -165,8 +165,13 @@ class Family(abc.ABC):
         """One epoch of shuffled training batches (on ``device``)."""
 
     @abc.abstractmethod
-    def loss(self, model: torch.nn.Module, batch: Batch, config: dict[str, Any]) -> torch.Tensor:
-        """Mean training loss of one batch (the model is in training mode)."""
+    def loss(self, model: torch.nn.Module, batch: Batch, config: dict[str, Any],
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean training loss of one batch (the model is in training mode).
+
+        ``generator`` is the run's random generator (on the CPU; the one :meth:`batches` shuffles with, saved
+        in every checkpoint), for any randomness of the step itself, e.g. teacher-forcing coin flips, so that
+        a resumed run draws the same numbers; None when a caller outside the loop computes one loss."""
 
     @abc.abstractmethod
     def evaluate(self, model: torch.nn.Module, data: Any, config: dict[str, Any],

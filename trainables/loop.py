@@ -167,7 +167,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         total, n_batches, n_samples = 0.0, 0, 0
         for batch in family.batches(data, config, generator, device):
             optimizer.zero_grad(set_to_none=True)
-            loss = family.loss(model, batch, config)
+            loss = family.loss(model, batch, config, generator)
             loss.backward()
             if config.get("grad_clip"):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])

@@ -149,7 +149,7 @@ class ReplayFamily(Family):
     def batches(self, data, config, generator, device) -> Iterable[Any]:
         yield (torch.zeros(1, device=device),)
 
-    def loss(self, model: _Cursor, batch, config) -> torch.Tensor:
+    def loss(self, model: _Cursor, batch, config, generator=None) -> torch.Tensor:
         row = model.curve[int(model.epoch)]
         if config["time_scale"] > 0:
             time.sleep(float(row["epoch_s"]) * config["time_scale"])

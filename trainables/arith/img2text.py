@@ -131,10 +131,10 @@ class ArithImg2Text(ImageArithFamily):
             batch = (x.to(device, non_blocking=True), answers[rows].to(device))
             yield batch if chars is None else batch + (chars[rows].to(device),)
 
-    def loss(self, model, batch, config):
+    def loss(self, model, batch, config, generator=None):
         with autocast_for(batch[0].device, config):
             if len(batch) == 2:
-                return super().loss(model, batch, config)
+                return super().loss(model, batch, config, generator)
             x, y, chars = batch
             logits, image_logits = model(x, with_aux=True)
             answer_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

@@ -139,7 +139,7 @@ class ArithText2Img(ImageArithFamily):
             rows = idx[sel]
             yield x[rows].to(device), images[rows].to(device, non_blocking=True), y[rows].to(device)
 
-    def loss(self, model, batch, config):
+    def loss(self, model, batch, config, generator=None):
         x, target, y = batch
         weight = config["aux_weight"]
         with autocast_for(x.device, config):

@@ -91,7 +91,7 @@ class ArithFamily(Family):
             rows = idx[sel]
             yield x[rows].to(device), y[rows].to(device)
 
-    def loss(self, model, batch, config):
+    def loss(self, model, batch, config, generator=None):
         x, y = batch
         logits = model(x)
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

@@ -262,11 +262,10 @@ def collate(part: Part, rows: Sequence[int], device: torch.device) -> dict[str, 
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
-def train_batches(part: Part, batch_size: int, generator: torch.Generator, device: torch.device,
-                  teacher_forcing: float) -> Iterator[dict[str, torch.Tensor]]:
+def train_batches(part: Part, batch_size: int, generator: torch.Generator,
+                  device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
     """One shuffled epoch. Batches hold programs of similar length (sorted within pools of 50 batches),
-    in random order; with teacher forcing below 1 each batch carries its coin flips (``tf_coins``), drawn
-    from ``generator`` so a resumed run repeats them."""
+    in random order (drawn from ``generator``)."""
     n = len(part)
     order = torch.randperm(n, generator=generator).numpy()
     lengths = part.tgt.lengths
@@ -277,10 +276,7 @@ def train_batches(part: Part, batch_size: int, generator: torch.Generator, devic
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     for b in torch.randperm(len(batches), generator=generator).tolist():
-        batch = collate(part, batches[b], device)
-        if teacher_forcing < 1.0:
-            batch["tf_coins"] = torch.rand(batch["tgt"].shape, generator=generator).to(device)
-        yield batch
+        yield collate(part, batches[b], device)
 
 
 def eval_batches(part: Part, batch_size: int, device: torch.device) -> Iterator[tuple[np.ndarray, dict]]:

@@ -139,15 +139,17 @@ class T2MFamily(Family):
                         attention_style=config.get("attention_style", "bahdanau"))
 
     def batches(self, data, config, generator, device):
-        return train_batches(data.parts["train"], config["batch_size"], generator, device, config["teacher_forcing"])
+        return train_batches(data.parts["train"], config["batch_size"], generator, device)
 
-    def loss(self, model, batch, config):
+    def loss(self, model, batch, config, generator=None):
         tgt = batch["tgt"]
+        # teacher forcing below 1: one coin per target step, from the run's generator (resume repeats them)
+        coins = torch.rand(tgt.shape, generator=generator).to(tgt.device) if config["teacher_forcing"] < 1.0 else None
         amp = bool(config.get("amp")) and bf16_autocast_works(tgt.device)
         with torch.autocast(tgt.device.type, dtype=torch.bfloat16, enabled=amp):
             mem, state = model.start(batch)
             logp = model.teacher_forced(mem, state, tgt, teacher_forcing=config["teacher_forcing"],
-                                        coins=batch.get("tf_coins"))
+                                        coins=coins)
         total, count = model.token_losses(logp.float(), tgt, config["label_smoothing"])
         return total / count.clamp(min=1)
 
