@@ -2,7 +2,7 @@
 
 A view needs the family installed, a kept checkpoint of the trial, and a hook the family provides:
 
-* arithmetic families (``arith-*``) whose ``predict(model, data, part, device)`` returns answer strings and
+* families with ``arithmetic_answers`` (the arith families) whose ``predict(model, data, part, device)`` returns answer strings and
   whose data holds ``queries``/``answers``: the error analysis of :mod:`mathtune.analysis.errors`;
 * families with ``generate(model, data, part, device)`` returning images (n, positions, H, W), e.g.
   arith-text2img: a grid of generated answers for a spread of test queries (with what ``predict`` reads);
@@ -60,7 +60,7 @@ def rebuild_run(family_name: str, checkpoint: str | Path, device: str = "cpu") -
 
 
 def _wants_arith(family) -> bool:
-    return family.name.startswith("arith-") and callable(getattr(family, "predict", None))
+    return bool(getattr(family, "arithmetic_answers", False))
 
 
 def _arith_view(family, model, data, device, row: pd.Series, out_dir: Path, name: str, title: str) -> View | None:
@@ -89,14 +89,16 @@ def _arith_view(family, model, data, device, row: pd.Series, out_dir: Path, name
 def _grid_view(family, model, data, device, row: pd.Series, out_dir: Path, name: str, title: str,
                rows: int = 12) -> View | None:
     """Generated answer images of a few test queries (families with ``generate``, e.g. arith-text2img)."""
-    generate = getattr(family, "generate", None)
-    if not callable(generate) or not all(hasattr(data, a) for a in ("queries", "answers", "part")):
+    if not all(hasattr(data, a) for a in ("queries", "answers", "part")):
         return None
     import numpy as np
     import torch
     from matplotlib.figure import Figure
 
-    images = np.asarray(generate(model, data, "test", torch.device(device)))
+    generated = family.generate(model, data, "test", torch.device(device))
+    if generated is None:
+        return None
+    images = np.asarray(generated)
     if images.ndim != 4 or not len(images):
         return None
     index = data.part("test")
@@ -123,12 +125,9 @@ def _grid_view(family, model, data, device, row: pd.Series, out_dir: Path, name:
 
 
 def _hook_view(family, model, data, config, device, out_dir: Path, name: str, title: str) -> View | None:
-    hook = getattr(family, "report_figures", None)
-    if not callable(hook):
-        return None
     import torch
 
-    figures = hook(model, data, config, torch.device(device)) or {}
+    figures = family.report_figures(model, data, config, torch.device(device)) or {}
     view = View(f"{title}: {family.name} views")
     for i, (caption, fig) in enumerate(figures.items()):
         view.figures.append((save_figure(fig, out_dir / f"{name}-view{i + 1}.png"), str(caption)))
@@ -147,7 +146,7 @@ def family_views(tables: Tables, experiment: str, out_dir: str | Path, *, max_tr
     except Exception as exc:  # noqa: BLE001 - a family not installed here: the rest of the report still works
         return [View(f"{experiment}", notes=[f"family {meta.get('family')} is not available here ({exc}); "
                                              f"family views skipped"])]
-    if not (_wants_arith(family) or any(callable(getattr(family, h, None)) for h in ("report_figures", "generate"))):
+    if not family.has_report_views():
         return []  # no view to make: do not rebuild data and models for nothing
     factors = [CONFIG_PREFIX + f for f in meta.get("factors") or [] if CONFIG_PREFIX + f in tables.trials.columns]
     best = best_rows(tables, experiment, factors).head(max_trials)

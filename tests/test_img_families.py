@@ -439,3 +439,22 @@ def test_tiny_text2img_search_end_to_end(ray_session, tmp_path, t2i):
             for line in p.read_text().splitlines()]
     assert len(rows) == 4 and all(r["classifier_acc"] == t2i[2].classifier["accuracy"] for r in rows)
     assert all(0.0 < r["test_pixel_acc"] <= 1.0 for r in rows)
+
+
+@needs_mnist
+def test_report_grid_view_shows_generated_answers_and_what_is_read(t2i, tmp_path):
+    """The report's generated-answers view, through the Family hooks (generate, predict): a grid PNG of the
+    true answer images, captioned with what the classifier reads; families without images get none."""
+    import pandas as pd
+
+    from mathtune.analysis.views import _grid_view
+
+    fam, cfg, data = t2i
+    assert fam.has_report_views() and fam.arithmetic_answers
+    view = _grid_view(fam, _TrueAnswers(data), data, "cpu", pd.Series({"checkpoint_epoch": 1}), tmp_path, "t2i",
+                      "tiny")
+    assert view is not None and view.figures and view.figures[0][0].is_file()
+    assert "with what the digit classifier reads" in view.figures[0][1]
+    t2t = get_family("arith-text2text")
+    assert t2t.generate(None, None, "test", torch.device("cpu")) is None
+    assert not get_family("replay-arith-text2text").has_report_views()

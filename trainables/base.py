@@ -200,3 +200,29 @@ class Family(abc.ABC):
     def describe_data(self, data: Any) -> str:
         """One line saying what data a run uses (printed and recorded with metrics)."""
         return ""
+
+    # ----------------------------------------------------------------- report hooks (analysis/views.py)
+    #: the report's arithmetic error analysis applies: :meth:`predict` returns numbers as strings, for data
+    #: with ``queries``, ``answers`` and ``part(name)`` (the arith families)
+    arithmetic_answers: ClassVar[bool] = False
+
+    def predict(self, model: torch.nn.Module, data: Any, part: str, device: torch.device) -> list[str] | None:
+        """Decoded answers as strings for one part of the data (``"val"`` or ``"test"``), or None (the default)
+        for a family whose outputs are not strings."""
+        return None
+
+    def generate(self, model: torch.nn.Module, data: Any, part: str, device: torch.device) -> Any:
+        """Generated images, an array (n, positions, H, W), for one part of the data; None (the default) for a
+        family that generates no images."""
+        return None
+
+    def report_figures(self, model: torch.nn.Module, data: Any, config: dict[str, Any],
+                       device: torch.device) -> dict[str, Any]:
+        """Figures of a trained model for the report, {caption: matplotlib Figure}; none by default."""
+        return {}
+
+    def has_report_views(self) -> bool:
+        """Whether the report has views of this family's trained models (so it loads their checkpoints)."""
+        cls = type(self)
+        return self.arithmetic_answers or cls.generate is not Family.generate or \
+            cls.report_figures is not Family.report_figures

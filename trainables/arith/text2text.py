@@ -63,6 +63,7 @@ class ArithFamily(Family):
 
     data_params = ("ops", "split", "data_seed", "val_fraction", "limit")
     eval_batch: int = 2048  # rows per evaluation forward pass (image families use fewer)
+    arithmetic_answers = True  # predict() returns numbers as strings: the report adds its error analysis
     arith_params: dict[str, Param] = {
         "ops": Param("+-", "operator set: '+-' (20,000 queries) or '*' (10,000)", str, choices=("+-", "*")),
         "split": Param(0.5, "fraction of all queries used for training (validation carved from it); "
