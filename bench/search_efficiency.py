@@ -125,7 +125,9 @@ def trajectory(trials, metric: str, clock: str) -> list[tuple[float, float, floa
     """(compute spent, best validation so far, the test value of that best) after each report, in the order
     the reports arrived; compute is the sum over trials of their latest ``clock`` (recorded_total_s in a
     replay, time_total_s in a real search)."""
-    test_key = metric.replace("val_", "test_", 1)
+    from mathtune.trainables.metrics import test_metric_for
+
+    test_key = test_metric_for(metric)
     events = sorted((row["timestamp"], row.get("training_iteration", 0), t.trial_id, row)
                     for t in trials for row in t.history)
     spent: dict[str, float] = {}

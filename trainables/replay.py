@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from .atomic import atomic_file
 from .base import ConfigError, Family, Param
 from .errors import MathtuneError
 
@@ -216,9 +217,6 @@ def write_table(trials: list, path: str | Path, *, family: str, params: list[str
     table = pa.Table.from_pylist(rows)
     meta = {"family": family, "params": params, **info}
     table = table.replace_schema_metadata({TABLE_META_KEY: json.dumps(meta).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
+    with atomic_file(path) as fh:
+        pq.write_table(table, fh, compression="zstd")
     return len(seen)
