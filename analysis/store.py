@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+from mathtune.trainables.files import CHECKPOINT_FILE
+
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
            "load_confirmation", "STATUSES", "CONFIRM_FILE", "EXPERIMENT_FILE", "ExperimentRecord",
            "read_experiment"]
@@ -89,7 +91,7 @@ class TrialRecord:
         """Epoch -> checkpoint folder, for the checkpoints Tune kept (``checkpoint_*/state.pt``)."""
         out: dict[int, Path] = {}
         for ckpt in sorted(self.path.glob("checkpoint_*")):
-            if not (ckpt / "state.pt").is_file():
+            if not (ckpt / CHECKPOINT_FILE).is_file():
                 continue
             try:
                 epoch = int(json.loads((ckpt / "metrics.json").read_text())["epoch"])

@@ -26,12 +26,12 @@ import torch
 from .base import Family
 from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-exported)
 from .errors import MathtuneError
+from .files import CHECKPOINT_FILE
 from .metrics import is_better, test_metric_for
 
 __all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "eta_seconds",
            "format_duration", "CHECKPOINT_FILE", "CheckpointError"]
 
-CHECKPOINT_FILE = "state.pt"
 Reporter = Callable[[dict[str, Any], str], None]
 
 

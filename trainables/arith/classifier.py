@@ -50,6 +50,7 @@ from torch.nn import functional as F
 
 from ..atomic import atomic_file
 from ..cache import CACHE_ENV, default_cache_dir  # noqa: F401  (re-exported: CACHE_ENV, default_cache_dir)
+from ..loop import load_state_file
 from .images import ALPHABET, draw_glyphs
 
 __all__ = ["NUM_CLASSES", "MINUS_CLASS", "BLANK_CLASS", "CLASS_CHARS", "ClassifierConfig", "DigitCNN",
@@ -244,7 +245,7 @@ def get_digit_classifier(train_images: np.ndarray, train_labels: np.ndarray, eva
     meta: dict = {}
     if path.is_file():
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = load_state_file(path)
             model = DigitCNN()
             model.load_state_dict(payload["state_dict"])
             meta = dict(payload.get("meta", {}))
