@@ -65,3 +65,39 @@ def test_restore_adopts_trials_asked_after_the_last_snapshot(tmp_path):
     assert len(trials) == 2, "one Optuna trial per Tune trial"
     assert sorted(t.user_attrs[TUNE_ID_ATTR] for t in trials) == ["t0", "t9"]
     assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_a_configuration_is_never_run_twice_and_repeats_learn_the_first_outcome(tmp_path):
+    """In a 3-point space every suggestion is new until the space is used up; a repeat of a finished trial
+    is told its outcome (values, state) and marked, a repeat of a running one is told FAIL."""
+    from mathtune.search.searcher import DUPLICATE_ATTR
+    from mathtune.spaces.loader import Space
+
+    path = tmp_path / "three.yaml"
+    path.write_text("family: arith-text2text\nparams:\n  hidden: {type: choice, values: [8, 16, 32]}\n"
+                    "constants: {epochs: 3}\n")
+    space = load_space(path)
+    assert isinstance(space, Space)
+    storage = f"sqlite:///{tmp_path / 'd.db'}"
+    s = FactorOptunaSearch(space, storage=storage, study_name="d", seed=0, sampler="random", n_startup_trials=1)
+    first = s.suggest("t0")
+    s.on_trial_result("t0", _result(1, 0.2, first))
+    s.on_trial_result("t0", _result(2, 0.3, first))
+    s.on_trial_complete("t0", _result(2, 0.3, first))  # stopped at epoch 2 of 3: PRUNED
+    second = s.suggest("t1")                           # t1 stays running
+    third = s.suggest("t2")
+    assert len({first["hidden"], second["hidden"], third["hidden"]}) == 3
+    study = optuna.load_study(study_name="d", storage=storage)
+    repeats = [t for t in study.trials if DUPLICATE_ATTR in t.user_attrs]
+    assert repeats, "a 3-point space drawn at random repeats within three asks (seed 0)"
+    by_number = {t.number: t for t in study.trials}
+    for t in repeats:
+        original = by_number[t.user_attrs[DUPLICATE_ATTR]]
+        assert t.params == original.params and TUNE_ID_ATTR not in t.user_attrs
+        if original.user_attrs[TUNE_ID_ATTR] == "t0":
+            assert t.state == TrialState.PRUNED and t.intermediate_values == {1: 0.2, 2: 0.3}
+        else:
+            assert t.state == TrialState.FAIL  # a repeat of a trial still running
+    assert {t.user_attrs[TUNE_ID_ATTR] for t in study.trials if TUNE_ID_ATTR in t.user_attrs} == {"t0", "t1", "t2"}
+    # the space used up: a fourth trial runs a repeat rather than never starting
+    assert s.suggest("t3")["hidden"] in (8, 16, 32)
