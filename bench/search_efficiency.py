@@ -54,6 +54,9 @@ METHODS = {
     "b": ("random + ASHA", dict(sampler="random", scheduler="asha")),
     "c": ("TPE + ASHA, Ray's OptunaSearch", dict(searcher="stock")),
     "d": ("TPE + ASHA, mathtune searcher", dict()),
+    # variants of (d) (replay mode), for tuning the searcher's own settings
+    "e": ("(d) with 4 random startup trials", dict(startup_trials=4)),
+    "f": ("(c) with 4 random startup trials", dict(searcher="stock", startup_trials=4)),
 }
 
 

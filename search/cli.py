@@ -148,7 +148,8 @@ def _search_options(args: argparse.Namespace):
                          max_failures=args.max_failures, overrides=_parse_sets(args.set),
                          sampler=args.sampler, searcher=args.searcher,
                          dashboard=not args.no_dashboard, verbose=args.verbose,
-                         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds)
+                         confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
+                         startup_trials=args.startup_trials)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -347,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://head:10001); default: "
                                      "start a local Ray on 127.0.0.1")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--startup-trials", type=int, metavar="N",
+                   help="TPE: random trials per study before the model guides (default a third of the trials "
+                        "per study, 2 to 10; both searchers use it)")
     p.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
                    help="Optuna sampler: tpe (default; Optuna's TPESampler, multivariate with constant liar, in "
                         "its multi-objective form when the space names several objectives), random (a baseline) "

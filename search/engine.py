@@ -59,6 +59,7 @@ class SearchOptions:
     reuse_actors: bool = True
     confirm_top: int = 0  # > 0: retrain the K best trials per factor value with new seeds once the search ends
     confirm_seeds: int = 3
+    startup_trials: int | None = None  # TPE's random trials per study first; None: a third of them, 2 to 10
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
 
     opts = meta["options"]
     per_study = max(1, opts["num_samples"] // max(1, len(space.factor_combos())))
-    n_startup = max(2, min(10, per_study // 3))
+    n_startup = opts.get("startup_trials") or max(2, min(10, per_study // 3))
     if opts.get("searcher", "mathtune") == "stock":
         searcher = _stock_searcher(space, meta, n_startup)
     else:
@@ -280,6 +281,8 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         raise SearchError(f"--confirm-top must be 0 (off) or more, got {options.confirm_top}")
     if options.confirm_top and options.confirm_seeds < 1:
         raise SearchError(f"--confirm-seeds must be at least 1, got {options.confirm_seeds}")
+    if options.startup_trials is not None and options.startup_trials < 1:
+        raise SearchError(f"--startup-trials must be at least 1, got {options.startup_trials}")
     if options.max_failures < -1:
         raise SearchError(f"--max-failures must be -1 (retry forever) or more, got {options.max_failures}")
     resources = _resources(space, options)

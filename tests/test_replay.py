@@ -58,6 +58,8 @@ def test_grid_search_needs_a_finite_space_and_at_most_the_grid(tmp_path):
         run_search(continuous, SearchOptions(num_samples=2, sampler="grid", storage_path=str(tmp_path)))
     with pytest.raises(SearchError, match=r"--num-samples 5 is more than the grid's 4 points \(2 x 2"):
         run_search(_space(tmp_path, "grid"), SearchOptions(num_samples=5, sampler="grid", storage_path=str(tmp_path)))
+    with pytest.raises(SearchError, match="--startup-trials must be at least 1, got 0"):
+        run_search(_space(tmp_path, "grid"), SearchOptions(num_samples=2, startup_trials=0, storage_path=str(tmp_path)))
     run = subprocess.run([MATHTUNE, "search", continuous, "--sampler", "grid", "--num-samples", "2",
                           "--storage-path", str(tmp_path)], capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr
