@@ -88,7 +88,8 @@ def test_replayed_search_reports_the_recorded_curves_and_tells_optuna(table, ray
             assert row["recorded_total_s"] == pytest.approx(total)
     study = optuna.load_study(study_name=study_name_for("replayed", {"split": 0.5}),
                               storage=f"sqlite:///{outcome.experiment_dir / 'optuna.db'}")
-    by_tune = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    by_tune = {t.user_attrs["tune_trial_id"]: t for t in study.trials if "tune_trial_id" in t.user_attrs}
+    assert len({(t.config["hidden"], t.config["lr"]) for t in trials}) == 4  # the 4 points, none run twice
     for t in trials:
         told = by_tune[t.trial_id]
         if t.epochs_run < 3:  # stopped by ASHA
