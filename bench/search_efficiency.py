@@ -308,6 +308,7 @@ def _plot(by: dict[str, list[dict]], seeds: list[int], targets: dict[str, float]
 def faithful(args) -> None:
     """A real search of (d) over the table's grid against its replay with the same seed: proposals, stops."""
     import optuna
+    import yaml
 
     from mathtune.search.searcher import study_name_for
     from mathtune.trainables.replay import ReplayTable
@@ -322,8 +323,6 @@ def faithful(args) -> None:
                                  time_scale=args.time_scale, grace=args.grace_period, reduction=args.reduction_factor)
         t0 = time.perf_counter()
         exp_dir, trials = _run_one(space_path, "d", seed, args.num_samples, str(out_dir), args.max_concurrent)
-        import yaml
-
         combo = {k: v[0] for k, v in yaml.safe_load(space_path.read_text()).get("factors", {}).items()}
         study = optuna.load_study(study_name=study_name_for(exp_dir.name, combo),
                                   storage=f"sqlite:///{exp_dir / 'optuna.db'}")

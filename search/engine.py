@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import shutil
 import sys
@@ -330,10 +331,7 @@ def _check_grid(space: Space, options: SearchOptions) -> None:
     if space.points_to_evaluate:
         raise SearchError(f"--sampler grid: {space.path} has points_to_evaluate; a grid search runs the grid only "
                           f"(remove them, or use --sampler tpe)")
-    size = 1
-    for values in grid.values():
-        size *= len(values)
-    size *= len(space.factor_combos())
+    size = math.prod(len(values) for values in grid.values()) * len(space.factor_combos())
     if options.num_samples > size:
         raise SearchError(f"--sampler grid: --num-samples {options.num_samples} is more than the grid's {size} "
                           f"points ({' x '.join(str(len(v)) for v in grid.values())} per factor value)")

@@ -29,8 +29,9 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from .arith.text2text import ArithText2Text
 from .atomic import atomic_file
-from .base import ConfigError, Family, Param
+from .base import Family, Param
 from .errors import MathtuneError
 
 __all__ = ["ReplayError", "ReplayTable", "ReplayFamily", "ReplayArithText2Text", "write_table", "TABLE_META_KEY"]
@@ -181,13 +182,7 @@ def _replay_of(source: type[Family]) -> type[ReplayFamily]:
         "__module__": __name__})
 
 
-def _text2text() -> type[Family]:
-    from .arith.text2text import ArithText2Text
-
-    return ArithText2Text
-
-
-ReplayArithText2Text = _replay_of(_text2text())
+ReplayArithText2Text = _replay_of(ArithText2Text)
 
 
 def write_table(trials: list, path: str | Path, *, family: str, params: list[str], info: dict[str, Any]) -> int:
@@ -213,7 +208,7 @@ def write_table(trials: list, path: str | Path, *, family: str, params: list[str
                         and (k.startswith(("val_", "test_")) or k == "train_loss")})
             rows.append(row)
     if not rows:
-        raise ConfigError("no trials to write")
+        raise ReplayError("no trials to write")
     table = pa.Table.from_pylist(rows)
     meta = {"family": family, "params": params, **info}
     table = table.replace_schema_metadata({TABLE_META_KEY: json.dumps(meta).encode()})
