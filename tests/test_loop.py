@@ -69,6 +69,28 @@ def test_weight_decay_switches_to_decoupled_adamw_that_shrinks_unused_weights():
         FAM.make_config({**TINY, "weight_decay": -1})
 
 
+def test_luong_attention_reads_every_query_character_and_trains():
+    """attention=luong adds a scoring and a combining layer after the decoder (Keras-initialised like the rest);
+    each answer step's weights over the query characters sum to 1, and the shrunk config still learns."""
+    data = FAM.build_data(FAM.make_config(TINY))
+    cfg = FAM.make_config({**TINY, "attention": "luong", "ops": "*"})
+    model = FAM.build_model(cfg, FAM.build_data(cfg))
+    assert FAM.build_model(FAM.make_config(TINY), data).attention is None  # the reference's model by default
+    att = model.attention
+    assert not att.combine.bias.any() and att.score.weight.shape == (cfg["decoder_hidden"], cfg["hidden"])
+    x = torch.from_numpy(data.x[:8])
+    encoded, _ = model.encoder(model.encode_inputs(x))
+    decoded = torch.randn(8, model.answer_len, cfg["decoder_hidden"])
+    weights = torch.softmax(decoded @ att.score(encoded).transpose(1, 2), dim=-1)
+    assert weights.shape == (8, model.answer_len, x.shape[1])
+    assert torch.allclose(weights.sum(-1), torch.ones(8, model.answer_len))
+    result = train(FAM, FAM.make_config({**TINY, "attention": "luong", "epochs": 4}), progress=None)
+    first, last = result["history"][0], result["history"][-1]
+    assert last["train_loss"] < 0.8 * first["train_loss"]
+    with pytest.raises(ConfigError, match="attention"):
+        FAM.make_config({**TINY, "attention": "bahdanau"})
+
+
 def test_loop_learns_on_tiny_data():
     result = train(FAM, FAM.make_config({**TINY, "limit": 1024, "hidden": 128, "decoder_hidden": 128, "epochs": 8}),
                    progress=None)

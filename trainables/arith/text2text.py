@@ -2,7 +2,8 @@
 
 Default model = the seed report's: one-hot input, LSTM(256) encoder (plus ``extra_layers`` more),
 the final state repeated to the answer length, LSTM(256) decoder, per-step softmax, initialised as Keras
-initialises it (``init``, see :mod:`.init`).
+initialises it (``init``, see :mod:`.init`). ``attention=luong`` lets each answer step also read the
+encoder's per-character outputs (:class:`LuongAttention`).
 """
 
 from __future__ import annotations
@@ -17,31 +18,57 @@ from ..base import Family, Param
 from .data import ALPHABET, ArithData, build_arith
 from .init import INITS, KERAS_ADAM_EPS, apply_init
 
-__all__ = ["Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches"]
+__all__ = ["ATTENTIONS", "LuongAttention", "Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches"]
+
+ATTENTIONS = ("none", "luong")
+
+
+class LuongAttention(nn.Module):
+    """Luong's "general" attention after the decoder LSTM: each answer step's decoder output scores every
+    encoder output, and ``tanh(W [output; context])`` replaces the output the logits read.
+
+    The decoder LSTM itself still reads only the repeated encoder state, so the model stays one parallel pass
+    (no step loop); what attention adds is direct access to each query character's encoder output.
+    """
+
+    def __init__(self, decoder_hidden: int, encoder_hidden: int):
+        super().__init__()
+        self.score = nn.Linear(encoder_hidden, decoder_hidden, bias=False)
+        self.combine = nn.Linear(decoder_hidden + encoder_hidden, decoder_hidden)
+
+    def forward(self, decoded: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(decoded @ self.score(encoded).transpose(1, 2), dim=-1)  # (B, T, S)
+        return torch.tanh(self.combine(torch.cat([decoded, weights @ encoded], dim=-1)))
 
 
 class Seq2SeqLSTM(nn.Module):
-    """One-hot chars -> LSTM encoder stack -> repeat -> LSTM decoder -> per-step logits."""
+    """One-hot chars -> LSTM encoder stack -> repeat -> LSTM decoder [-> attention] -> per-step logits."""
 
     def __init__(self, vocab_size: int, answer_len: int, *, hidden: int = 256, extra_layers: int = 0,
-                 decoder_hidden: int = 256, dropout: float = 0.0, input_size: int | None = None):
+                 decoder_hidden: int = 256, dropout: float = 0.0, input_size: int | None = None,
+                 attention: str = "none"):
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}")
         self.vocab_size = vocab_size
         self.answer_len = answer_len
         self.encoder = nn.LSTM(input_size or vocab_size, hidden, num_layers=1 + extra_layers, batch_first=True,
                                dropout=dropout if extra_layers else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.LSTM(hidden, decoder_hidden, batch_first=True)
+        self.attention = LuongAttention(decoder_hidden, hidden) if attention == "luong" else None
         self.out = nn.Linear(decoder_hidden, vocab_size)
 
     def encode_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.one_hot(x, self.vocab_size).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.encoder(self.encode_inputs(x))
+        encoded, (h, _) = self.encoder(self.encode_inputs(x))
         state = self.dropout(h[-1])  # (B, hidden)
         repeated = state.unsqueeze(1).expand(-1, self.answer_len, -1)
         decoded, _ = self.decoder(repeated)
+        if self.attention is not None:
+            decoded = self.attention(decoded, self.dropout(encoded))
         return self.out(decoded)  # (B, T, V)
 
 
@@ -148,6 +175,9 @@ class ArithText2Text(ArithFamily):
         "weight_decay": Param(0.0, "decoupled weight decay (AdamW) per step, as a fraction of lr; 0 = plain Adam, "
                                    "the reference's optimizer. Long runs with decay can keep generalising after the "
                                    "training set is fitted (the * rows)", float, 0.0, 10.0),
+        "attention": Param("none", "none (the reference's model) or luong: each answer step's decoder output also "
+                                   "attends over the encoder's per-character outputs before the logits",
+                           str, choices=ATTENTIONS),
     }
     data_params = ArithFamily.data_params + ("reverse",)
 
@@ -158,7 +188,7 @@ class ArithText2Text(ArithFamily):
     def build_model(self, config, data):
         model = Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],
                             extra_layers=config["extra_layers"], decoder_hidden=config["decoder_hidden"],
-                            dropout=config["dropout"])
+                            dropout=config["dropout"], attention=config["attention"])
         return apply_init(model, config["init"])
 
     def optimizer(self, model, config):
