@@ -73,6 +73,7 @@ def test_score_gives_100_on_gold_programs(tmp_path, capsys):
     path.write_text(json.dumps(items))
     code, out, _ = run(capsys, "score", path, "--out", tmp_path / "scored.json")
     assert code == 0 and scores_of(out) == [(100.0, 100.0)] and f"({len(items)} problems" in out
+    assert "; 0 programs do not execute)" in out
     scored = json.loads((tmp_path / "scored.json").read_text())
     assert len(scored) == len(items) and all(r["em"] and r["exec_correct"] for r in scored)
     assert scored[0]["predicted_answer"] == pytest.approx(items[0]["answer"], rel=0.02)

@@ -347,6 +347,8 @@ def test_score_items_em_and_execution() -> None:
     assert [x["em"] for x in r.items] == [True, False, True, False, True]
     assert [x["exec_correct"] for x in r.items] == [True, True, False, False, False]
     assert [x["predicted_answer"] for x in r.items] == [5.0, 5.0, None, None, None]
+    # an unknown operation and an empty program do not run; sqrt(-4) runs (to a complex value, never correct)
+    assert [x["executes"] for x in r.items] == [True, True, False, False, True] and r.unexecutable == 2
     assert r.exact_match == pytest.approx(60.0) and r.execution_accuracy == pytest.approx(40.0)
     assert score_items([]).n == 0
     bad = score_items([{"Problem": "2 3"}, None])  # type: ignore[list-item]

@@ -64,7 +64,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for w in widths:
         r = out.scores[w]
         print(f"beam {w:3d}: exact match {r.exact_match:6.2f}%  execution accuracy {r.execution_accuracy:6.2f}%  "
-              f"({r.n} problems of {out.source.name})")
+              f"({r.n} problems of {out.source.name}; {r.unexecutable} programs do not execute)")
     print(f"[mathtune] {wall:.1f} s", flush=True)
     if args.out:
         target = Path(args.out)
@@ -93,7 +93,7 @@ def _score(args: argparse.Namespace) -> int:
     items = read_predictions(args.predictions)
     result = score_items(items)
     print(f"exact match {result.exact_match:6.2f}%  execution accuracy {result.execution_accuracy:6.2f}%  "
-          f"({result.n} problems of {Path(args.predictions).name})")
+          f"({result.n} problems of {Path(args.predictions).name}; {result.unexecutable} programs do not execute)")
     if args.out:
         write_json(Path(args.out), [{**item, **row} for item, row in zip(items, result.items)], ensure_ascii=False)
         print(f"[mathtune] per-problem results written: {args.out}")
@@ -125,7 +125,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 
 def _score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PREDICTIONS_FILE")
-    p.add_argument("--out", metavar="FILE", help="write the items with predicted_answer, em and exec_correct")
+    p.add_argument("--out", metavar="FILE", help="write the items with predicted_answer, em, exec_correct and executes")
 
 
 EVALUATE = Command(

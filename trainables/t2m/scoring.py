@@ -95,13 +95,15 @@ class ScoreResult:
     """Scores of a list of items, in percent, plus one dict per item.
 
     Each item dict has ``predicted_answer`` (the executed value when it is within tolerance,
-    else ``None``, like the reference scorer's field), ``em`` and ``exec_correct``.
+    else ``None``, like the reference scorer's field), ``em``, ``exec_correct`` and ``executes`` (the
+    program ran to a value, right or wrong); ``unexecutable`` counts the items whose program did not.
     """
 
     n: int
     exact_match: float
     execution_accuracy: float
     items: list[dict[str, Any]] = field(default_factory=list)
+    unexecutable: int = 0
 
 
 def _score_one(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,7 +116,7 @@ def _score_one(item: Mapping[str, Any]) -> dict[str, Any]:
     em = bool(pred) and isinstance(gold, str) and exact_match(pred, gold)
     value = execute(pred, item.get("Problem", "")) if pred else None
     ok = answer_matches(value, item.get("answer"))  # type: ignore[arg-type]
-    return {"predicted_answer": value if ok else None, "em": em, "exec_correct": ok}
+    return {"predicted_answer": value if ok else None, "em": em, "exec_correct": ok, "executes": value is not None}
 
 
 def score_items(items: Iterable[Mapping[str, Any]]) -> ScoreResult:
@@ -135,4 +137,4 @@ def score_items(items: Iterable[Mapping[str, Any]]) -> ScoreResult:
         return ScoreResult(0, 0.0, 0.0, [])
     em = sum(r["em"] for r in rows) / n * 100
     ex = sum(r["exec_correct"] for r in rows) / n * 100
-    return ScoreResult(n, em, ex, list(rows))
+    return ScoreResult(n, em, ex, list(rows), sum(not r["executes"] for r in rows))
