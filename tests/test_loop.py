@@ -81,7 +81,7 @@ def test_luong_attention_reads_every_query_character_and_trains():
     x = torch.from_numpy(data.x[:8])
     encoded, _ = model.encoder(model.encode_inputs(x))
     decoded = torch.randn(8, model.answer_len, cfg["decoder_hidden"])
-    weights = torch.softmax(decoded @ att.score(encoded).transpose(1, 2), dim=-1)
+    weights = att.weights(decoded, encoded)
     assert weights.shape == (8, model.answer_len, x.shape[1])
     assert torch.allclose(weights.sum(-1), torch.ones(8, model.answer_len))
     result = train(FAM, FAM.make_config({**TINY, "attention": "luong", "epochs": 4}), progress=None)

@@ -36,9 +36,13 @@ class LuongAttention(nn.Module):
         self.score = nn.Linear(encoder_hidden, decoder_hidden, bias=False)
         self.combine = nn.Linear(decoder_hidden + encoder_hidden, decoder_hidden)
 
+    def weights(self, decoded: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, T, S): each answer step's softmax over the query characters."""
+        return torch.softmax(decoded @ self.score(encoded).transpose(1, 2), dim=-1)
+
     def forward(self, decoded: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(decoded @ self.score(encoded).transpose(1, 2), dim=-1)  # (B, T, S)
-        return torch.tanh(self.combine(torch.cat([decoded, weights @ encoded], dim=-1)))
+        context = self.weights(decoded, encoded) @ encoded
+        return torch.tanh(self.combine(torch.cat([decoded, context], dim=-1)))
 
 
 class Seq2SeqLSTM(nn.Module):
