@@ -13,7 +13,7 @@ from mathtune.search import SearchOptions, run_search
 from mathtune.spaces import load_space
 from mathtune.trainables import get_family, train
 from mathtune.trainables.base import ConfigError
-from mathtune.trainables.arith.data import build_arith
+from mathtune.trainables.arith.data import ALPHABET, build_arith
 from mathtune.trainables.arith.image_family import shift_images, warp_images
 from mathtune.trainables.arith.img_models import IMG2TEXT_SEED, TEXT2IMG_SEED
 from mathtune.trainables.arith.mnist import IMAGES_FILE, load_mnist
@@ -207,6 +207,45 @@ def test_img2text_loop_learns_on_tiny_data(i2t):
     # the same config trains to the same numbers (augmentation draws from the seeded batch generator)
     again = train(fam, {**cfg, "epochs": 1}, data=data, progress=None)["history"][0]
     assert again["train_loss"] == hist[0]["train_loss"] and again["val_loss"] == hist[0]["val_loss"]
+
+
+@needs_mnist
+def test_img2text_takes_the_text2text_star_recipe_reverse_decay_and_keras_init(i2t):
+    """reverse renders the reversed query (its images in reverse order) and trains on the reversed answer,
+    predictions read forwards again; weight_decay switches to AdamW; init=keras re-initialises the LSTMs and
+    dense layers as arith-text2text does; the defaults leave the family as it was."""
+    fam, cfg, data = i2t
+    assert (cfg["reverse"], cfg["weight_decay"], cfg["init"]) == ("none", 0.0, "torch")
+    rev_cfg = fam.make_config({**TINY_I2T, "reverse": "both", "weight_decay": 1.0, "init": "keras", "epochs": 2})
+    rev = fam.build_data(rev_cfg)
+    assert rev.reverse == "both" and rev.queries == data.queries and rev.answers == data.answers
+    assert np.array_equal(rev.x, data.x[:, ::-1]) and np.array_equal(rev.y, data.y[:, ::-1])
+    assert np.array_equal(rev.image_index >= 0, data.image_index[:, ::-1] >= 0)
+    # each image shows the character at its (reversed) position: the pools' labels agree with the text
+    _, labels = load_mnist(MNIST_DIR)
+    digit = rev.image_index >= 0
+    assert [ALPHABET[c] for c in rev.x[digit]] == [str(d) for d in labels[rev.image_index[digit]]]
+    assert fam.data_key(rev_cfg) != fam.data_key(cfg)
+
+    plain_opt = fam.optimizer(fam.build_model(cfg, data), cfg)
+    assert type(plain_opt) is torch.optim.Adam and plain_opt.defaults["eps"] == 1e-8
+    model = fam.build_model(rev_cfg, rev)
+    opt = fam.optimizer(model, rev_cfg)
+    assert type(opt) is torch.optim.AdamW and opt.defaults["weight_decay"] == 1.0 and opt.defaults["eps"] == 1e-7
+    bias = model.encoder.bias_ih_l0
+    h = bias.shape[0] // 4
+    assert torch.all(bias[h:2 * h] == 1.0) and torch.all(bias[:h] == 0.0)  # Keras's forget-gate bias
+    assert torch.all(model.out.bias == 0.0)
+    torch_bias = fam.build_model(cfg, data).encoder.bias_ih_l0
+    assert not torch.all(torch_bias[h:2 * h] == 1.0)
+
+    result = train(fam, rev_cfg, data=rev, progress=None)
+    assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
+    preds = fam.predict(result["model"], rev, "test", torch.device("cpu"))
+    assert len(preds) == len(rev.part("test"))
+    # the reported exact match is the share of test answers predict() gets right, read forwards
+    right = np.mean([p == rev.answers[i].strip() for p, i in zip(preds, rev.part("test"))])
+    assert right == pytest.approx(result["history"][-1]["test_exact_match"], abs=1e-9)
 
 
 @needs_mnist

@@ -80,18 +80,19 @@ class ImageArithData(ArithData):
 def build_image_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1, *, limit: int = 0,
                       render: str = "queries", mnist_dir: str | None = None,
                       mnist: tuple[np.ndarray, np.ndarray] | None = None, mnist_source: str = "",
-                      val_pool: bool = True) -> ImageArithData:
+                      val_pool: bool = True, reverse: str = "none") -> ImageArithData:
     """The split of :func:`build_arith` with ``render`` ("queries" or "answers") drawn as MNIST images.
 
     ``mnist_dir`` ("" or None: the resolution rule of :func:`~mathtune.trainables.arith.mnist.find_mnist_folder`)
     or an already loaded ``mnist`` = (images, labels) read from ``mnist_source`` (a folder, named in
     descriptions and errors). Deterministic for ``seed`` (= the data seed: the
     query split, the pools and the choice of each image). ``val_pool``: validation queries draw from their own
-    image pool (see the module docstring).
+    image pool (see the module docstring). ``reverse``: which character sequences are stored (and rendered)
+    reversed, as in :func:`~mathtune.trainables.arith.data.build_arith`.
     """
     if render not in RENDER_SIDES:
         raise ValueError(f"render: {render!r} is not one of {', '.join(RENDER_SIDES)}")
-    base = build_arith(ops, split, seed, val_fraction, limit=limit)
+    base = build_arith(ops, split, seed, val_fraction, limit=limit, reverse=reverse)
     folder = mnist_source if mnist is not None else ""
     if mnist is None:
         folder_path = find_mnist_folder(mnist_dir or None)
@@ -120,7 +121,7 @@ def build_image_arith(ops: str, split: float, seed: int = 0, val_fraction: float
         queries=[base.queries[i] for i in rows], answers=[base.answers[i] for i in rows],
         x=base.x[rows], y=base.y[rows],
         train_index=np.arange(n_tr), val_index=np.arange(n_tr, n_tr + n_va),
-        test_index=np.arange(n_tr + n_va, len(rows)),
+        test_index=np.arange(n_tr + n_va, len(rows)), reverse=base.reverse,
         render=render, images=rendered, image_index=index, pools=split_images.pools, source_index=rows,
         mnist_folder=folder or "(given arrays)", build_seconds=build_seconds)
 

@@ -103,7 +103,8 @@ class ImageArithFamily(ArithFamily):
                     mnist_source: str = "") -> ImageArithData:
         return build_image_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
                                  limit=config["limit"], render=self.render, mnist_dir=config["mnist_dir"],
-                                 mnist=mnist, mnist_source=mnist_source, val_pool=config["val_pool"])
+                                 mnist=mnist, mnist_source=mnist_source, val_pool=config["val_pool"],
+                                 reverse=config.get("reverse", "none"))
 
     def build_data(self, config: dict[str, Any]) -> ImageArithData:
         return self.load_images(config)

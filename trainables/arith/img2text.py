@@ -26,7 +26,8 @@ Beyond the seed: ``aux_weight`` trains a linear head on the CNN features to read
 character (the training queries' text says which it is), beside the answer loss; ``aux_feed`` lets the
 encoder read that head's probabilities ("concat" with the features, "only" instead of them), and runs with
 a head report ``val_read_acc`` / ``test_read_acc``. The shipped ``+-`` configuration uses both
-(docs/benchmarks.md).
+(docs/benchmarks.md). ``reverse``, ``weight_decay`` and ``init`` are arith-text2text's (the ``*`` recipe:
+both sequences reversed, decoupled weight decay, Keras initialisation), ``init`` defaulting to PyTorch's here.
 
 Example::
 
@@ -48,7 +49,8 @@ from torch.nn import functional as F
 from ..base import Param
 from .image_family import ImageArithFamily, autocast_for, shift_images, warp_images
 from .img_models import AUX_FEEDS, IMG2TEXT_SEED, Img2TextModel
-from .text2text import iterate_batches
+from .init import INITS, apply_init
+from .text2text import ArithText2Text, iterate_batches, lstm_optimizer
 
 __all__ = ["ArithImg2Text"]
 
@@ -93,7 +95,13 @@ class ArithImg2Text(ImageArithFamily):
                                  "aux_weight): its probabilities, a symbolic reading of each image, 'concat' beside "
                                  "the dense features or 'only' instead of them; 'off' = the dense features alone "
                                  "(the seed)", str, choices=AUX_FEEDS),
+        "reverse": ArithText2Text.params["reverse"],
+        "weight_decay": ArithText2Text.params["weight_decay"],
+        "init": Param("torch", "initialisation of the LSTM and dense layers: torch (PyTorch's defaults, Adam epsilon "
+                               "1e-8) or keras (the reference's Keras defaults, as arith-text2text's init; Adam "
+                               "epsilon 1e-7); the convolutions keep PyTorch's", str, choices=INITS),
     }
+    data_params = ImageArithFamily.data_params + ("reverse",)
 
     @classmethod
     def model_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -115,8 +123,12 @@ class ArithImg2Text(ImageArithFamily):
 
     def build_model(self, config, data):
         aux_vocab = data.vocab_size if config["aux_weight"] > 0 or config["aux_feed"] != "off" else 0
-        return self.place_model(Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab,
-                                              aux_feed=config["aux_feed"], **self.model_kwargs(config)), config)
+        model = Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab, aux_feed=config["aux_feed"],
+                              **self.model_kwargs(config))
+        return self.place_model(apply_init(model, config["init"]), config)
+
+    def optimizer(self, model, config):
+        return lstm_optimizer(model, config)
 
     def batches(self, data, config, generator, device):
         """Training batches ``(images, answers)``, augmented on the CPU; with ``aux_weight`` also the query

@@ -18,7 +18,8 @@ from ..base import Family, Param
 from .data import ALPHABET, ArithData, build_arith
 from .init import INITS, KERAS_ADAM_EPS, apply_init
 
-__all__ = ["ATTENTIONS", "LuongAttention", "Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches"]
+__all__ = ["ATTENTIONS", "LuongAttention", "Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches",
+           "lstm_optimizer"]
 
 ATTENTIONS = ("none", "luong")
 
@@ -81,6 +82,14 @@ def char_metrics(logits_or_pred: torch.Tensor, target: torch.Tensor) -> tuple[fl
     pred = logits_or_pred.argmax(-1) if logits_or_pred.dim() == 3 else logits_or_pred
     eq = pred == target
     return float(eq.all(dim=1).sum()), float(eq.sum()), target.shape[0]
+
+
+def lstm_optimizer(model: nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam with ``config["init"]``'s epsilon (Keras's 1e-7 or PyTorch's 1e-8); AdamW when ``weight_decay`` > 0."""
+    eps = KERAS_ADAM_EPS if config["init"] == "keras" else 1e-8
+    if config["weight_decay"] > 0:
+        return torch.optim.AdamW(model.parameters(), lr=config["lr"], eps=eps, weight_decay=config["weight_decay"])
+    return torch.optim.Adam(model.parameters(), lr=config["lr"], eps=eps)
 
 
 def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterable[torch.Tensor]:
@@ -196,7 +205,4 @@ class ArithText2Text(ArithFamily):
         return apply_init(model, config["init"])
 
     def optimizer(self, model, config):
-        eps = KERAS_ADAM_EPS if config["init"] == "keras" else 1e-8
-        if config["weight_decay"] > 0:
-            return torch.optim.AdamW(model.parameters(), lr=config["lr"], eps=eps, weight_decay=config["weight_decay"])
-        return torch.optim.Adam(model.parameters(), lr=config["lr"], eps=eps)
+        return lstm_optimizer(model, config)
