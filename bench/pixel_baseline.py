@@ -1,0 +1,89 @@
+"""What the reference's text2img pixel metric can tell apart: a blank image's score and the ceiling, per split.
+
+The reference measured text2img with Keras's ``binary_accuracy`` against the grey MNIST targets (our
+``pixel_acc_exact``): a pixel counts only where the target is exactly 0 or exactly 1 and the rounded prediction
+equals it. This prints, for each split of arith-text2img's ``+-`` data (data seed 0, the family's pools):
+
+* ``blank``: what an all-background answer image scores (the share of target pixels that are exactly 0);
+* ``ceiling``: the share of target pixels that are exactly 0 or 1 (no image can score more);
+* with ``--checkpoint`` (a run's ``best`` folder): the model's score at its own threshold (logit 0, the
+  figure the family reports) and with its logits shifted, so one sees how the figure trades ink for
+  background.
+
+Example::
+
+    python bench/pixel_baseline.py --splits 0.9 0.8 0.7 0.6 0.5 --checkpoint runs/t2i-s2/best
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mathtune.trainables import get_family
+from mathtune.trainables.arith.image_data import build_image_arith
+from mathtune.trainables.loop import load_state_file
+
+
+def exact_fractions(images: np.ndarray) -> tuple[float, float]:
+    """(share of pixels exactly 0, share exactly 255) of uint8 target images."""
+    n = images.size
+    return float((images == 0).sum()) / n, float((images == 255).sum()) / n
+
+
+def model_scores(checkpoint: Path, part: str, shifts: list[float]) -> tuple[dict, dict[float, float]]:
+    fam = get_family("arith-text2img")
+    cfg = fam.make_config(json.loads((checkpoint / "config.json").read_text()))
+    data = fam.build_data(cfg)
+    model = fam.build_model(cfg, data)
+    model.load_state_dict(load_state_file(checkpoint / "state.pt")["model"])
+    model.eval()
+    idx = data.part(part)
+    target = torch.from_numpy(data.images[idx])
+    with torch.no_grad():
+        logits = torch.cat([model(torch.from_numpy(data.x[idx[s:s + 512]]), logits=True).float()
+                            for s in range(0, len(idx), 512)])
+    zero, one = target == 0, target == 255
+    scores = {b: float(((zero & (logits <= b)) | (one & (logits > b))).float().mean()) for b in shifts}
+    return cfg, scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--splits", type=float, nargs="+", default=[0.9, 0.8, 0.7, 0.6, 0.5])
+    ap.add_argument("--part", choices=("val", "test"), default="test")
+    ap.add_argument("--checkpoint", type=Path, help="a text2img run's best/ (or last/) checkpoint folder")
+    ap.add_argument("--shifts", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0],
+                    help="logit thresholds to score the checkpoint at (0 = the model's own output)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+
+    print(f"Keras-style pixel accuracy (pixel_acc_exact) on the {args.part} answer images, arith +- (data seed 0)")
+    print(f"| split | queries | blank image | ceiling (pixels exactly 0 or 1) |")
+    print("|---|---|---|---|")
+    for split in args.splits:
+        data = build_image_arith("+-", split, 0, render="answers")
+        images = data.images[data.part(args.part)]
+        blank, full = exact_fractions(images)
+        print(f"| {split:.2f} | {len(images)} | {blank:.2%} | {blank + full:.2%} |")
+    if args.checkpoint is not None:
+        if not (args.checkpoint / "state.pt").is_file():
+            print(f"pixel_baseline: {args.checkpoint}: no state.pt (expected a run's best/ or last/ folder)",
+                  file=sys.stderr)
+            return 2
+        cfg, scores = model_scores(args.checkpoint, args.part, args.shifts)
+        print(f"\n{args.checkpoint} (split {cfg['split']}), {args.part}: ink where logit > threshold")
+        print("| threshold | " + " | ".join(f"{b:+.1f}" for b in args.shifts) + " |")
+        print("|---|" + "---|" * len(args.shifts))
+        print("| pixel_acc_exact | " + " | ".join(f"{scores[b]:.2%}" for b in args.shifts) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
