@@ -164,6 +164,10 @@ class ArithImg2Text(ImageArithFamily):
                     metrics[f"{part}_read_acc"] = self.read_accuracy(model, data, part, device)
         return metrics
 
+    def part_metrics(self, model, data, config, part: str, device) -> dict[str, float]:
+        with autocast_for(device, config):
+            return super().part_metrics(model, data, config, part, device)
+
     def read_accuracy(self, model, data, part: str, device) -> float:
         """Fraction of the digit images of ``part``'s queries whose character the model's head reads right."""
         rows = data.part(part)

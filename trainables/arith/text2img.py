@@ -152,34 +152,37 @@ class ArithText2Img(ImageArithFamily):
 
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
-        reader = self.reader(data, device)
-        x_all, img_all, y_all = (torch.from_numpy(a) for a in (data.x, data.images, data.y))
         metrics: dict[str, float] = {}
         for part in ("val", "test"):
-            idx = torch.from_numpy(data.part(part))
-            loss = binarised = exact_px = exact = chars = 0.0
-            for start in range(0, len(idx), self.eval_batch):
-                rows = idx[start:start + self.eval_batch]
-                x, target = x_all[rows].to(device), img_all[rows].to(device).float().div_(255.0)
-                with autocast_for(device, config):
-                    logits = model(x, logits=True)
-                logits = logits.float()
-                pred = torch.sigmoid(logits * config["sharpen"])
-                loss += float(F.binary_cross_entropy_with_logits(logits, target, reduction="sum"))
-                b, e = pixel_scores(pred, target)
-                binarised, exact_px = binarised + b, exact_px + e
-                read = torch.from_numpy(classes_to_ids(read_digits(reader, pred)))
-                eq = read == y_all[rows]
-                exact, chars = exact + float(eq.all(dim=1).sum()), chars + float(eq.sum())
-            n = len(idx)
-            pixels = n * data.answer_len * 28 * 28
-            metrics[f"{part}_pixel_loss"] = loss / pixels
-            metrics[f"{part}_pixel_acc"] = binarised / pixels
-            metrics[f"{part}_pixel_acc_exact"] = exact_px / pixels
-            metrics[f"{part}_exact_match"] = exact / n
-            metrics[f"{part}_char_acc"] = chars / (n * data.answer_len)
+            metrics.update(self.part_metrics(model, data, config, part, device))
         metrics["classifier_acc"] = float(data.classifier["accuracy"])
         return metrics
+
+    @torch.no_grad()
+    def part_metrics(self, model, data, config, part: str, device) -> dict[str, float]:
+        """The pixel and readable-answer metrics of one part ("val", "test" or "train")."""
+        reader = self.reader(data, device)
+        x_all, img_all, y_all = (torch.from_numpy(a) for a in (data.x, data.images, data.y))
+        idx = torch.from_numpy(data.part(part))
+        loss = binarised = exact_px = exact = chars = 0.0
+        for start in range(0, len(idx), self.eval_batch):
+            rows = idx[start:start + self.eval_batch]
+            x, target = x_all[rows].to(device), img_all[rows].to(device).float().div_(255.0)
+            with autocast_for(device, config):
+                logits = model(x, logits=True)
+            logits = logits.float()
+            pred = torch.sigmoid(logits * config["sharpen"])
+            loss += float(F.binary_cross_entropy_with_logits(logits, target, reduction="sum"))
+            b, e = pixel_scores(pred, target)
+            binarised, exact_px = binarised + b, exact_px + e
+            read = torch.from_numpy(classes_to_ids(read_digits(reader, pred)))
+            eq = read == y_all[rows]
+            exact, chars = exact + float(eq.all(dim=1).sum()), chars + float(eq.sum())
+        n = len(idx)
+        pixels = n * data.answer_len * 28 * 28
+        return {f"{part}_pixel_loss": loss / pixels, f"{part}_pixel_acc": binarised / pixels,
+                f"{part}_pixel_acc_exact": exact_px / pixels, f"{part}_exact_match": exact / n,
+                f"{part}_char_acc": chars / (n * data.answer_len)}
 
     @torch.no_grad()
     def generate(self, model: nn.Module, data: ImageArithData, part: str, device: torch.device) -> np.ndarray:

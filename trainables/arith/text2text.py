@@ -140,23 +140,28 @@ class ArithFamily(Family):
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
         metrics: dict[str, float] = {}
-        x_all, y_all = torch.from_numpy(self.inputs(data)), torch.from_numpy(data.y)
         for part in ("val", "test"):
-            idx = torch.from_numpy(data.part(part))
-            exact = chars = loss = 0.0
-            for start in range(0, len(idx), self.eval_batch):
-                rows = idx[start:start + self.eval_batch]
-                x, y = x_all[rows].to(device), y_all[rows].to(device)
-                logits = model(x)
-                loss += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                          reduction="sum"))
-                e, c, _ = char_metrics(logits, y)
-                exact, chars = exact + e, chars + c
-            n = len(idx)
-            metrics[f"{part}_loss"] = loss / (n * data.answer_len)
-            metrics[f"{part}_exact_match"] = exact / n
-            metrics[f"{part}_char_acc"] = chars / (n * data.answer_len)
+            metrics.update(self.part_metrics(model, data, config, part, device))
         return metrics
+
+    @torch.no_grad()
+    def part_metrics(self, model, data, config, part: str, device) -> dict[str, float]:
+        """``{part}_loss``, ``{part}_exact_match`` and ``{part}_char_acc`` of ``model`` (in eval mode) on one part
+        of the data: "val", "test", or "train" (the training queries as they are, without augmentation)."""
+        x_all, y_all = torch.from_numpy(self.inputs(data)), torch.from_numpy(data.y)
+        idx = torch.from_numpy(data.part(part))
+        exact = chars = loss = 0.0
+        for start in range(0, len(idx), self.eval_batch):
+            rows = idx[start:start + self.eval_batch]
+            x, y = x_all[rows].to(device), y_all[rows].to(device)
+            logits = model(x)
+            loss += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                      reduction="sum"))
+            e, c, _ = char_metrics(logits, y)
+            exact, chars = exact + e, chars + c
+        n = len(idx)
+        return {f"{part}_loss": loss / (n * data.answer_len), f"{part}_exact_match": exact / n,
+                f"{part}_char_acc": chars / (n * data.answer_len)}
 
     @torch.no_grad()
     def predict(self, model, data, part: str, device) -> list[str]:
