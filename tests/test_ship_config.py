@@ -1,5 +1,6 @@
 """bench/ship_config.py: a finished `mathtune train` run (or several seeds) becomes a shipped configuration whose
-figure carries the selected checkpoint's validation, test and training figures."""
+figure carries the selected checkpoint's validation, test and training figures; bench/arith_ensemble.py decodes
+such runs as one model."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ TINY = {"ops": "*", "split": 0.5, "limit": 200, "hidden": 24, "decoder_hidden": 
         "lr": 5e-3, "epochs": 2, "threads": 1}
 
 
-def _ship_config():
-    spec = importlib.util.spec_from_file_location("ship_config", ROOT / "bench" / "ship_config.py")
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -52,7 +53,7 @@ def _train_score(folder: Path) -> dict[str, float]:
 
 
 def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_checkpoints(runs, tmp_path, capsys):
-    ship = _ship_config()
+    ship = _bench("ship_config")
     assert ship.main(["tiny-mul", *map(str, runs), "--produced-by", "mathtune train ... --set seed=N",
                       "--configs-dir", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "tiny-mul.json").read_text())
@@ -90,7 +91,7 @@ def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_chec
 
 
 def test_train_only_refuses_runs_that_did_not_produce_the_file(runs, tmp_path, capsys):
-    ship = _ship_config()
+    ship = _bench("ship_config")
     assert ship.main(["tiny-one", str(runs[0]), "--produced-by", "x", "--configs-dir", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "tiny-one.json").read_text())
     payload["config"]["hidden"] = 32  # as if the file had been shipped from another configuration
@@ -102,3 +103,37 @@ def test_train_only_refuses_runs_that_did_not_produce_the_file(runs, tmp_path, c
     with pytest.raises(SystemExit, match="--produced-by is required"):
         ship.main(["tiny-two", str(runs[0]), "--configs-dir", str(tmp_path)])
     capsys.readouterr()
+
+
+def test_ensemble_averages_the_members_probabilities_and_refuses_other_data(runs, tmp_path, capsys):
+    ens = _bench("arith_ensemble")
+    assert ens.main([*map(str, runs), "--out", str(tmp_path / "e.json")]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    for run in runs:  # each member as the run measured it at its selected epoch
+        best = json.loads((run / "result.json").read_text())["best"]
+        member = out["members"][str(run)]
+        assert member["epoch"] == best["epoch"]
+        assert member["test"]["char_acc"] == pytest.approx(best["test_char_acc"])
+        assert member["val"]["exact_match"] == pytest.approx(best["val_exact_match"])
+    # the ensemble's answers are the argmax of the summed probabilities
+    fam = get_family("arith-text2text")
+    probs = []
+    for run in runs:
+        state, config, _ = load_checkpoint(run / "best")
+        config = fam.make_config(config)
+        data = fam.build_data(config)
+        model = fam.build_model(config, data)
+        model.load_state_dict(state["model"])
+        probs.append(ens.probabilities(fam, model.eval(), data, "test"))
+    target = torch.from_numpy(data.y[data.part("test")])
+    pred = (probs[0] + probs[1]).argmax(-1)
+    assert out["ensemble"]["test"]["char_acc"] == pytest.approx(float((pred == target).float().mean()))
+
+    other = tmp_path / "other"
+    assert main(["train", "arith-text2text", "--set", "ops=*", "--set", "split=0.6", "--set", "limit=200",
+                 "--set", "hidden=8", "--set", "decoder_hidden=8", "--set", "epochs=1", "--set", "threads=1",
+                 "--out", str(other), "-q"]) == 0
+    assert ens.main([str(runs[0]), str(other)]) == 2
+    assert "not arith-text2text on" in capsys.readouterr().err
+    assert ens.main([str(tmp_path)]) == 2
+    assert "not a finished" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""Several arithmetic runs decoded as one model: their selected checkpoints' answer probabilities averaged.
+
+Each run folder is a `mathtune train` output (its ``best/`` checkpoint was selected on validation); all must
+be the same family on the same data (same split, data seed and operator set; they may differ in anything
+else, typically the training seed). The ensemble's membership is fixed in advance (every run given), so
+nothing is selected on test. Prints each member's and the ensemble's validation and test exact match and
+per-character accuracy, and with ``--out`` writes them as JSON.
+
+Example::
+
+    python bench/arith_ensemble.py runs/mul50-240-s0 runs/mul50-240-s1 runs/mul50-240-s2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from mathtune.trainables import get_family
+from mathtune.trainables.arith.text2text import char_metrics
+from mathtune.trainables.loop import load_checkpoint
+
+
+def load_member(folder: Path):
+    state, config, metrics = load_checkpoint(folder / "best")
+    family = get_family(json.loads((folder / "result.json").read_text())["family"])
+    config = family.make_config(config)
+    return family, config, state, metrics
+
+
+def probabilities(family, model, data, part: str) -> torch.Tensor:
+    x_all = torch.from_numpy(family.inputs(data))
+    idx = torch.from_numpy(data.part(part))
+    with torch.no_grad():
+        return torch.cat([model(x_all[idx[s:s + family.eval_batch]]).float().softmax(-1)
+                          for s in range(0, len(idx), family.eval_batch)])
+
+
+def scores(prob: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    exact, chars, n = char_metrics(prob, target)
+    return {"exact_match": exact / n, "char_acc": chars / target.numel()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="`mathtune train` output folders (each with best/)")
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    members = []
+    for folder in args.runs:
+        if not (folder / "best").is_dir() or not (folder / "result.json").is_file():
+            print(f"arith_ensemble: {folder}: not a finished `mathtune train` run (no best/ or result.json)",
+                  file=sys.stderr)
+            return 2
+        members.append((folder, *load_member(folder)))
+    family, config0 = members[0][1], members[0][2]
+    data_key = family.data_key(config0)
+    for folder, fam, cfg, _, _ in members[1:]:
+        if fam.name != family.name or fam.data_key(cfg) != data_key:
+            print(f"arith_ensemble: {folder} is not {family.name} on {args.runs[0]}'s data", file=sys.stderr)
+            return 2
+    data = family.build_data(config0)
+    result: dict[str, dict] = {"members": {}, "ensemble": {}}
+    summed = {}
+    print(f"{family.name}: {data.describe()}")
+    print("| model | epoch | val EM | val per char | test EM | test per char |")
+    print("|---|---|---|---|---|---|")
+    for folder, fam, cfg, state, metrics in members:
+        model = fam.build_model(cfg, data)
+        model.load_state_dict(state["model"])
+        model.eval()
+        row = {}
+        for part in ("val", "test"):
+            prob = probabilities(fam, model, data, part)
+            summed[part] = prob if part not in summed else summed[part] + prob
+            row[part] = scores(prob, torch.from_numpy(data.y[data.part(part)]))
+        result["members"][str(folder)] = {"epoch": metrics["epoch"], **row}
+        print(f"| {folder} | {metrics['epoch']} | {row['val']['exact_match']:.2%} | {row['val']['char_acc']:.2%} "
+              f"| {row['test']['exact_match']:.2%} | {row['test']['char_acc']:.2%} |")
+    for part in ("val", "test"):
+        result["ensemble"][part] = scores(summed[part], torch.from_numpy(data.y[data.part(part)]))
+    e = result["ensemble"]
+    print(f"| ensemble of {len(members)} | - | {e['val']['exact_match']:.2%} | {e['val']['char_acc']:.2%} "
+          f"| {e['test']['exact_match']:.2%} | {e['test']['char_acc']:.2%} |")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
