@@ -55,6 +55,21 @@ def figure_of(results: list[dict]) -> dict:
     return figure
 
 
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector units: float results, hence trajectories, differ between
+    CPUs (the same file can select another epoch on another machine)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    units = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else \
+        "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} ({platform.machine()}, {units})"
+
+
 def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "selected": "the epoch with the best validation metric of each run (test reported only)"
                     + (f"; figure = mean over {len(results)} training seeds" if len(results) > 1 else ""),
         "wall_time_s": round(statistics.fmean(r["wall_time_s"] for r in results), 1),
-        "machine": f"{platform.machine()} with {threads} torch thread(s), torch {torch.__version__}, run beside "
+        "machine": f"{cpu_name()} with {threads} torch thread(s), torch {torch.__version__}, run beside "
                    f"other jobs on a 2-core machine (wall times are upper bounds)",
         "date": date.today().isoformat(),
         "produced_by": args.produced_by,
