@@ -4,7 +4,9 @@ Each run folder is a `mathtune train` output (its ``best/`` checkpoint was selec
 be the same family on the same data (same split, data seed and operator set; they may differ in anything
 else, typically the training seed). The ensemble's membership is fixed in advance (every run given), so
 nothing is selected on test. Prints each member's and the ensemble's validation and test exact match and
-per-character accuracy, and with ``--out`` writes them as JSON.
+per-character accuracy, the test accuracy per answer position (in the order the model emits them: units
+first when answers are reversed), and with ``--out`` writes them as JSON. One run alone gives its figures
+and positions.
 
 Example::
 
@@ -40,9 +42,10 @@ def probabilities(family, model, data, part: str) -> torch.Tensor:
                           for s in range(0, len(idx), family.eval_batch)])
 
 
-def scores(prob: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+def scores(prob: torch.Tensor, target: torch.Tensor) -> dict:
     exact, chars, n = char_metrics(prob, target)
-    return {"exact_match": exact / n, "char_acc": chars / target.numel()}
+    positions = (prob.argmax(-1) == target).float().mean(0).tolist()
+    return {"exact_match": exact / n, "char_acc": chars / target.numel(), "positions": positions}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     e = result["ensemble"]
     print(f"| ensemble of {len(members)} | - | {e['val']['exact_match']:.2%} | {e['val']['char_acc']:.2%} "
           f"| {e['test']['exact_match']:.2%} | {e['test']['char_acc']:.2%} |")
+    width = len(e["test"]["positions"])
+    print(f"\ntest accuracy per answer position (as emitted{', reversed: units first' if data.reverse in ('answer', 'both') else ''})")
+    print("| model | " + " | ".join(str(i + 1) for i in range(width)) + " |")
+    print("|---|" + "---|" * width)
+    for name, row in [*result["members"].items(), (f"ensemble of {len(members)}", e)]:
+        print(f"| {name} | " + " | ".join(f"{v:.2%}" for v in row["test"]["positions"]) + " |")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
