@@ -42,9 +42,12 @@ def probabilities(family, model, data, part: str) -> torch.Tensor:
                           for s in range(0, len(idx), family.eval_batch)])
 
 
-def scores(prob: torch.Tensor, target: torch.Tensor) -> dict:
-    exact, chars, n = char_metrics(prob, target)
-    positions = (prob.argmax(-1) == target).float().mean(0).tolist()
+def scores(prob: torch.Tensor, target: torch.Tensor, data) -> dict:
+    """Exact match and per character on the answers as the reference writes them; positions as emitted."""
+    pred = prob.argmax(-1)
+    exact, chars, n = char_metrics(torch.from_numpy(data.written(pred.numpy())),
+                                   torch.from_numpy(data.written(target.numpy())))
+    positions = (pred == target).float().mean(0).tolist()
     return {"exact_match": exact / n, "char_acc": chars / target.numel(), "positions": positions}
 
 
@@ -81,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         for part in ("val", "test"):
             prob = probabilities(fam, model, data, part)
             summed[part] = prob if part not in summed else summed[part] + prob
-            row[part] = scores(prob, torch.from_numpy(data.y[data.part(part)]))
+            row[part] = scores(prob, torch.from_numpy(data.y[data.part(part)]), data)
         result["members"][str(folder)] = {"epoch": metrics["epoch"], **row}
         print(f"| {folder} | {metrics['epoch']} | {row['val']['exact_match']:.2%} | {row['val']['char_acc']:.2%} "
               f"| {row['test']['exact_match']:.2%} | {row['test']['char_acc']:.2%} |")
     for part in ("val", "test"):
-        result["ensemble"][part] = scores(summed[part], torch.from_numpy(data.y[data.part(part)]))
+        result["ensemble"][part] = scores(summed[part], torch.from_numpy(data.y[data.part(part)]), data)
     e = result["ensemble"]
     print(f"| ensemble of {len(members)} | - | {e['val']['exact_match']:.2%} | {e['val']['char_acc']:.2%} "
           f"| {e['test']['exact_match']:.2%} | {e['test']['char_acc']:.2%} |")

@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
+from mathtune.trainables.arith.data import as_written, decode, encode, fixed_width
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
 from mathtune.trainables.loop import eta_seconds, format_duration
 
@@ -89,6 +91,34 @@ def test_luong_attention_reads_every_query_character_and_trains():
     assert last["train_loss"] < 0.8 * first["train_loss"]
     with pytest.raises(ConfigError, match="attention"):
         FAM.make_config({**TINY, "attention": "bahdanau"})
+
+
+def test_fixed_width_digits_keep_place_values_and_are_scored_as_the_reference_writes_answers():
+    """digits=fixed writes operands and answers with leading zeros (reversed: the units digit always first);
+    metrics and predictions read answers back as written, so they mean what they mean without it."""
+    cfg = FAM.make_config({**TINY, "ops": "*", "reverse": "both", "digits": "fixed", "epochs": 3})
+    data = FAM.build_data(cfg)
+    plain = FAM.build_data(FAM.make_config({**TINY, "ops": "*"}))
+    i = next(k for k, q in enumerate(data.queries) if q == "7*5")
+    assert decode(data.x[i]) == "50*70" and decode(data.y[i]) == "53000"  # 07*05 -> 00035, both reversed
+    assert data.queries == plain.queries and np.array_equal(data.y_written, plain.y)
+    assert np.array_equal(data.written(data.y), plain.y) and FAM.data_key(cfg) != FAM.data_key(FAM.make_config(TINY))
+    assert fixed_width("-5", 3) == "-05" and as_written("-05") == "-5" and as_written("000") == "0"
+
+    result = train(FAM, cfg, progress=None)
+    model = result["model"].eval()
+    last = result["history"][-1]
+    preds = FAM.predict(model, data, "test", torch.device("cpu"))
+    truth = [data.answers[k] for k in data.part("test")]
+    assert last["test_exact_match"] == pytest.approx(np.mean([p == t for p, t in zip(preds, truth)]))
+    # per character: the answer as the reference writes it (right-padded), whatever the model emitted
+    written = encode(preds, data.answer_len)
+    assert last["test_char_acc"] == pytest.approx(float((written == plain.y[data.part("test")]).mean()))
+    with torch.no_grad():
+        raw = model(torch.from_numpy(data.x[data.part("test")])).argmax(-1).numpy()
+    assert np.array_equal(data.written(raw), written)
+    with pytest.raises(ConfigError, match="digits"):
+        FAM.make_config({**TINY, "digits": "zero"})
 
 
 def test_loop_learns_on_tiny_data():

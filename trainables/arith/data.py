@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALPHABET", "OPERATOR_SETS", "ArithData", "make_queries", "encode", "decode", "build_arith",
-           "split_indices"]
+__all__ = ["ALPHABET", "OPERATOR_SETS", "DIGITS", "ArithData", "make_queries", "encode", "decode", "build_arith",
+           "split_indices", "fixed_width", "as_written"]
 
 ALPHABET = "0123456789+-* "
 PAD = " "
@@ -26,6 +26,29 @@ OPERATOR_SETS = {"+-": ("+", "-"), "*": ("*",)}
 # ("9801"); the seed kept 5 for * and we keep that for parity with its models.
 QUERY_LEN = 5
 ANSWER_LEN = {"+-": 3, "*": 5}
+# How numbers are written in the sequences: as the reference wrote them ("7*5" -> "35"), or with leading
+# zeros to a fixed width ("07*05" -> "00035"), so that every digit keeps its place value at one position.
+DIGITS = ("as-written", "fixed")
+
+
+def fixed_width(text: str, width: int) -> str:
+    """``text`` (a query "a OP b" or an answer) with each number zero-padded: operands to two digits, an answer
+    to ``width`` characters, a minus sign first (``fixed_width("-5", 3) == "-05"``)."""
+    for op in "+-*":
+        a, sep, b = text.partition(op)
+        if sep and a:  # a query (an answer's leading minus leaves ``a`` empty)
+            return f"{int(a):02d}{op}{int(b):02d}"
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    return sign + digits.zfill(width - len(sign))
+
+
+def as_written(text: str) -> str:
+    """An answer of fixed width (or a model's guess at one) back as the reference writes it: leading zeros
+    dropped, blanks stripped (``as_written("00035") == "35"``, ``as_written("-05") == "-5"``)."""
+    text = text.strip()
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    digits = digits.lstrip("0") or ("0" if digits else "")
+    return sign + digits
 
 
 def make_queries(ops: str) -> tuple[list[str], list[str]]:
@@ -89,6 +112,8 @@ class ArithData:
     val_index: np.ndarray
     test_index: np.ndarray
     reverse: str = "none"  # which sequences are stored reversed: none, query, answer or both
+    digits: str = "as-written"  # how numbers are written in x and y (DIGITS)
+    y_written: np.ndarray | None = None  # with digits="fixed": the answers as the reference wrote them (N, answer_len)
 
     @property
     def query_len(self) -> int:
@@ -105,8 +130,19 @@ class ArithData:
     def part(self, name: str) -> np.ndarray:
         return {"train": self.train_index, "val": self.val_index, "test": self.test_index}[name]
 
+    def written(self, ids: np.ndarray) -> np.ndarray:
+        """Answer ids in the model's format (reversed and/or fixed width) -> the reference's format: the answer
+        as written, right-padded with blanks, in reading order. Metrics compare answers in this format."""
+        ids = np.asarray(ids)
+        if self.reverse in ("answer", "both"):
+            ids = ids[:, ::-1]
+        if self.digits == "as-written":
+            return np.ascontiguousarray(ids)
+        return encode([as_written(decode(row)) for row in ids], ids.shape[1])
+
     def describe(self) -> str:
         rev = f", reversed {self.reverse}" if self.reverse != "none" else ""
+        rev += ", numbers at fixed width" if self.digits == "fixed" else ""
         return (f"arith {self.ops}{rev}: {len(self.queries)} queries, split {self.split} -> "
                 f"train {len(self.train_index)} / val {len(self.val_index)} / test {len(self.test_index)} "
                 f"(data_seed {self.seed})")
@@ -116,16 +152,19 @@ REVERSE_CHOICES = ("none", "query", "answer", "both")
 
 
 def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1, *, limit: int = 0,
-                reverse: str = "none") -> ArithData:
+                reverse: str = "none", digits: str = "as-written") -> ArithData:
     """All queries of ``ops``, encoded, with a deterministic split (see :func:`split_indices`).
 
     ``limit`` > 0 keeps only that many training queries and shrinks validation and test in proportion
     (at least 16 each); for quick runs and tests. ``reverse`` stores queries and/or answers reversed
     (padding included), so the decoder can emit the least significant digit first; a bijection, so exact
-    match and per-character accuracy mean the same.
+    match and per-character accuracy mean the same. ``digits="fixed"`` writes every number with leading zeros
+    (:func:`fixed_width`) in ``x`` and ``y`` and keeps the reference's answers in ``y_written``.
     """
     if reverse not in REVERSE_CHOICES:
         raise ValueError(f"reverse: {reverse!r} is not one of {', '.join(REVERSE_CHOICES)}")
+    if digits not in DIGITS:
+        raise ValueError(f"digits: {digits!r} is not one of {', '.join(DIGITS)}")
     queries, answers = make_queries(ops)
     train, val, test = split_indices(len(queries), split, val_fraction, seed)
     if limit:
@@ -133,10 +172,16 @@ def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1
         train = train[:limit]
         val = val[:max(16, int(len(val) * scale))]
         test = test[:max(16, int(len(test) * scale))]
-    x, y = encode(queries, QUERY_LEN), encode(answers, ANSWER_LEN[ops])
+    width = ANSWER_LEN[ops]
+    y_written = encode(answers, width) if digits == "fixed" else None
+    if digits == "fixed":
+        x, y = encode([fixed_width(q, 0) for q in queries], QUERY_LEN), encode([fixed_width(a, width) for a in answers], width)
+    else:
+        x, y = encode(queries, QUERY_LEN), encode(answers, width)
     if reverse in ("query", "both"):
         x = np.ascontiguousarray(x[:, ::-1])
     if reverse in ("answer", "both"):
         y = np.ascontiguousarray(y[:, ::-1])
     return ArithData(ops=ops, split=split, seed=seed, val_fraction=val_fraction, queries=queries,
-                     answers=answers, x=x, y=y, train_index=train, val_index=val, test_index=test, reverse=reverse)
+                     answers=answers, x=x, y=y, train_index=train, val_index=val, test_index=test, reverse=reverse,
+                     digits=digits, y_written=y_written)

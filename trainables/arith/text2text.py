@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..base import Family, Param
-from .data import ALPHABET, ArithData, build_arith
+from .data import ALPHABET, DIGITS, ArithData, build_arith
 from .init import INITS, KERAS_ADAM_EPS, apply_init
 
 __all__ = ["ATTENTIONS", "LuongAttention", "Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches",
@@ -149,6 +149,8 @@ class ArithFamily(Family):
         """``{part}_loss``, ``{part}_exact_match`` and ``{part}_char_acc`` of ``model`` (in eval mode) on one part
         of the data: "val", "test", or "train" (the training queries as they are, without augmentation)."""
         x_all, y_all = torch.from_numpy(self.inputs(data)), torch.from_numpy(data.y)
+        fixed = getattr(data, "y_written", None)
+        written = torch.from_numpy(fixed) if fixed is not None else None
         idx = torch.from_numpy(data.part(part))
         exact = chars = loss = 0.0
         for start in range(0, len(idx), self.eval_batch):
@@ -157,7 +159,11 @@ class ArithFamily(Family):
             logits = model(x)
             loss += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                       reduction="sum"))
-            e, c, _ = char_metrics(logits, y)
+            if written is None:
+                e, c, _ = char_metrics(logits, y)
+            else:  # scored as the reference writes answers, whatever the model's format
+                pred = torch.from_numpy(data.written(logits.argmax(-1).cpu().numpy()))
+                e, c, _ = char_metrics(pred, written[rows])
             exact, chars = exact + e, chars + c
         n = len(idx)
         return {f"{part}_loss": loss / (n * data.answer_len), f"{part}_exact_match": exact / n,
@@ -170,8 +176,7 @@ class ArithFamily(Family):
         x_all = torch.from_numpy(self.inputs(data))
         pred = np.concatenate([model(x_all[idx[s:s + self.eval_batch]].to(device)).argmax(-1).cpu().numpy()
                                for s in range(0, len(idx), self.eval_batch)]) if len(idx) else np.zeros((0, 0), int)
-        if getattr(data, "reverse", "none") in ("answer", "both"):
-            pred = pred[:, ::-1]
+        pred = data.written(pred)
         return ["".join(ALPHABET[i] for i in row).strip() for row in pred]
 
 
@@ -193,15 +198,20 @@ class ArithText2Text(ArithFamily):
         "weight_decay": Param(0.0, "decoupled weight decay (AdamW) per step, as a fraction of lr; 0 = plain Adam, "
                                    "the reference's optimizer. Long runs with decay can keep generalising after the "
                                    "training set is fitted (the * rows)", float, 0.0, 10.0),
+        "digits": Param("as-written", "how numbers are written in the sequences the model reads and writes: "
+                                      "as-written (the reference's: 7*5 -> 35) or fixed (leading zeros to a fixed "
+                                      "width: 07*05 -> 00035, so each digit keeps its place value at one position; "
+                                      "with reverse=both the units come first). Metrics always score the answer as "
+                                      "the reference writes it", str, choices=DIGITS),
         "attention": Param("none", "none (the reference's model) or luong: each answer step's decoder output also "
                                    "attends over the encoder's per-character outputs before the logits",
                            str, choices=ATTENTIONS),
     }
-    data_params = ArithFamily.data_params + ("reverse",)
+    data_params = ArithFamily.data_params + ("reverse", "digits")
 
     def build_data(self, config):
         return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
-                           limit=config["limit"], reverse=config["reverse"])
+                           limit=config["limit"], reverse=config["reverse"], digits=config["digits"])
 
     def build_model(self, config, data):
         model = Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],
