@@ -4,8 +4,8 @@ Each run folder is a `mathtune train` output (its ``best/`` checkpoint was selec
 be the same family on the same data (same split, data seed and operator set; they may differ in anything
 else, typically the training seed). The ensemble's membership is fixed in advance (every run given), so
 nothing is selected on test. Prints each member's and the ensemble's validation and test exact match and
-per-character accuracy, the test accuracy per answer position (in the order the model emits them: units
-first when answers are reversed), and with ``--out`` writes them as JSON. One run alone gives its figures
+per-character accuracy, the test accuracy per answer position (in the order the model emits them; reversed
+right-padded answers start with the padding, fixed-width reversed ones with the units digit), and with ``--out`` writes them as JSON. One run alone gives its figures
 and positions.
 
 Example::
@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| ensemble of {len(members)} | - | {e['val']['exact_match']:.2%} | {e['val']['char_acc']:.2%} "
           f"| {e['test']['exact_match']:.2%} | {e['test']['char_acc']:.2%} |")
     width = len(e["test"]["positions"])
-    print(f"\ntest accuracy per answer position (as emitted{', reversed: units first' if data.reverse in ('answer', 'both') else ''})")
+    reversed_ = data.reverse in ("answer", "both")
+    order = ("reversed, fixed width: units first" if reversed_ and data.digits == "fixed" else
+             "reversed: 1 = the last character of the right-padded written answer" if reversed_ else "reading order")
+    print(f"\ntest accuracy per answer position (as emitted; {order})")
     print("| model | " + " | ".join(str(i + 1) for i in range(width)) + " |")
     print("|---|" + "---|" * width)
     for name, row in [*result["members"].items(), (f"ensemble of {len(members)}", e)]:
