@@ -22,16 +22,15 @@ from pathlib import Path
 
 import torch
 
-from mathtune.trainables import get_family
+from mathtune.analysis.views import rebuild_run
 from mathtune.trainables.arith.text2text import char_metrics
-from mathtune.trainables.loop import load_checkpoint
 
 
 def load_member(folder: Path):
-    state, config, metrics = load_checkpoint(folder / "best")
-    family = get_family(json.loads((folder / "result.json").read_text())["family"])
-    config = family.make_config(config)
-    return family, config, state, metrics
+    """(family, model in eval mode, data, config, selected epoch) of a run's ``best/`` checkpoint."""
+    family_name = json.loads((folder / "result.json").read_text())["family"]
+    family, model, data, config = rebuild_run(family_name, folder / "best")
+    return family, model, data, config, json.loads((folder / "best" / "metrics.json").read_text())["epoch"]
 
 
 def probabilities(family, model, data, part: str) -> torch.Tensor:
@@ -64,29 +63,25 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         members.append((folder, *load_member(folder)))
-    family, config0 = members[0][1], members[0][2]
+    family, data, config0 = members[0][1], members[0][3], members[0][4]
     data_key = family.data_key(config0)
-    for folder, fam, cfg, _, _ in members[1:]:
+    for folder, fam, _, _, cfg, _ in members[1:]:
         if fam.name != family.name or fam.data_key(cfg) != data_key:
             print(f"arith_ensemble: {folder} is not {family.name} on {args.runs[0]}'s data", file=sys.stderr)
             return 2
-    data = family.build_data(config0)
     result: dict[str, dict] = {"members": {}, "ensemble": {}}
     summed = {}
     print(f"{family.name}: {data.describe()}")
     print("| model | epoch | val EM | val per char | test EM | test per char |")
     print("|---|---|---|---|---|---|")
-    for folder, fam, cfg, state, metrics in members:
-        model = fam.build_model(cfg, data)
-        model.load_state_dict(state["model"])
-        model.eval()
+    for folder, fam, model, _, _, epoch in members:
         row = {}
         for part in ("val", "test"):
             prob = probabilities(fam, model, data, part)
             summed[part] = prob if part not in summed else summed[part] + prob
             row[part] = scores(prob, torch.from_numpy(data.y[data.part(part)]), data)
-        result["members"][str(folder)] = {"epoch": metrics["epoch"], **row}
-        print(f"| {folder} | {metrics['epoch']} | {row['val']['exact_match']:.2%} | {row['val']['char_acc']:.2%} "
+        result["members"][str(folder)] = {"epoch": epoch, **row}
+        print(f"| {folder} | {epoch} | {row['val']['exact_match']:.2%} | {row['val']['char_acc']:.2%} "
               f"| {row['test']['exact_match']:.2%} | {row['test']['char_acc']:.2%} |")
     for part in ("val", "test"):
         result["ensemble"][part] = scores(summed[part], torch.from_numpy(data.y[data.part(part)]), data)

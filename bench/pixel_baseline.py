@@ -18,16 +18,14 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mathtune.trainables import get_family
+from mathtune.analysis.views import rebuild_run
 from mathtune.trainables.arith.image_data import build_image_arith
-from mathtune.trainables.loop import load_state_file
 
 
 def exact_fractions(images: np.ndarray) -> tuple[float, float]:
@@ -37,12 +35,7 @@ def exact_fractions(images: np.ndarray) -> tuple[float, float]:
 
 
 def model_scores(checkpoint: Path, part: str, shifts: list[float]) -> tuple[dict, dict[float, float]]:
-    fam = get_family("arith-text2img")
-    cfg = fam.make_config(json.loads((checkpoint / "config.json").read_text()))
-    data = fam.build_data(cfg)
-    model = fam.build_model(cfg, data)
-    model.load_state_dict(load_state_file(checkpoint / "state.pt")["model"])
-    model.eval()
+    _, model, data, cfg = rebuild_run("arith-text2img", checkpoint)
     idx = data.part(part)
     target = torch.from_numpy(data.images[idx])
     with torch.no_grad():
@@ -65,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     print(f"Keras-style pixel accuracy (pixel_acc_exact) on the {args.part} answer images, arith +- (data seed 0)")
-    print(f"| split | queries | blank image | ceiling (pixels exactly 0 or 1) |")
+    print("| split | queries | blank image | ceiling (pixels exactly 0 or 1) |")
     print("|---|---|---|---|")
     for split in args.splits:
         data = build_image_arith("+-", split, 0, render="answers")

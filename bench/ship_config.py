@@ -78,24 +78,16 @@ def train_figures(folders: list[Path], family_name: str) -> list[dict[str, float
     """Each run's selected checkpoint (``best/``) scored on its training queries: train_char_acc, train_exact_match."""
     import torch
 
-    from mathtune.trainables import get_family
-    from mathtune.trainables.loop import load_checkpoint
+    from mathtune.analysis.views import rebuild_run
 
-    family = get_family(family_name)
-    if not hasattr(family, "part_metrics"):
-        sys.exit(f"ship_config: {family_name} has no per-part metrics; use it without train figures")
+    torch.set_num_threads(1)
     out = []
     for folder in folders:
-        state, config, metrics = load_checkpoint(folder / "best")
-        config = family.make_config(config)
-        torch.set_num_threads(1)
-        data = family.build_data(config)
-        model = family.build_model(config, data)
-        model.load_state_dict(state["model"])
-        model.eval()
+        family, model, data, config = rebuild_run(family_name, folder / "best")
+        if not hasattr(family, "part_metrics"):
+            sys.exit(f"ship_config: {family_name} has no per-part metrics; use it without train figures")
         scored = family.part_metrics(model, data, config, "train", torch.device("cpu"))
-        out.append({"epoch": int(metrics["epoch"]), "train_char_acc": scored["train_char_acc"],
-                    "train_exact_match": scored["train_exact_match"]})
+        out.append({k: scored[k] for k in ("train_char_acc", "train_exact_match")})
     return out
 
 

@@ -175,7 +175,8 @@ def build_arith(ops: str, split: float, seed: int = 0, val_fraction: float = 0.1
     width = ANSWER_LEN[ops]
     y_written = encode(answers, width) if digits == "fixed" else None
     if digits == "fixed":
-        x, y = encode([fixed_width(q, 0) for q in queries], QUERY_LEN), encode([fixed_width(a, width) for a in answers], width)
+        x = encode([fixed_width(q, 0) for q in queries], QUERY_LEN)
+        y = encode([fixed_width(a, width) for a in answers], width)
     else:
         x, y = encode(queries, QUERY_LEN), encode(answers, width)
     if reverse in ("query", "both"):
