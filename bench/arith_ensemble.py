@@ -5,8 +5,8 @@ be the same family on the same data (same split, data seed and operator set; the
 else, typically the training seed). The ensemble's membership is fixed in advance (every run given), so
 nothing is selected on test. Prints each member's and the ensemble's validation and test exact match and
 per-character accuracy, the test accuracy per answer position (in the order the model emits them; reversed
-right-padded answers start with the padding, fixed-width reversed ones with the units digit), and with ``--out`` writes them as JSON. One run alone gives its figures
-and positions.
+right-padded answers start with the padding, fixed-width reversed ones with the units digit), and with
+``--out`` writes them as JSON. One run alone gives its figures and positions.
 
 Example::
 
