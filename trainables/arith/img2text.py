@@ -156,29 +156,34 @@ class ArithImg2Text(ImageArithFamily):
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
         """text2text's metrics; with a per-image character head also ``val_read_acc`` / ``test_read_acc``,
-        the fraction of the part's digit images the head reads right (test digits come from unseen images)."""
+        the fraction of the part's digit images the head reads right (test digits come from unseen images),
+        scored from the same forward passes as the answers."""
         with autocast_for(device, config):
-            metrics = super().evaluate(model, data, config, device, final=final)
-            if getattr(model, "aux", None) is not None:
-                for part in ("val", "test"):
-                    metrics[f"{part}_read_acc"] = self.read_accuracy(model, data, part, device)
-        return metrics
+            return super().evaluate(model, data, config, device, final=final)
 
     def part_metrics(self, model, data, config, part: str, device) -> dict[str, float]:
-        with autocast_for(device, config):
-            return super().part_metrics(model, data, config, part, device)
+        reading = getattr(model, "aux", None) is not None and part in ("val", "test")
+        self._reads = [0, 0] if reading else None
+        try:
+            with autocast_for(device, config):
+                metrics = super().part_metrics(model, data, config, part, device)
+            if reading:
+                right, total = self._reads
+                metrics[f"{part}_read_acc"] = right / total if total else float("nan")
+        finally:
+            self._reads = None
+        return metrics
 
-    def read_accuracy(self, model, data, part: str, device) -> float:
-        """Fraction of the digit images of ``part``'s queries whose character the model's head reads right."""
-        rows = data.part(part)
-        digits = data.image_index[rows] >= 0
-        images = torch.from_numpy(data.images[rows][digits])
-        truth = torch.from_numpy(data.x[rows][digits])
-        if len(truth) == 0:
-            return float("nan")
-        right = 0
-        for start in range(0, len(truth), 4 * self.eval_batch):
-            x = images[start:start + 4 * self.eval_batch].to(device).float().div(255.0)
-            read = model.aux(model.images(x)).argmax(-1).cpu()
-            right += int((read == truth[start:start + 4 * self.eval_batch]).sum())
-        return right / len(truth)
+    def eval_logits(self, model, data, rows, x):
+        """Answer logits; while a part with a character head is scored, also counts its digit images read
+        right (``self._reads``)."""
+        if getattr(self, "_reads", None) is None:
+            return model(x)
+        logits, image_logits = model(x, with_aux=True)
+        rows = rows.numpy()
+        digits = torch.from_numpy(data.image_index[rows] >= 0)
+        truth = torch.from_numpy(data.x[rows])[digits]
+        read = image_logits.argmax(-1).cpu()[digits]
+        self._reads[0] += int((read == truth).sum())
+        self._reads[1] += int(digits.sum())
+        return logits
