@@ -9,7 +9,7 @@ import torch
 from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
 from mathtune.trainables.arith.data import as_written, decode, encode, fixed_width
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
-from mathtune.trainables.loop import eta_seconds, format_duration
+from mathtune.trainables.loop import CheckpointError, eta_seconds, format_duration
 
 FAM = get_family("arith-text2text")
 TINY = {"limit": 512, "batch_size": 32, "hidden": 64, "decoder_hidden": 64, "threads": 1, "lr": 0.005}
@@ -142,6 +142,36 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     assert state["epoch"] == 3 and config["epochs"] == 3 and len(metrics["history"]) == 3
     assert (tmp_path / "b" / "best" / "state.pt").is_file()
     assert json.loads((tmp_path / "b" / "best" / "metrics.json").read_text())["best"]["epoch"] >= 1
+
+
+def test_ema_weights_are_evaluated_checkpointed_and_resumed_exactly(tmp_path):
+    """With ``ema`` the loop evaluates, selects and checkpoints an exponential moving average of the weights
+    (the optimizer keeps stepping the raw ones), and a resumed run continues the average where it stopped."""
+    cfg = {**TINY, "ema": 0.9}
+    data = FAM.build_data(FAM.make_config(cfg))
+    steps = -(-len(data.train_index) // TINY["batch_size"])
+    straight = train(FAM, FAM.make_config({**cfg, "epochs": 3}), checkpoint_dir=tmp_path / "a", progress=None)
+    state, _, _ = load_checkpoint(tmp_path / "a" / "last")
+    raw, averaged = state["train_model"], state["model"]
+    assert raw.keys() == averaged.keys() and int(state["ema"]["n_averaged"]) == 3 * steps
+    w = "encoder.weight_ih_l0"
+    assert not torch.equal(raw[w], averaged[w])  # the average lags the last step
+    assert torch.equal(straight["model"].state_dict()[w], averaged[w])
+    # the history's figures are the averaged model's
+    again = FAM.evaluate(straight["model"].eval(), data, FAM.make_config(cfg), torch.device("cpu"))
+    assert again["val_exact_match"] == straight["history"][-1]["val_exact_match"]
+    assert again["val_loss"] == pytest.approx(straight["history"][-1]["val_loss"], rel=1e-6)
+    plain = train(FAM, FAM.make_config({**TINY, "epochs": 3}), progress=None)
+    assert plain["history"][-1]["val_loss"] != straight["history"][-1]["val_loss"]
+
+    train(FAM, FAM.make_config({**cfg, "epochs": 2}), checkpoint_dir=tmp_path / "b", progress=None)
+    resumed = train(FAM, FAM.make_config({**cfg, "epochs": 3}), checkpoint_dir=tmp_path / "b", progress=None)
+    assert resumed["history"][-1]["val_loss"] == pytest.approx(straight["history"][-1]["val_loss"], rel=1e-5)
+    assert torch.allclose(resumed["model"].state_dict()[w], averaged[w], atol=1e-6)
+    # a run written without the average cannot silently resume with one
+    train(FAM, FAM.make_config({**TINY, "epochs": 1}), checkpoint_dir=tmp_path / "c", progress=None)
+    with pytest.raises(CheckpointError, match="without ema"):
+        train(FAM, FAM.make_config({**cfg, "epochs": 2}), checkpoint_dir=tmp_path / "c", progress=None)
 
 
 def test_progress_lines_give_the_runs_eta(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .base import Family
 from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-exported)
@@ -45,8 +46,13 @@ def set_threads(config: dict[str, Any], cpus: float | None = None) -> int:
 
 def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, optimizer, scheduler, epoch: int,
                     generator: torch.Generator, config: dict[str, Any], history: list[dict[str, Any]],
-                    best: dict[str, Any] | None, extra: dict[str, Any] | None = None) -> Path:
+                    best: dict[str, Any] | None, extra: dict[str, Any] | None = None,
+                    ema: AveragedModel | None = None) -> Path:
     """Write a checkpoint folder: ``state.pt`` (tensors), ``config.json``, ``metrics.json``.
+
+    With ``ema`` (a run with ``ema`` > 0), ``state["model"]`` holds the averaged weights, the ones evaluated,
+    and ``state["train_model"]`` / ``state["ema"]`` what resuming needs: the weights the optimizer steps
+    and the average's own state.
 
     Written into a temporary sibling and renamed into place, so a crash never leaves half a checkpoint.
     """
@@ -55,6 +61,8 @@ def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, opt
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory.parent))
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
              "generator": generator.get_state()}
+    if ema is not None:
+        state.update(model=ema.module.state_dict(), train_model=model.state_dict(), ema=ema.state_dict())
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
     torch.save(state, tmp / CHECKPOINT_FILE)
@@ -134,6 +142,8 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
     optimizer = family.optimizer(model, config)
     scheduler = family.scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config["seed"])
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config["ema"]), use_buffers=True)
+           if config.get("ema") else None)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
@@ -143,7 +153,12 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         resume_from = checkpoint_dir / "last"
     if resume_from is not None:
         state, _, saved = load_checkpoint(resume_from)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.get("train_model", state["model"]))
+        if ema is not None:
+            if "ema" not in state:
+                raise CheckpointError(f"{resume_from}: written without ema, so it cannot resume with "
+                                      f"ema={config['ema']} (resume with ema=0 or start a new --out)")
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and "scheduler" in state:
             scheduler.load_state_dict(state["scheduler"])
@@ -172,6 +187,8 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
             if config.get("grad_clip"):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += float(loss.detach())
             n_batches += 1
             n_samples += _batch_len(batch)
@@ -182,8 +199,9 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
                                      f"(lr {config['lr']}); the trial stops here")
         if scheduler is not None:
             scheduler.step()
-        model.eval()
-        metrics = family.evaluate(model, data, config, device, final=epoch == config["epochs"])
+        evaluated = ema.module if ema is not None else model
+        evaluated.eval()
+        metrics = family.evaluate(evaluated, data, config, device, final=epoch == config["epochs"])
         metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
                    "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
                    "epoch_time_s": time.perf_counter() - t0, "num_params": num_params}
@@ -194,30 +212,31 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         metrics = {**metrics, f"best_{metric}": best.get(metric) if best else float("nan"),
                    "best_epoch": best["epoch"] if best else 0}
         ckpt_path = _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config,
-                                       history, best, improved)
+                                       history, best, improved, ema)
         if progress:
             progress(_progress_line(family, epoch, config["epochs"], metrics, history))
         if report is not None:
             if ckpt_path is None:
                 with tempfile.TemporaryDirectory(prefix="mathtune-ckpt-") as tmp:
                     save_checkpoint(Path(tmp) / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler,
-                                    epoch=epoch, generator=generator, config=config, history=history, best=best)
+                                    epoch=epoch, generator=generator, config=config, history=history, best=best,
+                                    ema=ema)
                     report(metrics, str(Path(tmp) / "ckpt"))
             else:
                 report(metrics, str(ckpt_path))
     return {"history": history, "best": best, "last": history[-1] if history else None, "config": config,
-            "model": model, "data": data}
+            "model": ema.module if ema is not None else model, "data": data}
 
 
 def _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config, history, best,
-                       improved) -> Path | None:
+                       improved, ema=None) -> Path | None:
     if checkpoint_dir is None:
         return None
     last = save_checkpoint(checkpoint_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler,
-                           epoch=epoch, generator=generator, config=config, history=history, best=best)
+                           epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema)
     if improved:
         save_checkpoint(checkpoint_dir / "best", model=model, optimizer=optimizer, scheduler=scheduler,
-                        epoch=epoch, generator=generator, config=config, history=history, best=best)
+                        epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema)
     return last
 
 
