@@ -59,10 +59,10 @@ def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, opt
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory.parent))
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-             "generator": generator.get_state()}
+    state = {"model": (model if ema is None else ema.module).state_dict(), "optimizer": optimizer.state_dict(),
+             "epoch": epoch, "generator": generator.get_state()}
     if ema is not None:
-        state.update(model=ema.module.state_dict(), train_model=model.state_dict(), ema=ema.state_dict())
+        state.update(train_model=model.state_dict(), ema=ema.state_dict())
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
     torch.save(state, tmp / CHECKPOINT_FILE)

@@ -162,28 +162,17 @@ class ArithImg2Text(ImageArithFamily):
             return super().evaluate(model, data, config, device, final=final)
 
     def part_metrics(self, model, data, config, part: str, device) -> dict[str, float]:
-        reading = getattr(model, "aux", None) is not None and part in ("val", "test")
-        self._reads = [0, 0] if reading else None
-        try:
-            with autocast_for(device, config):
-                metrics = super().part_metrics(model, data, config, part, device)
-            if reading:
-                right, total = self._reads
-                metrics[f"{part}_read_acc"] = right / total if total else float("nan")
-        finally:
-            self._reads = None
-        return metrics
+        with autocast_for(device, config):
+            return super().part_metrics(model, data, config, part, device)
 
-    def eval_logits(self, model, data, rows, x):
-        """Answer logits; while a part with a character head is scored, also counts its digit images read
-        right (``self._reads``)."""
-        if getattr(self, "_reads", None) is None:
-            return model(x)
+    def eval_forward(self, model, data, part, rows, x):
+        """Answer logits; for validation and test with a character head also ``read_acc``, the digit images
+        of the batch the head reads right."""
+        if getattr(model, "aux", None) is None or part not in ("val", "test"):
+            return model(x), {}
         logits, image_logits = model(x, with_aux=True)
         rows = rows.numpy()
         digits = torch.from_numpy(data.image_index[rows] >= 0)
         truth = torch.from_numpy(data.x[rows])[digits]
         read = image_logits.argmax(-1).cpu()[digits]
-        self._reads[0] += int((read == truth).sum())
-        self._reads[1] += int(digits.sum())
-        return logits
+        return logits, {"read_acc": (int((read == truth).sum()), int(digits.sum()))}

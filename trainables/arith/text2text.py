@@ -153,10 +153,14 @@ class ArithFamily(Family):
         written = torch.from_numpy(fixed) if fixed is not None else None
         idx = torch.from_numpy(data.part(part))
         exact = chars = loss = 0.0
+        tallies: dict[str, list[int]] = {}
         for start in range(0, len(idx), self.eval_batch):
             rows = idx[start:start + self.eval_batch]
             x, y = x_all[rows].to(device), y_all[rows].to(device)
-            logits = self.eval_logits(model, data, rows, x)
+            logits, counts = self.eval_forward(model, data, part, rows, x)
+            for name, (right, total) in counts.items():
+                tally = tallies.setdefault(name, [0, 0])
+                tally[0], tally[1] = tally[0] + right, tally[1] + total
             loss += float(nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                       reduction="sum"))
             if written is None:
@@ -167,12 +171,15 @@ class ArithFamily(Family):
             exact, chars = exact + e, chars + c
         n = len(idx)
         return {f"{part}_loss": loss / (n * data.answer_len), f"{part}_exact_match": exact / n,
-                f"{part}_char_acc": chars / (n * data.answer_len)}
+                f"{part}_char_acc": chars / (n * data.answer_len),
+                **{f"{part}_{name}": right / total if total else float("nan")
+                   for name, (right, total) in tallies.items()}}
 
-    def eval_logits(self, model, data, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Answer logits of the evaluation rows ``rows`` (inputs ``x``); a family that scores more than the
-        answer from the same forward pass overrides it."""
-        return model(x)
+    def eval_forward(self, model, data, part: str, rows: torch.Tensor, x: torch.Tensor):
+        """``(answer logits, counts)`` for the evaluation rows ``rows`` (inputs ``x``) of ``part``; ``counts``
+        maps a metric name to ``(right, total)`` of this batch, summed over the part and reported as
+        ``{part}_{name}``: a family that scores more than the answer from the same pass returns some."""
+        return model(x), {}
 
     @torch.no_grad()
     def predict(self, model, data, part: str, device) -> list[str]:
