@@ -9,7 +9,7 @@ import torch
 from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
 from mathtune.trainables.arith.data import as_written, decode, encode, fixed_width
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
-from mathtune.trainables.loop import CheckpointError, eta_seconds, format_duration
+from mathtune.trainables.loop import CheckpointError, averaged_model, eta_seconds, format_duration
 
 FAM = get_family("arith-text2text")
 TINY = {"limit": 512, "batch_size": 32, "hidden": 64, "decoder_hidden": 64, "threads": 1, "lr": 0.005}
@@ -210,3 +210,25 @@ def test_nan_loss_stops_the_run():
 def test_bad_config_values_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):
         FAM.make_config(overrides)
+
+
+def test_ema_forgets_the_initial_batch_norm_statistics_within_a_few_hundred_steps():
+    """The average warms up (decay min(d, (1 + n) / (10 + n)) after n updates): a batch-norm variance that
+    starts at 1 and trains down to 1e-3 is averaged to about 1e-3 after 300 steps, where a fixed decay of
+    0.999 would still carry 0.999 ** 300 = 74% of the starting 1. Later steps use the decay asked for."""
+    bn = torch.nn.BatchNorm1d(3)
+    ema = averaged_model(bn, 0.999)
+    ema.update_parameters(bn)  # the first update copies
+    bn.running_var.fill_(1e-3)
+    bn.num_batches_tracked.fill_(7)
+    for _ in range(300):
+        ema.update_parameters(bn)
+    averaged = ema.module
+    assert torch.all(averaged.running_var < 1.5e-3)
+    assert int(averaged.num_batches_tracked) == 7
+    for _ in range(10000):  # past n = 8,991, where the warm-up reaches 0.999
+        ema.update_parameters(bn)
+    with torch.no_grad():
+        bn.weight.fill_(2.0)
+    ema.update_parameters(bn)
+    assert torch.allclose(averaged.weight, torch.full((3,), 1.001))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from .base import Family
 from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-exported)
@@ -42,6 +42,31 @@ def set_threads(config: dict[str, Any], cpus: float | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (batch-norm statistics included),
+    for ``AveragedModel.update_parameters`` after every optimizer step.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the average forgets the
+    initial weights within the first few hundred steps. Without it the starting values keep a share of
+    ``decay ** n``, which matters for batch-norm variances that start at 1 and train down to 1e-3: in an
+    img2text run at 0.999 the averaged first variance was still 16 times the trained one after 4,400 steps
+    (21 epochs), and the averaged model read no digit image right. Integer buffers (batch-norm step counts)
+    take the current value.
+    """
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floating = torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])
+        for a, c in zip(averaged, current):
+            if floating:
+                a.lerp_(c, weight)
+            else:
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, optimizer, scheduler, epoch: int,
@@ -142,8 +167,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
     optimizer = family.optimizer(model, config)
     scheduler = family.scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config["seed"])
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config["ema"]), use_buffers=True)
-           if config.get("ema") else None)
+    ema = averaged_model(model, config["ema"]) if config.get("ema") else None
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
