@@ -91,7 +91,8 @@ COMMON_PARAMS: dict[str, Param] = {
     "grad_clip": Param(0.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
     "ema": Param(0.0, "decay of an exponential moving average of the weights, updated after every step; "
                       "evaluation, selection and the checkpoints' model use the averaged weights (0 = off; "
-                      "0.999 averages over about the last 1,000 steps)", float, 0.0, 0.99999),
+                      "0.999 averages over about the last 1,000 steps; the decay warms up over the first ones, "
+                      "min(ema, (1 + n) / (10 + n)) after n steps)", float, 0.0, 0.99999),
     "seed": Param(0, "seed for model initialisation and batch order", int, 0, 2**31 - 1),
     "data_seed": Param(0, "seed for the dataset and its train/validation/test split", int, 0, 2**31 - 1),
     "threads": Param(0, "torch CPU threads (0 = the trial's CPU count, or all cores outside Tune)", int, 0, 1024),
