@@ -6,6 +6,11 @@ equals it. This prints, for each split of arith-text2img's ``+-`` data (data see
 
 * ``blank``: what an all-background answer image scores (the share of target pixels that are exactly 0);
 * ``ceiling``: the share of target pixels that are exactly 0 or 1 (no image can score more);
+* ``best per character``: the most any image drawn from the answer's characters alone can score, i.e. a model
+  that knows every answer character but not which MNIST image of it the target holds. Each pixel of each
+  character is inked where the training answers' images of that character are more often exactly 1 than
+  exactly 0 (``learnt on train``), or where the test images themselves are (``bound``: no such model scores
+  more on test);
 * with ``--checkpoint`` (a run's ``best`` folder): the model's score at its own threshold (logit 0, the
   figure the family reports) and with its logits shifted, so one sees how the figure trades ink for
   background.
@@ -34,6 +39,26 @@ def exact_fractions(images: np.ndarray) -> tuple[float, float]:
     return float((images == 0).sum()) / n, float((images == 255).sum()) / n
 
 
+def best_per_character(data, part: str) -> tuple[float, float]:
+    """(score of the per-character decision learnt on train, the in-sample bound on ``part``).
+
+    Each answer position renders one character (padding renders blank); the decision for a pixel of
+    character ``c`` is "ink" where images of ``c`` are more often exactly 255 than exactly 0 there.
+    """
+    idx, tr = data.part(part), data.part("train")
+    images, chars = data.images[idx], data.y[idx]
+    train_images, train_chars = data.images[tr], data.y[tr]
+    learnt = bound = 0
+    for c in np.unique(chars):
+        sel = images[chars == c]
+        zero, full = sel == 0, sel == 255
+        bound += int(np.maximum(zero.sum(0), full.sum(0)).sum())
+        ref = train_images[train_chars == c]
+        ink = (ref == 255).mean(0) > (ref == 0).mean(0) if len(ref) else np.zeros(sel.shape[1:], bool)
+        learnt += int(np.where(ink, full, zero).sum())
+    return learnt / images.size, bound / images.size
+
+
 def model_scores(checkpoint: Path, part: str, shifts: list[float]) -> tuple[dict, dict[float, float]]:
     _, model, data, cfg = rebuild_run("arith-text2img", checkpoint)
     idx = data.part(part)
@@ -58,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     print(f"Keras-style pixel accuracy (pixel_acc_exact) on the {args.part} answer images, arith +- (data seed 0)")
-    print("| split | queries | blank image | ceiling (pixels exactly 0 or 1) |")
-    print("|---|---|---|---|")
+    print("| split | queries | blank image | best per character, learnt on train | best per character, bound "
+          "| ceiling (pixels exactly 0 or 1) |")
+    print("|---|---|---|---|---|---|")
     for split in args.splits:
         data = build_image_arith("+-", split, 0, render="answers")
         images = data.images[data.part(args.part)]
         blank, full = exact_fractions(images)
-        print(f"| {split:.2f} | {len(images)} | {blank:.2%} | {blank + full:.2%} |")
+        learnt, bound = best_per_character(data, args.part)
+        print(f"| {split:.2f} | {len(images)} | {blank:.2%} | {learnt:.2%} | {bound:.2%} | {blank + full:.2%} |",
+              flush=True)
     if args.checkpoint is not None:
         if not (args.checkpoint / "state.pt").is_file():
             print(f"pixel_baseline: {args.checkpoint}: no state.pt (expected a run's best/ or last/ folder)",
