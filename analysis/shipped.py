@@ -34,7 +34,8 @@ __all__ = ["CONFIGS_DIR", "ShippedConfig", "load_shipped", "shipped_versus_refer
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "trainables" / "configs"
 NOT_RUN = "not run"
-AUX_NOTE = {"arith-img2text": "per-image reading head (aux_weight)", "arith-text2img": "answer-character head (aux_weight)"}
+AUX_NOTE = {"arith-img2text": "a per-image reading head (aux_weight)",
+            "arith-text2img": "an answer-character head (aux_weight)"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
                 if best.auxiliary:
                     without = (f"; without it: {100 * plain.value(metric):.2f}% ({plain.path.name})"
                                if plain is not None and not math.isnan(plain.value(metric)) else "; none shipped without it")
-                    notes.append(f"uses a {AUX_NOTE.get(family, 'auxiliary head')} the reference's model did not "
+                    notes.append(f"uses {AUX_NOTE.get(family, 'an auxiliary head')} the reference's model did not "
                                  f"have{without}")
                 if ref.get("context"):
                     notes.append(ref["context"])
