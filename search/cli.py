@@ -126,15 +126,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             folder.rmdir()
         raise
     wall = time.perf_counter() - t0
+    # a resumed run's wall time is the whole run's: this process's plus the epochs the earlier ones trained
+    resumed_after = int(result.get("resumed_after") or 0)
+    earlier = sum(float(h.get("epoch_time_s") or 0) for h in result["history"] if int(h["epoch"]) <= resumed_after)
     summary = {"family": family.name, "config": config, "best": result["best"], "last": result["last"],
-               "wall_time_s": wall, "data": family.describe_data(result["data"])}
+               "wall_time_s": wall + earlier, "data": family.describe_data(result["data"])}
+    if resumed_after:
+        summary.update({"resumed_after_epoch": resumed_after, "this_process_wall_time_s": wall})
     write_json(out / "result.json", summary)
     best = result["best"] or {}
     metric = family.metric
     test_metric = test_metric_for(metric)
     test_part = f", {test_metric} {best[test_metric]:.4f}" if test_metric in best else ""
     print(f"[mathtune] best epoch {best.get('epoch')}: {metric} {best.get(metric, float('nan')):.4f}{test_part}; "
-          f"{wall:.0f} s; summary in {out / 'result.json'}")
+          f"{wall + earlier:.0f} s" + (f" ({wall:.0f} s since resuming after epoch {resumed_after})"
+                                       if resumed_after else "") + f"; summary in {out / 'result.json'}")
     return 0
 
 

@@ -3,6 +3,8 @@
 import json
 import subprocess
 
+import pytest
+
 from mathtune.search.cli import main
 
 from .conftest import MATHTUNE
@@ -25,6 +27,11 @@ def test_train_prints_progress_writes_result_and_resumes(tmp_path):
     second = run("train", "arith-text2text", *TINY, "--set", "epochs=2", "--out", str(out))
     assert second.returncode == 0, second.stderr
     assert "resumed" in second.stdout and "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout
+    # the resumed run's wall time counts the first process's epoch too
+    resumed = json.loads((out / "result.json").read_text())
+    first_epoch = json.loads((out / "last" / "metrics.json").read_text())["history"][0]["epoch_time_s"]
+    assert resumed["resumed_after_epoch"] == 1 and "since resuming after epoch 1" in second.stdout
+    assert resumed["wall_time_s"] == pytest.approx(resumed["this_process_wall_time_s"] + first_epoch)
     # `mathtune report` on the run folder: its own report (curves, selected and last epoch, configuration)
     report = run("report", str(out))
     assert report.returncode == 0 and f"report written: {out / 'report.md'}" in report.stdout, report.stderr

@@ -249,7 +249,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
             else:
                 report(metrics, str(ckpt_path))
     return {"history": history, "best": best, "last": history[-1] if history else None, "config": config,
-            "model": ema.module if ema is not None else model, "data": data}
+            "model": ema.module if ema is not None else model, "data": data, "resumed_after": start_epoch}
 
 
 def _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config, history, best,
