@@ -61,6 +61,10 @@ def _experiment_meta(folder: Path, **extra) -> Path:
     return folder
 
 
+# the dev file is the same bad file, so the case never depends on the shared MathQA folder (train is read first)
+_T2M_ON_ONE_FILE = ["train", "t2m-lstm", "--set", "train_file={t}/train.json", "--set", "dev_file={t}/train.json",
+                    "--set", "epochs=1"]
+
 # (id, argv with {t} for the test's folder, setup(t) or None, message fragments, skip-unless condition)
 CASES = [
     # ---- space files
@@ -141,11 +145,11 @@ CASES = [
     ("train-out-corrupt-checkpoint", ["train", "arith-text2text", "--out", "{t}/run", "-q", *_sets(SHRINK)],
      lambda t: _bad_checkpoint(t / "run" / "last"), ["{t}/run/last/state.pt: not a readable checkpoint"]),
     # ---- data files
-    ("mathqa-malformed-json", ["train", "t2m-lstm", "--set", "train_file={t}/train.json", "--set", "epochs=1"],
+    ("mathqa-malformed-json", _T2M_ON_ONE_FILE,
      lambda t: _write(t / "train.json", '[{"Problem": "1 + 1",'), ["{t}/train.json: not valid JSON"]),
-    ("mathqa-entry-without-fields", ["train", "t2m-lstm", "--set", "train_file={t}/train.json", "--set", "epochs=1"],
+    ("mathqa-entry-without-fields", _T2M_ON_ONE_FILE,
      lambda t: _write(t / "train.json", '[{"Problem": "1 + 1"}]'), ["{t}/train.json: entry 0"]),
-    ("mathqa-not-an-array", ["train", "t2m-lstm", "--set", "train_file={t}/train.json", "--set", "epochs=1"],
+    ("mathqa-not-an-array", _T2M_ON_ONE_FILE,
      lambda t: _write(t / "train.json", '{"Problem": "1 + 1"}'), ["{t}/train.json: expected a JSON array"]),
     ("mathqa-missing-file", ["train", "t2m-lstm", "--set", "train_file={t}/train.json"], None,
      ["{t}/train.json: file not found"]),

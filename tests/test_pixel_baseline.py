@@ -6,10 +6,15 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mathtune.trainables.arith.image_data import build_image_arith
+from mathtune.trainables.arith.mnist import IMAGES_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+pytestmark = pytest.mark.skipif(not (MNIST_DIR / f"{IMAGES_FILE}.gz").is_file(),
+                                reason=f"real MNIST not found in {MNIST_DIR} (see shared/data/PROVENANCE.md)")
 
 
 def _bench():
