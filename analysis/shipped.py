@@ -116,7 +116,8 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
                 sel_metric, sel_value = best.selection
                 notes = []
                 if best.auxiliary:
-                    without = (f"; without it: {100 * plain.value(metric):.2f}% ({plain.path.name})"
+                    without = (f"; without it: {100 * plain.value(metric):.2f}%, test exact match "
+                               f"{100 * plain.value('test_exact_match'):.2f}% ({plain.path.name})"
                                if plain is not None and not math.isnan(plain.value(metric)) else "; none shipped without it")
                     notes.append(f"uses {AUX_NOTE.get(family, 'an auxiliary head')} the reference's model did not "
                                  f"have{without}")
