@@ -44,7 +44,8 @@ def test_seed_spread_and_auxiliary_supervision_are_shown(tmp_path):
     row = table.frame[(table.frame["reference setting"] == "+/-, 65/35, one extra encoder layer")].iloc[0]
     assert row["configuration"] == "with-head.json" and abs(row["ours"] - 0.98) < 1e-12
     assert row["seeds"] == "± 1.00 over 3 seeds"
-    assert "per-image reading head" in row["notes"] and "without it: 95.50%, test exact match 90.00% (plain.json)" in row["notes"]
+    assert "per-image reading head" in row["notes"]
+    assert "without it: 95.50%, test exact match 90.00% (plain.json)" in row["notes"]
     mul = table.frame[table.frame["reference setting"].str.startswith("*, 75/25")].iloc[0]
     assert mul["ours"] == NOT_RUN
 
