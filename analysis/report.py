@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 import re
@@ -28,11 +29,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
 from mathtune.trainables.atomic import write_text
+from mathtune.trainables.loop import format_duration
 
 from .importance import Importance, load_studies, param_importances
 from .pareto import objectives_of, pareto_front, pareto_plot
@@ -94,6 +96,24 @@ def _fmt_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
+
+def _samples_and_budget(meta: dict[str, Any]) -> str:
+    """``32 samples`` or ``budget 8 h wall-clock (7 h 58 min spent), no trial cap``, from the record and
+    ``budget.json`` (the search's clock, counted across resumes)."""
+    opts = meta.get("options") or {}
+    n = opts.get("num_samples", "-")
+    samples = "no trial cap" if n == -1 else f"{n} samples"
+    if not opts.get("budget"):
+        return samples
+    spent = ""
+    try:
+        stored = json.loads((Path(meta.get("dir", "")) / "budget.json").read_text())
+        spent = f" ({format_duration(float(stored['spent_s']))} spent)"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return f"budget {format_duration(float(opts['budget']))} wall-clock{spent}, {samples}"
+
+
 def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params: Sequence[str] | None, top: int,
                          predictions: bool) -> list[Section]:
     meta = tables.metas[experiment]
@@ -110,7 +130,7 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
     head.paragraphs.append(
         f"Selected on `{metric}` ({mode}) on validation data (the family's validation part, never its test part); test figures "
         f"are the same trial and epoch on the test set, reported only, never used to select or stop. Search: "
-        f"{opts.get('num_samples', '-')} samples, scheduler {opts.get('scheduler', '-')}, sampler "
+        f"{_samples_and_budget(meta)}, scheduler {opts.get('scheduler', '-')}, sampler "
         f"{opts.get('sampler', '-')} (seed {opts.get('seed', '-')}), fixed with --set: "
         f"{', '.join(f'{k}={v}' for k, v in (opts.get('overrides') or {}).items()) or 'nothing'}.")
     if statuses.get("running") or statuses.get("pending"):

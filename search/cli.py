@@ -147,7 +147,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _search_options(args: argparse.Namespace):
     from mathtune.search.engine import SearchOptions
 
-    return SearchOptions(num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+    from mathtune.search.budget import parse_duration
+
+    budget = parse_duration(args.budget) if args.budget is not None else None
+    num_samples = args.num_samples if args.num_samples is not None else (-1 if budget else 8)
+    return SearchOptions(num_samples=num_samples, budget=budget, max_concurrent=args.max_concurrent,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          scheduler=args.scheduler, storage_path=args.storage_path, name=args.name,
                          address=args.address, seed=args.seed, optuna_storage=args.optuna_storage,
@@ -335,7 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "recorded for the report. Interrupt with Ctrl-C and continue with "
                                    "`mathtune resume EXP_DIR`.")
     p.add_argument("space", help="shipped space name or path to a space YAML file")
-    p.add_argument("--num-samples", type=int, default=8, help="number of trials (default 8)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="number of trials (default 8; with --budget, no cap: the budget ends the search)")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="compute budget of the search, e.g. 8h, 90m, 1h30m or 3600 (seconds). It is wall-clock "
+                        "time of the search, not CPU-hours: what a fixed machine or a cluster is held (and billed) "
+                        "for, the same whatever the concurrency, and what Tune's time_budget_s counts; with two "
+                        "one-CPU trials at a time, 8h is 16 CPU-hours. No trial starts that cannot finish in what is "
+                        "left (its epochs x the median seconds per epoch so far); when the budget is spent the "
+                        "running trials stop at their last checkpointed epoch and the report is written. "
+                        "`mathtune resume` keeps counting from where the search stopped (EXP/budget.json); time "
+                        "between sessions does not count, nor does --confirm-top's retraining, which runs after")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials running at once (default: as many as the cluster's CPUs/GPUs allow)")
     p.add_argument("--cpus-per-trial", type=float, default=None,

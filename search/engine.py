@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, read_experiment
+from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
@@ -41,7 +42,8 @@ class SearchError(MathtuneError, RuntimeError):
 class SearchOptions:
     """Options of ``mathtune search`` (see ``mathtune search --help`` for the advice on each)."""
 
-    num_samples: int = 8
+    num_samples: int = 8  # -1: no trial cap, the budget ends the search (needs ``budget``)
+    budget: float | None = None  # wall-clock seconds of the search (``--budget 8h``), counted across resumes
     max_concurrent: int | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
@@ -184,13 +186,18 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     from mathtune.trainables.tune_wrapper import make_trainable
 
     opts = meta["options"]
-    per_study = max(1, opts["num_samples"] // max(1, len(space.factor_combos())))
-    n_startup = opts.get("startup_trials") or max(2, min(10, per_study // 3))
+    if opts["num_samples"] < 0:  # a budget without a trial cap: Optuna's own default of 10 random trials first
+        n_startup = opts.get("startup_trials") or 10
+    else:
+        per_study = max(1, opts["num_samples"] // max(1, len(space.factor_combos())))
+        n_startup = opts.get("startup_trials") or max(2, min(10, per_study // 3))
     if opts.get("searcher", "mathtune") == "stock":
         searcher = _stock_searcher(space, meta, n_startup)
     else:
         searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
                                       seed=opts["seed"], n_startup_trials=n_startup, sampler=opts["sampler"])
+    if opts.get("budget"):
+        searcher = BudgetGate(searcher, _exp_dir(meta), epochs=space.epochs)
     search_alg = ConcurrencyLimiter(searcher, max_concurrent=opts["max_concurrent"])
     scheduler = None
     if opts["scheduler"] == "asha":
@@ -245,11 +252,13 @@ def _run_config(space: Space, meta: dict[str, Any], *, sub: str | None = None, p
                                         factors=list(space.factors), metric=space.metric, mode=space.mode,
                                         max_epochs=space.epochs,
                                         num_samples=num_samples or opts["num_samples"],
-                                        scheduler="none" if sub else opts["scheduler"]))
+                                        scheduler="none" if sub else opts["scheduler"],
+                                        budget_dir=None if sub or not opts.get("budget") else _exp_dir(meta)))
     name, storage_path = (meta["name"], meta["storage_path"]) if sub is None else \
         (sub, f"{meta['storage_path'].rstrip('/')}/{meta['name']}")
+    stop = BudgetStopper(_exp_dir(meta)) if sub is None and opts.get("budget") else None
     return tune.RunConfig(
-        name=name, storage_path=storage_path, verbose=verbose, callbacks=callbacks,
+        name=name, storage_path=storage_path, verbose=verbose, callbacks=callbacks, stop=stop,
         failure_config=tune.FailureConfig(max_failures=meta["options"]["max_failures"]),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=space.metric,
                                                 checkpoint_score_order=space.mode))
@@ -262,8 +271,15 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     options = options or SearchOptions()
     space = space_ref if isinstance(space_ref, Space) else load_space(space_ref)
     space = apply_overrides(space, options.overrides)
-    if options.num_samples < 1:
+    if options.budget is not None and not (isinstance(options.budget, (int, float)) and options.budget > 0):
+        raise SearchError(f"--budget must be more than zero seconds, got {options.budget!r}")
+    if options.num_samples == -1 and not options.budget:
+        raise SearchError("--num-samples -1 (no trial cap) needs --budget, which then ends the search")
+    if options.num_samples < 1 and options.num_samples != -1:
         raise SearchError(f"--num-samples must be at least 1, got {options.num_samples}")
+    if options.budget and "://" in options.storage_path:
+        raise SearchError(f"--budget needs a local or mounted --storage-path (the budget is counted in the "
+                          f"experiment folder), not {options.storage_path}")
     if options.scheduler not in ("asha", "none"):
         raise SearchError(f"--scheduler must be asha or none, got {options.scheduler!r}")
     if options.searcher not in ("mathtune", "stock"):
@@ -300,7 +316,12 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     shutil.copyfile(space.path, exp_dir / "space.yaml")
     ensure_ray(options.address, dashboard=options.dashboard, worker_logs=options.verbose > 0)
     max_concurrent = options.max_concurrent or _default_concurrency(resources)
-    opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent}
+    num_samples = options.num_samples
+    if options.sampler == "grid" and num_samples == -1:
+        num_samples = _grid_size(space)
+    opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent, "num_samples": num_samples}
+    if options.budget:
+        BudgetClock.start(exp_dir, options.budget)  # the dataset build below counts
     record = ExperimentRecord(
         family=space.family, metric=space.metric, mode=space.mode, name=name, space=str(space.path),
         space_name=space.name, storage_path=storage_path, study_name=name, resources=resources, options=opts,
@@ -311,13 +332,15 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     record.write(exp_dir)  # after the datasets built: a bad data file leaves no experiment
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
-                                                   num_samples=options.num_samples, metric=space.metric,
+                                                   num_samples=num_samples, metric=space.metric,
                                                    mode=space.mode, trial_dirname_creator=_trial_dirname,
                                                    trial_name_creator=_trial_dirname,
                                                    reuse_actors=options.reuse_actors),
                        run_config=_run_config(space, meta))
-    print(f"[mathtune] experiment {exp_dir} ({space.family}, {options.num_samples} trials, "
-          f"{max_concurrent} at a time, {resources['cpu']:g} CPU / {resources['gpu']:g} GPU each)", flush=True)
+    trials = "trials until the budget is spent" if num_samples == -1 else f"{num_samples} trials"
+    budget = f", budget {format_budget(options.budget)} wall-clock" if options.budget else ""
+    print(f"[mathtune] experiment {exp_dir} ({space.family}, {trials}, {max_concurrent} at a time, "
+          f"{resources['cpu']:g} CPU / {resources['gpu']:g} GPU each{budget})", flush=True)
     print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
     return _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
 
@@ -331,10 +354,14 @@ def _check_grid(space: Space, options: SearchOptions) -> None:
     if space.points_to_evaluate:
         raise SearchError(f"--sampler grid: {space.path} has points_to_evaluate; a grid search runs the grid only "
                           f"(remove them, or use --sampler tpe)")
-    size = math.prod(len(values) for values in grid.values()) * len(space.factor_combos())
+    size = _grid_size(space)
     if options.num_samples > size:
         raise SearchError(f"--sampler grid: --num-samples {options.num_samples} is more than the grid's {size} "
                           f"points ({' x '.join(str(len(v)) for v in grid.values())} per factor value)")
+
+
+def _grid_size(space: Space) -> int:
+    return math.prod(len(values) for values in space.grid().values()) * len(space.factor_combos())
 
 
 def check_trusted_folder(exp_dir: str | Path) -> None:
@@ -373,6 +400,9 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
     ensure_ray(address, dashboard=dashboard, worker_logs=int(meta["options"].get("verbose", 0)) > 0)
+    clock = BudgetClock.resume(exp_dir) if meta["options"].get("budget") else None
+    if clock is not None:
+        print(f"[mathtune] budget: {clock.describe()} before this resume", flush=True)
     trainable, _, _ = _build_tuner_parts(space, meta)
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
@@ -420,6 +450,10 @@ def _check_optuna_storage(url: str) -> None:
         raise SearchError(f"--optuna-storage {url}: cannot open ({detail})") from None
 
 
+def _exp_dir(meta: dict[str, Any]) -> str:
+    return f"{meta['storage_path'].rstrip('/')}/{meta['name']}"
+
+
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
@@ -455,12 +489,16 @@ def _tune_console(meta: dict[str, Any]):
 
 def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
     interrupted = False
+    clock = BudgetClock.of(exp_dir)
     with _tune_console(meta):
         try:
             grid = tuner.fit()
         except KeyboardInterrupt:
             interrupted = True
             grid = None
+        finally:
+            if clock is not None:
+                clock.close()
     counts: dict[str, int] = {}
     best: dict[str, dict[str, Any]] = {}
     if grid is not None:
@@ -488,6 +526,9 @@ def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchO
         test_key = test_metric_for(space.metric)
         print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f} "
               f"(test, reported only: {test_key} {b[test_key]:.4f}) epoch {b['epoch']}", flush=True)
+    if clock is not None:
+        print(f"[mathtune] budget: {clock.describe()}" + (" (the search stopped there)" if clock.exhausted()
+                                                          else ""), flush=True)
     print(f"[mathtune] report: mathtune report {exp_dir}", flush=True)
     return SearchOutcome(exp_dir, counts, best, interrupted)
 

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from ray.tune import Callback
 
+from mathtune.search.budget import BudgetClock
 from mathtune.trainables.metrics import is_better
 
 __all__ = ["SearchProgress", "hide_tune_restore_hint", "format_duration"]
@@ -56,12 +57,13 @@ class SearchProgress(Callback):
 
     def __init__(self, *, params: Sequence[str], factors: Sequence[str], metric: str, mode: str, max_epochs: int,
                  num_samples: int, scheduler: str = "asha", status_interval_s: float = 30.0,
-                 epoch_interval_s: float = 10.0, out=None, clock=time.monotonic):
+                 epoch_interval_s: float = 10.0, out=None, clock=time.monotonic, budget_dir: str | None = None):
         self.params, self.factors = list(params), list(factors)
         self.metric, self.mode, self.max_epochs = metric, mode, int(max_epochs)
         self.num_samples, self.scheduler = int(num_samples), scheduler
         self.status_interval_s, self.epoch_interval_s = status_interval_s, epoch_interval_s
         self.out, self.clock = out, clock
+        self.budget_dir = budget_dir  # a budgeted search's folder: its clock gives the time spent and left
         self.start = clock()
         self.last_status = self.start
         self.last_epoch_line = float("-inf")
@@ -138,21 +140,25 @@ class SearchProgress(Callback):
         states = [t.status for t in trials]
         done = sum(s in ("TERMINATED", "ERROR") for s in states)
         running = states.count("RUNNING")
-        pending = max(0, self.num_samples - done - running)
+        capped = self.num_samples > 0
+        pending = max(0, self.num_samples - done - running) if capped else states.count("PENDING")
         stopped = sum(v == "stopped" for v in self.ended.values())
         errors = states.count("ERROR")
         extras = ", ".join(x for x in (f"{stopped} stopped early" if stopped else "",
                                        f"{errors} errored" if errors else "") if x)
-        parts = [f"{done}/{self.num_samples} trials done{f' ({extras})' if extras else ''}, {running} running, "
-                 f"{pending} pending"]
+        of = f"/{self.num_samples}" if capped else ""
+        parts = [f"{done}{of} trials done{f' ({extras})' if extras else ''}, {running} running, {pending} pending"]
         if self.best:
             tid, (value, _) = max(self.best.items(), key=lambda kv: kv[1][0] if self.mode == "max" else -kv[1][0])
             parts.append(f"best {self.metric} {value:.4f} ({tid})")
         elapsed = self.clock() - self.start
         timing = f"{format_duration(elapsed)} elapsed"
-        if not final and 0 < done < self.num_samples:
+        if not final and capped and 0 < done < self.num_samples:
             timing += f", about {format_duration(elapsed / done * (self.num_samples - done))} left"
         parts.append(timing)
+        budget = BudgetClock.of(self.budget_dir) if self.budget_dir else None
+        if budget is not None:
+            parts.append(f"budget {budget.describe()}")
         return ("search ended: " if final else "status: ") + " | ".join(parts)
 
 

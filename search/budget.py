@@ -1,0 +1,247 @@
+"""A search's compute budget (``mathtune search --budget 8h``): wall-clock time, counted across resumes.
+
+The budget is **wall-clock** seconds of the search driver (dataset build, trials, Tune's bookkeeping), not
+CPU-hours: wall-clock is what a fixed machine or a cluster bill is held for, it does not depend on how many
+trials run at once, and it is what Tune's own ``time_budget_s`` counts. With two one-CPU trials at a time on
+a two-core machine, ``--budget 8h`` is 16 CPU-hours.
+
+Three parts, all in the driver process:
+
+* :class:`BudgetClock` counts the seconds spent, one clock per experiment folder, kept in ``budget.json``
+  (saved every few seconds while the search runs, so a killed driver loses at most that much of its count;
+  ``mathtune resume`` reads it and keeps counting from there). Time between sessions does not count.
+* :class:`BudgetStopper`, a Tune :class:`~ray.tune.stopper.Stopper` (Tune's ``TimeoutStopper``, but counted
+  across resumes): when the budget is spent, Tune stops every running trial cleanly (their last epoch is
+  checkpointed and reported) and the search ends.
+* :class:`BudgetGate`, a searcher wrapper: it stops starting trials that cannot finish in what is left,
+  estimated as the epochs of a full trial times the median seconds per epoch of the trials seen so far.
+
+The stopper and the gate are pickled into Tune's experiment state; they keep only the folder's path and
+find the clock of this process through :meth:`BudgetClock.of`.
+
+Example::
+
+    clock = BudgetClock.start("runs/exp", parse_duration("8h"))
+    ... tune.RunConfig(stop=BudgetStopper("runs/exp")) ...
+    clock.close()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
+
+from mathtune.trainables.atomic import write_json
+from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.loop import format_duration as format_budget
+
+__all__ = ["BUDGET_FILE", "BudgetError", "BudgetClock", "BudgetStopper", "BudgetGate", "parse_duration",
+           "format_budget"]
+
+BUDGET_FILE = "budget.json"
+_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s|m|h|d)")
+
+
+class BudgetError(MathtuneError, ValueError):
+    """A budget that cannot be read (``--budget 8x``) or a damaged ``budget.json``."""
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``"8h"``, ``"90m"``, ``"1h30m"``, ``"2.5h"``, ``"45min"``, ``"3600s"`` or ``"3600"``."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raw = str(text).strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", raw):
+            seconds = float(raw)
+        elif raw and re.fullmatch(f"(?:{_PART.pattern})+", raw):
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(raw))
+        else:
+            raise BudgetError(f"--budget {text!r}: expected a duration such as 8h, 90m, 1h30m or 3600 (seconds)")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise BudgetError(f"--budget {text!r}: must be more than zero")
+    return seconds
+
+
+class BudgetClock:
+    """Seconds a search has spent of its budget, kept in ``EXP/budget.json`` across driver sessions."""
+
+    SAVE_EVERY_S = 5.0
+    _open: ClassVar[dict[str, "BudgetClock"]] = {}
+
+    def __init__(self, exp_dir: str | Path, budget_s: float, spent_before: float = 0.0, sessions: int = 0):
+        self.exp_dir = Path(exp_dir)
+        self.budget_s = float(budget_s)
+        self.spent_before = float(spent_before)
+        self.sessions = int(sessions) + 1
+        self._started = time.monotonic()
+        self._closed_at: float | None = None
+        self._saved_at = float("-inf")
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def start(cls, exp_dir: str | Path, budget_s: float) -> "BudgetClock":
+        """A new search's clock, at zero."""
+        clock = cls(exp_dir, budget_s)
+        clock.save(force=True)
+        cls._open[cls._key(exp_dir)] = clock
+        return clock
+
+    @classmethod
+    def resume(cls, exp_dir: str | Path, budget_s: float | None = None) -> "BudgetClock | None":
+        """The clock of a resumed search, counting on from what ``budget.json`` says was spent (None when
+        the search has no budget). ``budget_s`` replaces the stored budget (``mathtune resume --budget``)."""
+        path = Path(exp_dir) / BUDGET_FILE
+        if not path.is_file():
+            if budget_s is None:
+                return None
+            stored = {"budget_s": budget_s, "spent_s": 0.0, "sessions": 0}
+        else:
+            try:
+                stored = json.loads(path.read_text())
+                float(stored["budget_s"]), float(stored["spent_s"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise BudgetError(f"{path}: not a readable budget file ({type(exc).__name__}); restore it or "
+                                  f"resume with --budget to start counting again") from None
+        clock = cls(exp_dir, budget_s if budget_s is not None else stored["budget_s"], stored["spent_s"],
+                    stored.get("sessions", 0))
+        clock.save(force=True)
+        cls._open[cls._key(exp_dir)] = clock
+        return clock
+
+    @classmethod
+    def of(cls, exp_dir: str | Path) -> "BudgetClock | None":
+        """This process's open clock for ``exp_dir``."""
+        return cls._open.get(cls._key(exp_dir))
+
+    @staticmethod
+    def _key(exp_dir: str | Path) -> str:
+        # the folder's name: Tune restores a moved experiment folder under its name, while the stopper and the
+        # gate pickled in its state still hold the old path
+        return Path(str(exp_dir).rstrip("/")).name
+
+    # ------------------------------------------------------------------ reading
+    def spent(self) -> float:
+        end = self._closed_at if self._closed_at is not None else time.monotonic()
+        return self.spent_before + (end - self._started)
+
+    def remaining(self) -> float:
+        return self.budget_s - self.spent()
+
+    def exhausted(self) -> bool:
+        return self.remaining() <= 0
+
+    # ------------------------------------------------------------------ writing
+    def save(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._saved_at < self.SAVE_EVERY_S:
+            return
+        self._saved_at = now
+        write_json(self.exp_dir / BUDGET_FILE, {"budget_s": self.budget_s, "spent_s": round(self.spent(), 3),
+                                                "sessions": self.sessions, "exhausted": self.exhausted(),
+                                                "clock": "wall-clock seconds of the search driver"})
+
+    def close(self) -> None:
+        """Stop counting (the search ended or was interrupted) and save."""
+        if self._closed_at is None:
+            self._closed_at = time.monotonic()
+        self.save(force=True)
+        self._open.pop(self._key(self.exp_dir), None)
+
+    def describe(self) -> str:
+        return f"{format_budget(self.spent())} of {format_budget(self.budget_s)} spent"
+
+
+class BudgetStopper(Stopper):
+    """Stops every trial once the search's budget is spent; Tune then ends the experiment."""
+
+    def __init__(self, exp_dir: str | Path):
+        self.exp_dir = str(exp_dir)
+        self.announced = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        clock = BudgetClock.of(self.exp_dir)
+        if clock is None:
+            return False
+        clock.save()
+        if not clock.exhausted():
+            return False
+        if not self.announced:
+            self.announced = True
+            print(f"[mathtune] budget spent ({clock.describe()}): stopping the running trials at their last "
+                  f"checkpointed epoch", flush=True)
+        return True
+
+
+class BudgetGate(Searcher):
+    """Wraps a searcher: no new trial once what is left of the budget is less than a full trial's estimated
+    time (``epochs`` x the median seconds per epoch of the trials seen so far); trials start freely until
+    one has reported an epoch. Everything else goes to the wrapped searcher."""
+
+    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int):
+        super().__init__(metric=searcher.metric, mode=searcher.mode)
+        self.searcher = searcher
+        self.exp_dir = str(exp_dir)
+        self.epochs = int(epochs)
+        self.epoch_s: dict[str, float] = {}  # trial id -> its seconds per epoch so far
+        self.closed_reason: str | None = None
+
+    def estimate_s(self) -> float | None:
+        """Seconds a new trial needs to run all its epochs (None before any trial reported an epoch)."""
+        if not self.epoch_s:
+            return None
+        return self.epochs * statistics.median(self.epoch_s.values())
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        clock = BudgetClock.of(self.exp_dir)
+        if clock is not None:
+            left, need = clock.remaining(), self.estimate_s()
+            if left <= 0 or (need is not None and need > left):
+                if self.closed_reason is None:
+                    self.closed_reason = f"{format_budget(max(0.0, left))} of the budget left, a full trial " \
+                                         f"needs about {format_budget(need or 0)}"
+                    print(f"[mathtune] no new trials: {self.closed_reason}; the running ones go on",
+                          flush=True)
+                return Searcher.FINISHED
+        return self.searcher.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        epoch = result.get("epoch", result.get("training_iteration"))
+        total = result.get("time_total_s")
+        if isinstance(epoch, (int, float)) and epoch > 0 and isinstance(total, (int, float)) and total > 0:
+            self.epoch_s[trial_id] = float(total) / float(epoch)
+        self.searcher.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.searcher.set_search_properties(metric, mode, config, **spec)
+
+    def add_evaluated_point(self, *args, **kwargs) -> None:
+        self.searcher.add_evaluated_point(*args, **kwargs)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"epoch_s": dict(self.epoch_s), "closed_reason": self.closed_reason}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.epoch_s = dict(state.get("epoch_s", {}))
+        self.closed_reason = state.get("closed_reason")
+
+    def save(self, checkpoint_path: str) -> None:
+        self.searcher.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.searcher.restore(checkpoint_path)

@@ -1,0 +1,134 @@
+"""``--budget``: a wall-clock budget ends a real search, no trial starts that cannot finish, and a resumed
+search keeps counting. Trials replay the recorded table ``bench/replay-table.parquet`` (the real engine,
+searcher, ASHA and Tune; each epoch sleeps a fixed share of its recorded time)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mathtune.analysis import load_trials
+from mathtune.search import SearchError, SearchOptions, run_search
+from mathtune.search.budget import BudgetError, format_budget, parse_duration
+
+from .conftest import MATHTUNE, ROOT
+
+TABLE = ROOT / "bench" / "replay-table.parquet"
+
+
+def _replay_space(tmp_path: Path, *, time_scale: float) -> str:
+    """The table's own space, replayed: 15-epoch trials whose epochs sleep ``time_scale`` x their recorded s."""
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(TABLE).metadata[b"mathtune_replay"])
+    spec = yaml.safe_load(meta["space"])
+    spec["family"] = "replay-arith-text2text"
+    spec["constants"] = {**spec["constants"], "table": str(TABLE), "time_scale": time_scale}
+    spec.pop("points_to_evaluate", None)
+    path = tmp_path / "replay.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(path)
+
+
+def _ended_by_budget(printed: str, exp: Path, budget: float) -> None:
+    """The budget ended the search: it ran out (the running trials stopped), or the gate closed because less
+    was left than a full trial needs and the running trials finished; it never overran by more than the
+    seconds it takes to stop them."""
+    stored = json.loads((exp / "budget.json").read_text())
+    assert stored["budget_s"] == budget and stored["spent_s"] <= budget + 10.0, stored
+    closed = re.search(r"no new trials: (\d+) s of the budget left, a full trial needs about (\d+) s", printed)
+    if stored["exhausted"]:
+        assert "budget spent" in printed, printed[-3000:]
+    else:
+        assert closed and int(closed[1]) < int(closed[2]), printed[-3000:]
+        assert stored["spent_s"] >= budget - int(closed[2]) - 1
+
+
+def test_durations_read_as_seconds_and_bad_ones_are_refused():
+    assert parse_duration("8h") == 8 * 3600
+    assert parse_duration("1h30m") == 5400 and parse_duration("90min") == 5400 and parse_duration("2.5h") == 9000
+    assert parse_duration("3600") == 3600 and parse_duration("45s") == 45
+    for bad in ("8x", "", "h", "-1h", "0"):
+        with pytest.raises(BudgetError, match="--budget"):
+            parse_duration(bad)
+    assert format_budget(8 * 3600) == "8 h 00 min" and format_budget(5400) == "1 h 30 min" and format_budget(42) == "42 s"
+
+
+def test_budget_ends_a_search_without_a_trial_cap(ray_session, tmp_path, capsys):
+    """No --num-samples: the budget alone ends the search. Either the gate closed (less left than a full trial
+    needs) and the running trials finished, or the budget ran out and they stopped at an epoch."""
+    space = _replay_space(tmp_path, time_scale=0.1)  # about 0.13 s per epoch, 2 s per 15-epoch trial
+    budget = 25.0
+    t0 = time.monotonic()
+    outcome = run_search(space, SearchOptions(num_samples=-1, budget=budget, storage_path=str(tmp_path),
+                                              name="budgeted", verbose=0, max_concurrent=2, scheduler="none"))
+    wall = time.monotonic() - t0
+    printed = capsys.readouterr().out
+    stored = json.loads((outcome.experiment_dir / "budget.json").read_text())
+    assert stored["sessions"] == 1
+    assert wall < budget + 30
+    _ended_by_budget(printed, outcome.experiment_dir, budget)
+    assert not outcome.interrupted and set(outcome.counts) == {"TERMINATED"}
+    trials = load_trials(outcome.experiment_dir)
+    assert 3 <= len(trials) < 30, len(trials)
+    # every trial ran all 15 epochs but at most the two that were running when the budget ran out
+    assert sum(t.epochs_run < 15 for t in trials) <= (2 if stored["exhausted"] else 0)
+    record = json.loads((outcome.experiment_dir / "mathtune.json").read_text())
+    assert record["options"]["budget"] == budget and record["options"]["num_samples"] == -1
+
+
+def test_a_trial_cap_without_budget_must_be_positive(tmp_path):
+    with pytest.raises(SearchError, match=r"--num-samples -1 \(no trial cap\) needs --budget"):
+        run_search("arith-text2text-addsub", SearchOptions(num_samples=-1, storage_path=str(tmp_path)))
+    run = subprocess.run([MATHTUNE, "search", "arith-text2text-addsub", "--budget", "8x", "--storage-path",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "--budget '8x': expected a duration" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_resumed_search_keeps_counting_its_budget(tmp_path):
+    """Ctrl-C mid-search, then `mathtune resume`: the time spent before counts, the time between does not,
+    and the search ends when the total reaches the budget."""
+    space = _replay_space(tmp_path, time_scale=0.15)
+    exp = tmp_path / "runs" / "budget-resume"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [MATHTUNE, "search", space, "--budget", "40s", "--max-concurrent", "2", "--scheduler", "none",
+           "--storage-path", str(tmp_path / "runs"), "--name", "budget-resume", "--no-dashboard", "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            rows = sum(len(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
+            if rows >= 20:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    first = proc.stdout.read()
+    assert "budget 40 s wall-clock" in first, first[-2000:]
+    before = json.loads((exp / "budget.json").read_text())
+    assert 3 <= before["spent_s"] < 40, before
+    time.sleep(5)  # time between sessions does not count
+    t0 = time.monotonic()
+    resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    wall = time.monotonic() - t0
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"{before['spent_s']:.0f} s of 40 s spent before this resume" in resumed.stdout, resumed.stdout[-3000:]
+    _ended_by_budget(resumed.stdout, exp, 40.0)
+    after = json.loads((exp / "budget.json").read_text())
+    assert after["sessions"] == 2 and after["spent_s"] > before["spent_s"] + 1
+    # this session ran what was left, not a fresh 40 s (Ray's start-up before the restore is not counted)
+    assert wall < 40 - before["spent_s"] + 40, (wall, before)
+    assert "budget 40 s wall-clock" in (exp / "report.md").read_text()
