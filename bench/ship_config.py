@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 from datetime import date
 from pathlib import Path
+
+from mathtune.trainables.provenance import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,19 +56,13 @@ def figure_of(results: list[dict]) -> dict:
     return figure
 
 
-def cpu_name() -> str:
-    """The CPU's model name and its widest vector units: float results, hence trajectories, differ between
-    CPUs (the same file can select another epoch on another machine)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    units = "AVX512-BF16" if "avx512_bf16" in flags else "AVX512" if "avx512f" in flags else \
-        "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name} ({platform.machine()}, {units})"
+def machine_of(provenance: list[list[dict]]) -> str:
+    """Where the runs trained, from what each recorded when it started (and at each resume), not the machine
+    that ships them."""
+    lines = list(dict.fromkeys(describe(entry) for run in provenance for entry in run))
+    if not lines:
+        return "not recorded (the runs trained before runs recorded their machine)"
+    return "; ".join(lines)
 
 
 def _shown(path: Path) -> str:
@@ -128,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if other != base:
             diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
             sys.exit(f"ship_config: {folder} differs from {args.runs[0]} in {', '.join(diff)} (only seed may differ)")
-    import torch
-
-    threads = results[0]["config"].get("threads")
+    provenance = [r.get("provenance") or [] for r in results]
     payload = {
         "family": family,
         "figure": add_train_figures(figure_of(results), train_figures(args.runs, family)),
@@ -138,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "selected": "the epoch with the best validation metric of each run (test reported only)"
                     + (f"; figure = mean over {len(results)} training seeds" if len(results) > 1 else ""),
         "wall_time_s": round(statistics.fmean(r["wall_time_s"] for r in results), 1),
-        "machine": f"{cpu_name()} with {threads} torch thread(s), torch {torch.__version__}, run beside "
-                   f"other jobs on a 2-core machine (wall times are upper bounds)",
+        "machine": machine_of(provenance),
+        "provenance": provenance,
         "date": date.today().isoformat(),
         "produced_by": args.produced_by,
         "train_command": f"mathtune train {family} --config trainables/configs/{args.name}.json",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import sys
 import time
@@ -56,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="", help="how the run was chosen (recorded as `selected`)")
     args = p.parse_args(argv)
 
-    import torch
 
     from mathtune.analysis.best import write_best
     from mathtune.trainables.loop import load_checkpoint
+    from mathtune.trainables.provenance import describe
     from mathtune.trainables.t2m.dataset import resolve_file
     from mathtune.trainables.t2m.evaluation import find_checkpoint, load_trained
     from mathtune.trainables.t2m.shipped import MODEL_FILE, WEIGHTS_DIR, export_model, file_md5
@@ -72,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     train_file = resolve_file(config["train_file"], "train_file", "train.json")
     dev = resolve_file(config["dev_file"], "dev_file", "dev.json")
     wall = round(sum(float(h.get("epoch_time_s", 0.0)) for h in history), 1)
-    machine = (f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {run_config.get('threads')} torch thread(s) in "
-               f"training, {args.threads} while measuring")
+    provenance = metrics.get("provenance") or []  # where the run trained, recorded at its start and resumes
+    trained_on = "; ".join(dict.fromkeys(describe(e) for e in provenance)) or \
+        f"not recorded (trained before runs recorded their machine), {run_config.get('threads')} torch thread(s)"
+    machine = f"trained on {trained_on}; measured with {args.threads} torch thread(s)"
     selected = args.note or ("the epoch with the best greedy dev execution accuracy of a full-data run (dev is "
                              "validation); the COL775 test split was not used")
     by_width = measure(family, config, model, dev, args.widths)
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"validation: selection and figures; the COL775 test split held apart",
         "wall_time_s": wall,
         "machine": machine,
+        "provenance": provenance,
         "date": dt.date.today().isoformat(),
         "selected": selected,
         "train_command": f"mathtune train {family.name} --config trainables/configs/{family.name}.json",

@@ -130,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     resumed_after = int(result.get("resumed_after") or 0)
     earlier = sum(float(h.get("epoch_time_s") or 0) for h in result["history"] if int(h["epoch"]) <= resumed_after)
     summary = {"family": family.name, "config": config, "best": result["best"], "last": result["last"],
-               "wall_time_s": wall + earlier, "data": family.describe_data(result["data"])}
+               "wall_time_s": wall + earlier, "data": family.describe_data(result["data"]),
+               "provenance": result["provenance"]}
     if resumed_after:
         summary.update({"resumed_after_epoch": resumed_after, "this_process_wall_time_s": wall})
     write_json(out / "result.json", summary)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -26,12 +27,14 @@ from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.metrics import is_better, test_metric_for
+from mathtune.trainables.provenance import collect as collect_provenance
 from mathtune.trainables.registry import get_family
 
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
            "apply_overrides", "EXPERIMENT_FILE", "SearchError"]
 
 OPTUNA_FILE = "optuna.db"
+PROVENANCE_FILE = "provenance.json"
 
 
 class SearchError(MathtuneError, RuntimeError):
@@ -330,6 +333,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     meta = record.to_dict()
     trainable, search_alg, scheduler = _build_tuner_parts(space, meta)
     record.write(exp_dir)  # after the datasets built: a bad data file leaves no experiment
+    _record_provenance(exp_dir)
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                                    num_samples=num_samples, metric=space.metric,
@@ -400,6 +404,7 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
     ensure_ray(address, dashboard=dashboard, worker_logs=int(meta["options"].get("verbose", 0)) > 0)
+    _record_provenance(exp_dir)
     clock = BudgetClock.resume(exp_dir) if meta["options"].get("budget") else None
     if clock is not None:
         print(f"[mathtune] budget: {clock.describe()} before this resume", flush=True)
@@ -448,6 +453,17 @@ def _check_optuna_storage(url: str) -> None:
     except Exception as exc:  # driver missing, database unreachable, file not creatable: all one line
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SearchError(f"--optuna-storage {url}: cannot open ({detail})") from None
+
+
+def _record_provenance(exp_dir: Path) -> None:
+    """Append the driver's provenance (commit, CPU, versions) to ``EXP/provenance.json``, one entry per session
+    (the search, then each resume); each trial's own (where it trained) is in its checkpoints."""
+    path = exp_dir / PROVENANCE_FILE
+    try:
+        sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
+    except (OSError, ValueError, KeyError, TypeError):
+        sessions = []  # a damaged file is replaced; provenance never stops a search
+    write_json(path, {"sessions": [*sessions, collect_provenance(role="search driver")]})
 
 
 def _exp_dir(meta: dict[str, Any]) -> str:

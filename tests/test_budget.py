@@ -132,3 +132,6 @@ def test_resumed_search_keeps_counting_its_budget(tmp_path):
     # this session ran what was left, not a fresh 40 s (Ray's start-up before the restore is not counted)
     assert wall < 40 - before["spent_s"] + 40, (wall, before)
     assert "budget 40 s wall-clock" in (exp / "report.md").read_text()
+    # the driver recorded its commit, CPU and versions at the start and at the resume
+    sessions = json.loads((exp / "provenance.json").read_text())["sessions"]
+    assert len(sessions) == 2 and all(s["cpu"] and s["torch"] and s["ray"] for s in sessions)

@@ -1,6 +1,7 @@
 """The shared training loop on the real arith-text2text config, shrunk."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,28 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     assert state["epoch"] == 3 and config["epochs"] == 3 and len(metrics["history"]) == 3
     assert (tmp_path / "b" / "best" / "state.pt").is_file()
     assert json.loads((tmp_path / "b" / "best" / "metrics.json").read_text())["best"]["epoch"] >= 1
+
+
+def test_a_run_records_where_it_trained_at_its_start_and_at_each_resume(tmp_path):
+    """Commit, CPU model and vector units, torch and Ray versions: one entry per session, kept in checkpoints."""
+    import subprocess
+
+    import ray
+
+    train(FAM, FAM.make_config({**TINY, "epochs": 1}), checkpoint_dir=tmp_path, progress=None)
+    resumed = train(FAM, FAM.make_config({**TINY, "epochs": 2}), checkpoint_dir=tmp_path, progress=None)
+    _, _, metrics = load_checkpoint(tmp_path / "last")
+    assert metrics["provenance"] == resumed["provenance"] and len(metrics["provenance"]) == 2
+    first, second = metrics["provenance"]
+    assert first["started"] <= second["started"]
+    assert first["torch"] == torch.__version__ and first["ray"] == ray.__version__
+    assert first["threads"] == TINY["threads"] and first["device"] == "cpu"
+    assert "(" in first["cpu"] and first["cpu"].rstrip(")").split(", ")[-1] in \
+        ("AVX512-BF16", "AVX512", "AVX2", "no AVX2", "AVX512-BF16, AMX", "AVX512, AMX")
+    head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode == 0:  # a checkout: the commit mathtune ran from
+        assert first["git_commit"] == head.stdout.strip()
 
 
 def test_ema_weights_are_evaluated_checkpointed_and_resumed_exactly(tmp_path):

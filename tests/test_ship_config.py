@@ -66,6 +66,9 @@ def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_chec
     assert figure["train_exact_match"] == pytest.approx(sum(t["train_exact_match"] for t in train) / 2)
     assert 0.0 < figure["train_char_acc"] <= 1.0
     assert payload["config"]["seed"] == 0 and payload["train_command"].endswith("configs/tiny-mul.json")
+    # where the runs trained, as they recorded it when they started, not the shipping machine
+    assert payload["provenance"] == [r["provenance"] for r in results]
+    assert payload["machine"].startswith(results[0]["provenance"][0]["cpu"]) and "torch thread(s)" in payload["machine"]
 
     # the selected checkpoint scored on validation gives back the figure's validation numbers
     fam = get_family("arith-text2text")

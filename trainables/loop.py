@@ -29,6 +29,7 @@ from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-expor
 from .errors import MathtuneError
 from .files import CHECKPOINT_FILE
 from .metrics import is_better, test_metric_for
+from .provenance import collect as collect_provenance
 
 __all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set_threads", "eta_seconds",
            "format_duration", "CHECKPOINT_FILE", "CheckpointError"]
@@ -158,8 +159,9 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
     The selection metric is ``family.metric`` on validation data; test metrics are recorded for
     reporting only.
     """
-    set_threads(config, cpus)
+    threads = set_threads(config, cpus)
     device = resolve_device(config)
+    provenance = [collect_provenance(threads=threads, device=str(device))]
     if data is None:
         data = family.build_data(config)
     torch.manual_seed(config["seed"])
@@ -189,6 +191,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         generator.set_state(state["generator"])
         start_epoch = int(state["epoch"])
         history, best = saved.get("history", []), saved.get("best")
+        provenance = list(saved.get("provenance") or []) + provenance  # earlier sessions first
         if progress:
             progress(f"[{family.name}] resumed from {resume_from} after epoch {start_epoch}")
     if resume_from is None:
@@ -236,7 +239,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         metrics = {**metrics, f"best_{metric}": best.get(metric) if best else float("nan"),
                    "best_epoch": best["epoch"] if best else 0}
         ckpt_path = _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config,
-                                       history, best, improved, ema)
+                                       history, best, improved, ema, extra={"provenance": provenance})
         if progress:
             progress(_progress_line(family, epoch, config["epochs"], metrics, history))
         if report is not None:
@@ -244,23 +247,26 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
                 with tempfile.TemporaryDirectory(prefix="mathtune-ckpt-") as tmp:
                     save_checkpoint(Path(tmp) / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler,
                                     epoch=epoch, generator=generator, config=config, history=history, best=best,
-                                    ema=ema)
+                                    ema=ema, extra={"provenance": provenance})
                     report(metrics, str(Path(tmp) / "ckpt"))
             else:
                 report(metrics, str(ckpt_path))
     return {"history": history, "best": best, "last": history[-1] if history else None, "config": config,
-            "model": ema.module if ema is not None else model, "data": data, "resumed_after": start_epoch}
+            "model": ema.module if ema is not None else model, "data": data, "resumed_after": start_epoch,
+            "provenance": provenance}
 
 
 def _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config, history, best,
-                       improved, ema=None) -> Path | None:
+                       improved, ema=None, extra=None) -> Path | None:
     if checkpoint_dir is None:
         return None
     last = save_checkpoint(checkpoint_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler,
-                           epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema)
+                           epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema,
+                           extra=extra)
     if improved:
         save_checkpoint(checkpoint_dir / "best", model=model, optimizer=optimizer, scheduler=scheduler,
-                        epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema)
+                        epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema,
+                        extra=extra)
     return last
 
 
