@@ -21,10 +21,11 @@ from typing import Any, ClassVar, Sequence
 from mathtune.trainables.files import CHECKPOINT_FILE
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
-           "load_confirmation", "STATUSES", "CONFIRM_FILE", "EXPERIMENT_FILE", "ExperimentRecord",
+           "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "EXPERIMENT_FILE", "ExperimentRecord",
            "read_experiment"]
 
 CONFIRM_FILE = "confirm.json"
+DECODE_FILE = "decode.json"
 EXPERIMENT_FILE = "mathtune.json"
 RECORD_VERSION = 2
 """The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
@@ -79,13 +80,30 @@ class TrialRecord:
             return "pending"
         return "finished" if self.finished and not tune else "running"
 
-    def best(self, metric: str, mode: str = "max") -> dict[str, Any] | None:
-        """The epoch row with the best value of ``metric`` (first one on ties)."""
+    def best(self, metric: str, mode: str = "max", *, decoded: bool = True) -> dict[str, Any] | None:
+        """The epoch row with the best value of ``metric`` (first one on ties).
+
+        When the trial's selected checkpoint was scored at decode-time settings (``decode.json``, written by
+        :mod:`mathtune.search.decode`) the row carries the chosen setting's figures instead, with the setting
+        under ``decoded`` (e.g. ``{"beam_width": 5}``); ``decoded=False`` gives the row as trained."""
         rows = [r for r in self.history if _is_number(r.get(metric))]
         if not rows:
             return None
         pick = max if mode == "max" else min
-        return pick(rows, key=lambda r: r[metric])
+        row = pick(rows, key=lambda r: r[metric])
+        scored = self.decoded() if decoded else None
+        if scored and scored.get("metric") == metric and int(scored.get("epoch", -1)) == int(row.get("epoch", -2)):
+            row = {**row, **scored["best"], "decoded": dict(scored["chosen"])}
+        return row
+
+    def decoded(self) -> dict[str, Any] | None:
+        """``decode.json``: the selected checkpoint scored at each decode-time setting (None when not scored)."""
+        path = self.path / DECODE_FILE
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return payload if isinstance(payload, dict) and isinstance(payload.get("best"), dict) else None
 
     def checkpoints(self) -> dict[int, Path]:
         """Epoch -> checkpoint folder, for the checkpoints Tune kept (``checkpoint_*/state.pt``)."""

@@ -124,6 +124,8 @@ def _trial_row(trial: TrialRecord, meta: dict[str, Any], keys: list[str], optuna
         "optuna_state": optuna_info.get("optuna_state"),
         "epochs_run": trial.epochs_run, "epochs_planned": trial.epochs_planned,
         "best_epoch": int(best["epoch"]) if best and "epoch" in best else None,
+        # the decode-time setting the best figures were scored at (search/decode.py), e.g. "beam_width=5"
+        "decoded": ", ".join(f"{k}={v}" for k, v in best["decoded"].items()) if best and best.get("decoded") else None,
     }
     for k in keys:
         row[f"best_{k}"] = _num(best.get(k)) if best else math.nan

@@ -99,6 +99,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
                 print(f"    {pname}: {spec.describe()}")
             for cname, value in space.constants.items():
                 print(f"    {cname} = {value!r}")
+            for dname, values in space.decode.items():
+                print(f"    decode-time {dname}: {values} (trained at {values[0]!r}, each trial scored at every value)")
     return 0
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mathtune.analysis.store import CONFIRM_FILE, TrialRecord, load_confirmation, load_trials
+from mathtune.search.decode import score_decode_settings
 from mathtune.spaces.loader import Space
 from mathtune.trainables.metrics import is_better, test_metric_for
 from mathtune.trainables.registry import get_family
@@ -181,6 +182,7 @@ def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainabl
         return None
     if any(t.status not in ("TERMINATED", "ERROR") for t in grid._experiment_analysis.trials):
         return None  # Ctrl-C: Tune stopped the runs and saved their state
+    score_decode_settings(space, confirm_dir)  # each new seed's checkpoint at every decode-time setting too
     summary = summarise(exp_dir, plan)
     _write_json(exp_dir / CONFIRM_FILE, summary)
     for label, combo in summary["combos"].items():

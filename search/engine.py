@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, read_experiment
+from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, load_trials, read_experiment
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
+from mathtune.search.decode import score_decode_settings
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
@@ -86,18 +87,24 @@ def apply_overrides(space: Space, overrides: dict[str, Any]) -> Space:
     params = dict(space.params)
     constants = dict(space.constants)
     factors = dict(space.factors)
+    decode = dict(space.decode)
     for key, value in overrides.items():
         if key not in family.all_params():
             raise SpaceError(f"--set {key}: unknown parameter for family {family.name} "
                              f"(known: {', '.join(sorted(family.all_params()))})")
         value = check_param_value(family, key, value, "--set")
         params.pop(key, None)
+        decode.pop(key, None)  # a decode-time setting fixed: trained and scored at that value only
         if key in factors:
             factors[key] = [value]
         else:
             constants[key] = value
-    points = [{k: v for k, v in p.items() if k in params or k in factors} for p in space.points_to_evaluate]
-    new = dataclasses.replace(space, params=params, constants=constants, factors=factors,
+    points = []
+    for point in space.points_to_evaluate:  # what is left of each warm-start point, each once
+        point = {k: v for k, v in point.items() if k in params or k in factors}
+        if point not in points:
+            points.append(point)
+    new = dataclasses.replace(space, params=params, constants=constants, factors=factors, decode=decode,
                               points_to_evaluate=[p for p in points if p])
     check_combos(new, "--set")
     return new
@@ -506,47 +513,59 @@ def _tune_console(meta: dict[str, Any]):
 def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
     interrupted = False
     clock = BudgetClock.of(exp_dir)
-    with _tune_console(meta):
-        try:
-            grid = tuner.fit()
-        except KeyboardInterrupt:
-            interrupted = True
-            grid = None
-        finally:
-            if clock is not None:
-                clock.close()
-    counts: dict[str, int] = {}
-    best: dict[str, dict[str, Any]] = {}
-    if grid is not None:
-        for trial in grid._experiment_analysis.trials:
-            counts[trial.status] = counts.get(trial.status, 0) + 1
-        interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts)
-        for result in grid:
-            history = result.metrics_dataframe
-            if history is None or history.empty or space.metric not in history:
-                continue
-            row = history.loc[history[space.metric].idxmax() if space.mode == "max"
-                              else history[space.metric].idxmin()]
-            label = ", ".join(f"{k}={result.config.get(k)}" for k in space.factors) or "all"
-            test_key = test_metric_for(space.metric)
-            current = best.get(label)
-            if is_better(float(row[space.metric]), None if current is None else current[space.metric], space.mode):
-                best[label] = {space.metric: float(row[space.metric]),
-                               test_key: float(row[test_key]) if test_key in row else float("nan"),
-                               "epoch": int(row.get("epoch", 0)), "trial_id": result.metrics.get("trial_id"),
-                               "path": result.path}
+    try:
+        with _tune_console(meta):
+            try:
+                grid = tuner.fit()
+            except KeyboardInterrupt:
+                interrupted = True
+                grid = None
+        counts: dict[str, int] = {}
+        if grid is not None:
+            for trial in grid._experiment_analysis.trials:
+                counts[trial.status] = counts.get(trial.status, 0) + 1
+            interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts)
+        if not interrupted:  # decode-time settings: every ended trial's checkpoint, inside the budget's count
+            try:
+                score_decode_settings(space, exp_dir)
+            except KeyboardInterrupt:
+                interrupted = True
+    finally:
+        if clock is not None:
+            clock.close()
+    best = _best_per_combo(space, exp_dir) if grid is not None else {}
     print(f"[mathtune] results: {exp_dir}", flush=True)
     if counts:
         print("[mathtune] trials: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items())), flush=True)
     for label, b in best.items():
         test_key = test_metric_for(space.metric)
-        print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f} "
+        decoded = f" at {', '.join(f'{k}={v}' for k, v in b['decoded'].items())}" if b.get("decoded") else ""
+        print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f}{decoded} "
               f"(test, reported only: {test_key} {b[test_key]:.4f}) epoch {b['epoch']}", flush=True)
     if clock is not None:
         print(f"[mathtune] budget: {clock.describe()}" + (" (the search stopped there)" if clock.exhausted()
                                                           else ""), flush=True)
     print(f"[mathtune] report: mathtune report {exp_dir}", flush=True)
     return SearchOutcome(exp_dir, counts, best, interrupted)
+
+
+def _best_per_combo(space: Space, exp_dir: Path) -> dict[str, dict[str, Any]]:
+    """The best trial per factor combination by validation (at its chosen decode-time setting, if scored)."""
+    best: dict[str, dict[str, Any]] = {}
+    test_key = test_metric_for(space.metric)
+    for trial in load_trials(exp_dir):
+        row = trial.best(space.metric, space.mode)
+        if row is None:
+            continue
+        label = ", ".join(f"{k}={trial.config.get(k)}" for k in space.factors) or "all"
+        current = best.get(label)
+        if is_better(float(row[space.metric]), None if current is None else current[space.metric], space.mode):
+            best[label] = {space.metric: float(row[space.metric]),
+                           test_key: float(row[test_key]) if isinstance(row.get(test_key), (int, float))
+                           else float("nan"),
+                           "epoch": int(row.get("epoch", 0)), "trial_id": trial.trial_id, "path": str(trial.path),
+                           "decoded": row.get("decoded")}
+    return best
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -49,7 +49,7 @@ __all__ = ["SpaceError", "ParamSpec", "Space", "load_space", "space_names", "spa
 SPACE_DIR = Path(__file__).resolve().parent
 PARAM_TYPES = ("choice", "int", "float", "logfloat")
 TOP_KEYS = ("family", "description", "metric", "mode", "objectives", "factors", "params", "constants",
-            "resources", "scheduler", "points_to_evaluate")
+            "resources", "scheduler", "points_to_evaluate", "decode")
 COST_METRICS = ("num_params", "epoch_time_s")
 """Objectives beside validation metrics: the model's parameter count and an epoch's wall time (the loop
 reports both every epoch); neither looks at any data."""
@@ -122,6 +122,9 @@ class Space:
     scheduler: dict[str, Any] = field(default_factory=dict)
     points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); first = metric, mode
+    # decode-time settings (a family's ``decode_params``): trials train with the first value, and each trial's
+    # selected checkpoint is then scored at every value on validation (:mod:`mathtune.search.decode`)
+    decode: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def multi_objective(self) -> bool:
@@ -146,7 +149,7 @@ class Space:
 
     def config(self, factors: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         """The full trial config (validated by the family)."""
-        overrides = {**self.constants, **factors, **params}
+        overrides = {**self.constants, **{k: v[0] for k, v in self.decode.items()}, **factors, **params}
         return get_family(self.family).make_config(overrides, where=str(self.path))
 
     @property
@@ -317,6 +320,21 @@ class _SpaceValidator:
             constants[name] = self.check(f"constants.{name}", name, value)
         return constants
 
+    def decode(self) -> dict[str, list[Any]]:
+        decode: dict[str, list[Any]] = {}
+        for name, values in self.mapping("decode").items():
+            self.claim("decode", name)
+            if name not in self.family.decode_params:
+                allowed = ", ".join(self.family.decode_params) or "none"
+                raise self.error(f"decode.{name}: not a decode-time setting of family {self.family.name} "
+                                 f"(its decode-time settings: {allowed}); search it under params")
+            if not isinstance(values, list) or not values:
+                raise self.error(f"decode.{name}: expected a non-empty list of values")
+            decode[name] = [self.check(f"decode.{name}", name, v) for v in values]
+            if len(set(map(repr, decode[name]))) != len(decode[name]):
+                raise self.error(f"decode.{name}: repeated value")
+        return decode
+
     def resources(self) -> dict[str, float]:
         resources = self.mapping("resources")
         for key, value in resources.items():
@@ -366,7 +384,7 @@ class _SpaceValidator:
                       description=str(self.raw.get("description", "")), metric=metric, mode=mode,
                       factors=factors, params=params, constants=constants, resources=self.resources(),
                       scheduler=self.scheduler(), points_to_evaluate=self.points(params, factors),
-                      objectives=objectives)
+                      objectives=objectives, decode=self.decode())
         check_combos(space, self.where)
         return space
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from mathtune.analysis import load_trials
+
 from mathtune.search import SearchOptions, run_search
 from mathtune.spaces import load_space
 from mathtune.trainables import get_family, train
@@ -478,6 +480,16 @@ def test_tiny_text2img_search_end_to_end(ray_session, tmp_path, t2i):
             for line in p.read_text().splitlines()]
     assert len(rows) == 4 and all(r["classifier_acc"] == t2i[2].classifier["accuracy"] for r in rows)
     assert all(0.0 < r["test_pixel_acc"] <= 1.0 for r in rows)
+    # sharpen is decode-time: trials trained at 1, then each selected checkpoint was read at every value
+    for trial in load_trials(outcome.experiment_dir):
+        scored = trial.decoded()
+        assert [s["setting"]["sharpen"] for s in scored["scored"]] == [1.0, 1.5, 2.0, 3.0]
+        assert trial.config["sharpen"] == 1.0
+        trained = trial.best("val_exact_match", decoded=False)
+        assert scored["scored"][0]["val_exact_match"] == pytest.approx(trained["val_exact_match"])
+        assert scored["best"]["val_exact_match"] == max(s["val_exact_match"] for s in scored["scored"])
+    assert best["val_exact_match"] == max(t.decoded()["best"]["val_exact_match"]
+                                          for t in load_trials(outcome.experiment_dir))
 
 
 @needs_mnist

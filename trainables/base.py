@@ -117,6 +117,9 @@ class Family(abc.ABC):
     data_params: ClassVar[tuple[str, ...]]
     metric: ClassVar[str] = "val_exact_match"
     mode: ClassVar[str] = "max"
+    #: parameters that change only how a trained model decodes (beam width, an output temperature): a space lists
+    #: them under ``decode:`` and a search scores each trial's selected checkpoint at every listed value
+    decode_params: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- configuration
     @classmethod
@@ -185,6 +188,13 @@ class Family(abc.ABC):
         ``final`` is true for the last evaluation of a run, where a family may decode more
         expensively (e.g. beam search).
         """
+
+    def score_decoded(self, model: torch.nn.Module, data: Any, config: dict[str, Any], device: torch.device,
+                      settings: list[dict[str, Any]]) -> list[dict[str, float]]:
+        """The final evaluation (``val_*`` and ``test_*``) of a trained model at each of ``settings`` (values of
+        :attr:`decode_params`), in their order. The default evaluates once per setting; a family that can score
+        several settings in one pass (t2m: every beam width from one beam search) overrides it."""
+        return [self.evaluate(model, data, {**config, **setting}, device, final=True) for setting in settings]
 
     # ----------------------------------------------------------------- optional hooks
     def optimizer(self, model: torch.nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:

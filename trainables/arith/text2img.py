@@ -123,6 +123,8 @@ class ArithText2Img(ImageArithFamily):
         return self._reader[2]
 
     # ------------------------------------------------------------------ model and training
+    decode_params = ("sharpen",)
+
     def build_model(self, config, data):
         model = Text2ImgModel(data.answer_len, data.vocab_size, embed_dim=config["embed_dim"],
                               hidden=config["hidden"], extra_layers=config["extra_layers"],

@@ -153,6 +153,26 @@ class T2MFamily(Family):
         total, count = model.token_losses(logp.float(), tgt, config["label_smoothing"])
         return total / count.clamp(min=1)
 
+    decode_params = ("beam_width",)
+
+    @torch.no_grad()
+    def score_decoded(self, model, data, config, device, settings):
+        """Every beam width from one pass: a nested beam search yields each narrower width's programs too."""
+        if any(set(s) - {"beam_width"} for s in settings):
+            return super().score_decoded(model, data, config, device, settings)
+        widths = sorted({int(s["beam_width"]) for s in settings})
+        scored: dict[int, dict[str, float]] = {w: {"val_beam_width": float(w)} for w in widths}
+        for name in ("val", "test"):
+            if name not in data.parts:
+                continue
+            part = data.parts[name]
+            preds, loss = decode_part(model, part, widths=widths, config=config, device=device)
+            for w in widths:
+                result = score_part(part, preds[w])
+                scored[w].update({f"{name}_loss": loss, f"{name}_exact_match": result.exact_match / 100,
+                                  f"{name}_exec_acc": result.execution_accuracy / 100})
+        return [scored[int(s["beam_width"])] for s in settings]
+
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
         width = config["beam_width"] if final else 1
