@@ -273,6 +273,9 @@ def first_rung(meta: dict) -> int | None:
     """The epoch of the experiment's first ASHA rung (its grace period), or None without ASHA."""
     if (meta.get("options") or {}).get("scheduler", "asha") != "asha":
         return None
+    given = ((meta.get("options") or {}).get("asha") or {}).get("grace_period")  # --grace-period
+    if given:
+        return int(given)
     try:
         from mathtune.spaces.loader import load_space
 

@@ -57,6 +57,9 @@ METHODS = {
     # variants of (d) (replay mode), for tuning the searcher's own settings
     "e": ("(d) with 4 random startup trials", dict(startup_trials=4)),
     "f": ("(c) with 4 random startup trials", dict(searcher="stock", startup_trials=4)),
+    # hedges against late-blooming curves
+    "h": ("TPE + ASHA, 3 brackets (Hyperband-style)", dict(asha={"brackets": 3})),
+    "i": ("TPE, no early stopping", dict(scheduler="none")),
 }
 
 

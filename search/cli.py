@@ -162,7 +162,10 @@ def _search_options(args: argparse.Namespace):
                          sampler=args.sampler, searcher=args.searcher,
                          dashboard=not args.no_dashboard, verbose=args.verbose,
                          confirm_top=args.confirm_top, confirm_seeds=args.confirm_seeds,
-                         startup_trials=args.startup_trials)
+                         startup_trials=args.startup_trials,
+                         asha={k: v for k, v in (("grace_period", args.grace_period),
+                                                 ("reduction_factor", args.reduction_factor),
+                                                 ("brackets", args.brackets)) if v is not None})
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -364,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "With several objectives (a space's objectives:) ASHA stops on the first one only: a "
                         "small model that learns slowly can be stopped before its size pays off, so choose none "
                         "when the other objectives matter as much as the first")
+    p.add_argument("--grace-period", type=int, metavar="EPOCHS",
+                   help="ASHA: epochs every trial runs before its first cut (default from the space's scheduler:, "
+                        "else 1); a family whose curves climb late needs it long enough not to cut them off")
+    p.add_argument("--reduction-factor", type=float, metavar="ETA",
+                   help="ASHA: keep the top 1/ETA of trials at each rung (default from the space, else 3)")
+    p.add_argument("--brackets", type=int, metavar="N",
+                   help="ASHA brackets, Hyperband-style (default from the space, else 1): bracket s makes its first "
+                        "cut at grace x ETA^s, so some trials run longer before any cut; a hedge for late-blooming "
+                        "curves, at the price of fewer trials cut early")
     p.add_argument("--storage-path", default=os.environ.get("MATHTUNE_STORAGE_PATH") or "runs",
                    help="where experiment folders go (default $MATHTUNE_STORAGE_PATH, else ./runs); on a "
                         "multi-node cluster use shared storage (an NFS path, as cluster.yaml mounts)")

@@ -67,6 +67,7 @@ class SearchOptions:
     confirm_top: int = 0  # > 0: retrain the K best trials per factor value with new seeds once the search ends
     confirm_seeds: int = 3
     startup_trials: int | None = None  # TPE's random trials per study first; None: a third of them, 2 to 10
+    asha: dict[str, float] = field(default_factory=dict)  # grace_period / reduction_factor / brackets over the space's
 
 
 @dataclass
@@ -211,10 +212,11 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     search_alg = ConcurrencyLimiter(searcher, max_concurrent=opts["max_concurrent"])
     scheduler = None
     if opts["scheduler"] == "asha":
+        asha = {**space.scheduler, **(opts.get("asha") or {})}
         scheduler = GroupedASHA(group_keys=list(space.factors), metric=space.metric, mode=space.mode,
-                                max_t=space.epochs, grace_period=int(space.scheduler.get("grace_period", 1)),
-                                reduction_factor=space.scheduler.get("reduction_factor", 3),
-                                brackets=int(space.scheduler.get("brackets", 1)))
+                                max_t=space.epochs, grace_period=int(asha.get("grace_period", 1)),
+                                reduction_factor=asha.get("reduction_factor", 3),
+                                brackets=int(asha.get("brackets", 1)), seed=opts["seed"])
     trainable = tune.with_resources(make_trainable(space.family, _datasets(space)), meta["resources"])
     return trainable, search_alg, scheduler
 
@@ -310,6 +312,14 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         raise SearchError(f"--confirm-seeds must be at least 1, got {options.confirm_seeds}")
     if options.startup_trials is not None and options.startup_trials < 1:
         raise SearchError(f"--startup-trials must be at least 1, got {options.startup_trials}")
+    for key, value in options.asha.items():
+        flag = "--" + key.replace("_", "-")
+        if key not in ("grace_period", "reduction_factor", "brackets"):
+            raise SearchError(f"asha setting {key!r}: unknown (grace_period, reduction_factor, brackets)")
+        low = 2 if key == "reduction_factor" else 1
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low or \
+                (key != "reduction_factor" and value != int(value)):
+            raise SearchError(f"{flag} must be {'a number' if low == 2 else 'a whole number'} >= {low}, got {value!r}")
     if options.max_failures < -1:
         raise SearchError(f"--max-failures must be -1 (retry forever) or more, got {options.max_failures}")
     resources = _resources(space, options)

@@ -2,6 +2,9 @@
 
 A trial at split 0.1 must not be stopped because trials at split 0.5 score higher on their own,
 different validation data; this scheduler keeps one ``AsyncHyperBandScheduler`` per factor combination.
+With ``brackets`` > 1 (Hyperband-style: bracket s starts its rungs at ``grace_period x reduction_factor^s``,
+so later brackets let late-blooming curves run longer before the first cut), a new trial's bracket is drawn
+with Ray's weights but from a generator seeded by the search's seed, so a search replays the same way.
 
 Example::
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+import numpy as np
+
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 __all__ = ["GroupedASHA"]
@@ -20,8 +25,9 @@ __all__ = ["GroupedASHA"]
 
 class GroupedASHA(FIFOScheduler):
     def __init__(self, *, group_keys: list[str], metric: str, mode: str, max_t: int, grace_period: int = 1,
-                 reduction_factor: float = 3, brackets: int = 1, time_attr: str = "epoch"):
+                 reduction_factor: float = 3, brackets: int = 1, time_attr: str = "epoch", seed: int = 0):
         super().__init__()
+        self._rng = np.random.default_rng(seed)  # bracket draws, seeded (Ray's ASHA draws from numpy's global state)
         self._metric, self._mode = metric, mode
         self.group_keys = list(group_keys)
         self.kwargs = dict(time_attr=time_attr, metric=metric, mode=mode, max_t=max_t,
@@ -40,12 +46,19 @@ class GroupedASHA(FIFOScheduler):
         return self.groups[key]
 
     def on_trial_add(self, tune_controller, trial) -> None:
-        self._group(trial).on_trial_add(tune_controller, trial)
+        group = self._group(trial)
+        if len(group._brackets) == 1:
+            group.on_trial_add(tune_controller, trial)
+            return
+        # Ray's weights (a bracket with more rungs is drawn e times as often as the next), from a seeded draw
+        sizes = np.array([len(b._rungs) for b in group._brackets])
+        probs = np.e ** (sizes - sizes.max())
+        group._trial_info[trial.trial_id] = group._brackets[int(self._rng.choice(len(sizes), p=probs / probs.sum()))]
 
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
         group = self._group(trial)
         if trial.trial_id not in group._trial_info:  # restored trial: give it a bracket first
-            group.on_trial_add(tune_controller, trial)
+            self.on_trial_add(tune_controller, trial)
         action = group.on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP:
             self.num_stopped += 1
