@@ -154,6 +154,11 @@ class Space:
 
     @property
     def epochs(self) -> int:
+        """The most epochs a trial runs (ASHA's ``max_t``): the constant, or the longest schedule when ``epochs``
+        is searched (a trial with a shorter one ends, as finished, at its own last epoch)."""
+        spec = self.params.get("epochs")
+        if spec is not None:
+            return int(max(spec.values) if spec.type == "choice" else spec.high)
         return int(self.constants.get("epochs", get_family(self.family).defaults()["epochs"]))
 
 

@@ -438,16 +438,25 @@ def test_shipped_best_config_is_a_train_config_with_its_figures(family):
     assert payload["measured_on"] and payload["wall_time_s"] > 0
 
 
-def test_addsub_img2text_space_starts_from_the_shipped_configuration():
-    """The +- space's first warm-start point is the shipped best: same value for every key it sets, and
-    the space's constants agree with the shipped file."""
-    space = load_space("arith-img2text-addsub")
-    shipped = json.loads((CONFIGS / "arith-img2text-addsub.json").read_text())["config"]
-    point = space.points_to_evaluate[0]
-    assert set(point) >= set(space.params) - {"split"}
-    assert {k: shipped[k] for k in point} == point
-    assert all(shipped[k] == v for k, v in space.constants.items())
-    assert shipped["split"] in space.factors["split"]
+def test_campaign_spaces_start_from_the_reference_and_search_the_recipes():
+    """The spaces a campaign searches start only from the reference reports' configurations (what a new user
+    has), never from a hand-tuned shipped file, and search every setting the hand runs used."""
+    shipped = [json.loads(p.read_text())["config"] for p in CONFIGS.glob("*.json")]
+    recipes = {"arith-img2text-addsub": {"ema", "weight_decay", "decoder_hidden", "init", "reverse", "epochs"},
+               "arith-text2text-mul": {"ema", "weight_decay", "decoder_hidden", "init", "reverse", "epochs"},
+               "t2m-lstm": {"ema", "label_smoothing", "dec_hidden", "epochs"},
+               "t2m-attn": {"ema", "label_smoothing", "dec_hidden", "attention_style", "epochs"}}
+    for name, searched in recipes.items():
+        space = load_space(name)
+        assert searched <= set(space.params), (name, searched - set(space.params))
+        for point in space.points_to_evaluate:
+            assert not any(all(c.get(k) == v for k, v in point.items()) for c in shipped), (name, point)
+    first = load_space("arith-img2text-addsub").points_to_evaluate[0]
+    # the reference's +- model: one conv block, dropout 0.25, dense 80, LSTM 256, no extra layer, Adam 1e-3, batch 8
+    assert {k: first[k] for k in ("conv_blocks", "dropout", "dense_units", "hidden", "extra_layers", "lr",
+                                  "batch_size", "aux_weight")} == \
+        {"conv_blocks": 1, "dropout": 0.25, "dense_units": 80, "hidden": 256, "extra_layers": 0, "lr": 0.001,
+         "batch_size": 8, "aux_weight": 0.0}
 
 
 # ------------------------------------------------------------------------------------------- searches
