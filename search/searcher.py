@@ -144,9 +144,10 @@ class FactorOptunaSearch(Searcher):
                     study.set_user_attr("factors", combo)
                     if self.space.multi_objective:
                         study.set_user_attr("objectives", [list(o) for o in objectives])
-                        with warnings.catch_warnings():  # experimental in Optuna, stable in use since 3.2
-                            warnings.simplefilter("ignore")
-                            study.set_metric_names([m for m, _ in objectives])
+                    # optuna-dashboard then names the metric (val_exec_acc), not "Objective 0"
+                    with warnings.catch_warnings():  # experimental in Optuna, stable in use since 3.2
+                        warnings.simplefilter("ignore")
+                        study.set_metric_names([m for m, _ in objectives])
                 self._studies[i] = study
         return self._studies
 

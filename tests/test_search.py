@@ -47,6 +47,9 @@ def test_optuna_study_holds_intermediate_values_and_warm_start_first(tiny_search
     exp = tiny_search.experiment_dir
     trials = _study_trials(exp, "tiny[split=0.5]")
     assert len(trials) == 4
+    # optuna-dashboard shows the metric's name, not "Objective 0"
+    study = optuna.load_study(study_name="tiny[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+    assert study.metric_names == ["val_exact_match"]
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     tune_ids = {t.user_attrs[TUNE_ID_ATTR] for t in trials}
     assert tune_ids == {t.trial_id for t in load_trials(exp)}
