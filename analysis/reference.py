@@ -1,7 +1,7 @@
 """Our best results beside the seed reports' figures (``reference.yaml``), metric by metric.
 
-For each reference row of a family we ran, the best trial among those with the row's settings is
-selected on the validation metric; its test figures sit beside the reference figure measuring the same
+For each reference row of a family we ran, the best trial among those with the row's settings that ran their
+whole schedule (not stopped early) is selected on the validation metric; its test figures sit beside the reference figure measuring the same
 thing, with the difference in percentage points. Arithmetic rows compare per-character accuracy (what
 the seed's Keras "accuracy" measured) and also show our whole-answer exact match, the honest figure.
 
@@ -79,6 +79,8 @@ def versus_reference(tables: Tables, path: str | Path | None = None) -> tuple[Ta
         metric, mode = meta["metric"], meta.get("mode", "max")
         pool = tables.trials[tables.trials["experiment"].isin(exps)] if len(tables.trials) else tables.trials
         pool = _matching(pool, ref.get("match") or {})
+        if "status" in pool.columns:  # a trial ASHA stopped after a few epochs does not answer a reference row
+            pool = pool[pool["status"] == "finished"]
         col = f"best_{metric}"
         if col in pool.columns:
             pool = pool[pool[col].notna()]

@@ -40,7 +40,7 @@ from .importance import Importance, load_studies, param_importances
 from .pareto import objectives_of, pareto_front, pareto_plot
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
 from .reference import versus_reference
-from .shipped import shipped_versus_reference
+from .found import search_found
 from .store import load_confirmation
 from .tables import (Table, _slug, best_per_factor, family_summary, is_rate, metric_label, per_param_value, top_k,
                      trial_overview)
@@ -236,6 +236,21 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
     return out
 
 
+def _found_section(tables: Tables, experiment: str, files: Path) -> Section:
+    """The report's opening for one experiment: what the search found (:mod:`.found`)."""
+    sec = Section(f"What the search found: {experiment}", level=2)
+    found = _guard(sec, "what-the-search-found table", lambda: search_found(tables, experiment, files))
+    if found:
+        table, figure, lines = found
+        sec.tables.append(table)
+        sec.paragraphs.extend(lines)
+        if figure is not None:
+            sec.figures.append((figure, "Best validation figure so far against wall-clock time spent, per factor "
+                                        "value; dashed: the hand-tuned shipped configuration's validation figure "
+                                        "for the same setting, where one ships."))
+    return sec
+
+
 def _pareto_table(tables: Tables, experiment: str, slug: str, objectives) -> Table:
     front = pareto_front(tables, experiment)
     test = test_metric_for(objectives[0][0])
@@ -330,26 +345,27 @@ def build_report(exp_dirs: Sequence[str | Path], out: str | Path, *, params: Seq
                             f"`{TABLES_DIR}/trials.parquet` and `{TABLES_DIR}/epochs.parquet`; every table below is also in `tables.tex`.")
     sections.append(intro)
 
+    for experiment in tables.experiments():
+        sections.append(_found_section(tables, experiment, files))
+
+    for experiment in tables.experiments():
+        sections.extend(_experiment_sections(tables, experiment, files, params=params, top=top,
+                                             predictions=predictions))
+
     vs = Section("Versus the reference", level=2)
     result = _guard(vs, "versus-reference table", lambda: versus_reference(tables))
     if result:
         table, missing = result
         vs.tables.append(table)
         if missing:
-            vs.notes.append("reference rows of these families that no trial here matches (run a search with those "
-                            "settings to compare): " + "; ".join(missing))
-    families = {m.get("family") for m in tables.metas.values()}
-    _guard(vs, "shipped-configurations table",
-           lambda: vs.tables.append(shipped_versus_reference(families=families)))
+            vs.notes.append("reference rows of these families that no finished trial here matches (run a search "
+                            "with those settings to compare): " + "; ".join(missing))
+    vs.paragraphs.append("Every reference row beside the shipped configuration that answers it: `mathtune reference`.")
     sections.append(vs)
 
     fam = Section("Family-by-family summary", level=2)
     _guard(fam, "family summary", lambda: fam.tables.append(family_summary(tables)))
     sections.append(fam)
-
-    for experiment in tables.experiments():
-        sections.extend(_experiment_sections(tables, experiment, files, params=params, top=top,
-                                             predictions=predictions))
     names = ", ".join(tables.experiments())
     return Report(f"mathtune report: {names}", sections, tables, time.strftime("%Y-%m-%d %H:%M:%S"))
 

@@ -380,3 +380,21 @@ def test_report_importance_table_says_which_trials_each_figure_rests_on(report_d
     # the tiny search is shorter than its grace period, so its common epoch is its last; every trial scores 0
     assert ("importance of val exact match at epoch 2 in tiny-analysis[split=0.5]: all 3 complete trials at "
             "epoch 2 score 0: nothing to attribute") in md
+
+
+def test_hand_tuned_figure_is_the_shipped_file_that_agrees_with_what_the_search_fixed():
+    """A search of the `*` space at split 0.6 compares with the shipped 60/40 file, at 0.5 with the 50/50 one;
+    a setting no shipped file trained (here a narrower fixed width) has no hand-tuned figure."""
+    import json
+
+    from mathtune.analysis.found import hand_tuned
+    from mathtune.analysis.shipped import CONFIGS_DIR
+
+    fixed = {"ops": "*", "grad_clip": 1.0, "lr_schedule": "cosine"}
+    for split in (0.5, 0.6):
+        found = hand_tuned("arith-text2text", fixed, {"split": split})
+        assert found is not None and found.config["split"] == split and found.config["ops"] == "*"
+        rivals = [json.loads(p.read_text()) for p in CONFIGS_DIR.glob("arith-text2text*.json")]
+        rivals = [r for r in rivals if r["config"]["ops"] == "*" and r["config"]["split"] == split]
+        assert found.selection[1] == max(r["figure"]["val_exact_match"] for r in rivals)
+    assert hand_tuned("arith-text2text", {**fixed, "hidden": 24}, {"split": 0.6}) is None

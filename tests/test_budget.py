@@ -131,7 +131,12 @@ def test_resumed_search_keeps_counting_its_budget(tmp_path):
     assert after["sessions"] == 2 and after["spent_s"] > before["spent_s"] + 1
     # this session ran what was left, not a fresh 40 s (Ray's start-up before the restore is not counted)
     assert wall < 40 - before["spent_s"] + 40, (wall, before)
-    assert "budget 40 s wall-clock" in (exp / "report.md").read_text()
+    report = (exp / "report.md").read_text()
+    assert "budget 40 s wall-clock" in report
+    # the report opens with what the search found, the budget spent beside it; the reference tables follow
+    assert report.index("What the search found") < report.index("Versus the reference")
+    assert f"Budget: {after['spent_s']:.0f} s of 40 s wall-clock spent" in report
+    assert "none ships for this setting" in report and "budget-resume-found.png" in report
     # the driver recorded its commit, CPU and versions at the start and at the resume
     sessions = json.loads((exp / "provenance.json").read_text())["sessions"]
     assert len(sessions) == 2 and all(s["cpu"] and s["torch"] and s["ray"] for s in sessions)
