@@ -28,6 +28,8 @@ from typing import Any
 import pandas as pd
 
 from .reference import _same, load_reference
+from mathtune.trainables.loop import format_duration
+
 from .tables import Table, metric_label
 
 __all__ = ["CONFIGS_DIR", "ShippedConfig", "load_shipped", "shipped_versus_reference", "NOT_RUN"]
@@ -46,6 +48,16 @@ class ShippedConfig:
     family: str
     figure: dict[str, Any]
     config: dict[str, Any]
+    search: dict[str, Any] | None = None  # the search that found it: experiment, command, budget_s
+
+    @property
+    def found_by(self) -> str:
+        """``search EXP (budget 8 h 00 min)`` for a configuration a search found, else ``hand run``."""
+        if not self.search:
+            return "hand run (mathtune train)"
+        budget = self.search.get("budget_s")
+        return f"search {self.search.get('experiment', '?')}" + \
+            (f" (budget {format_duration(float(budget))})" if budget else "")
 
     @property
     def selection(self) -> tuple[str, float]:
@@ -81,7 +93,8 @@ def load_shipped(folder: str | Path | None = None) -> list[ShippedConfig]:
             raise ValueError(f"{path}: not a readable shipped configuration: {exc}") from None
         if not isinstance(payload, dict) or not {"family", "figure", "config"} <= payload.keys():
             raise ValueError(f"{path}: a shipped configuration needs family, figure and config")
-        out.append(ShippedConfig(path, payload["family"], dict(payload["figure"]), dict(payload["config"])))
+        search = payload.get("search") if isinstance(payload.get("search"), dict) else None
+        out.append(ShippedConfig(path, payload["family"], dict(payload["figure"]), dict(payload["config"]), search))
     return out
 
 
@@ -109,8 +122,8 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
         for metric, ref_value in ref["figures"].items():
             row = {"family": family, "reference setting": ref["setting"], "metric": metric_label(metric),
                    "reference": float(ref_value), "ours": NOT_RUN, "difference": math.nan,
-                   "ours, test exact match": math.nan, "configuration": "-", "selected": "-", "seeds": "-",
-                   "notes": ref.get("context", "")}
+                   "ours, test exact match": math.nan, "configuration": "-", "found by": "-", "selected": "-",
+                   "seeds": "-", "notes": ref.get("context", "")}
             if best is not None:
                 ours = best.value(metric)
                 sel_metric, sel_value = best.selection
@@ -127,12 +140,13 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
                     "ours": ours if not math.isnan(ours) else "not measured",
                     "difference": ours - float(ref_value) if not math.isnan(ours) else math.nan,
                     "ours, test exact match": best.value("test_exact_match"),
-                    "configuration": best.path.name,
+                    "configuration": best.path.name, "found by": best.found_by,
                     "selected": f"on validation ({metric_label(sel_metric)} {100 * sel_value:.2f}%)",
                     "seeds": best.spread(metric), "notes": "; ".join(notes)})
             rows.append(row)
     frame = pd.DataFrame(rows, columns=["family", "reference setting", "metric", "reference", "ours", "difference",
-                                        "ours, test exact match", "configuration", "selected", "seeds", "notes"])
+                                        "ours, test exact match", "configuration", "found by", "selected", "seeds",
+                                        "notes"])
     note = ("Every row of the seed reports (analysis/reference.yaml) beside the shipped configuration "
             "(trainables/configs) with the same settings and the best validation figure; 'not run' where none "
             "is shipped. The seed reports picked their configurations on the test set; ours are picked on "

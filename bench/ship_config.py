@@ -56,6 +56,23 @@ def figure_of(results: list[dict]) -> dict:
     return figure
 
 
+def search_of(exp: Path) -> dict:
+    """What a shipped file records of the search that found it: experiment, space, options, budget spent."""
+    try:
+        record = json.loads((exp / "mathtune.json").read_text())
+    except (OSError, ValueError) as exc:
+        sys.exit(f"ship_config: --search {exp}: not a mathtune experiment ({exc})")
+    try:
+        budget = json.loads((exp / "budget.json").read_text())
+    except (OSError, ValueError):
+        budget = {}
+    opts = record.get("options") or {}
+    sets = " ".join(f"--set {k}={v}" for k, v in (opts.get("overrides") or {}).items())
+    return {"experiment": record.get("name", exp.name), "space": record.get("space_name"),
+            "command": f"mathtune search {record.get('space_name')} {sets}".strip(),
+            "budget_s": opts.get("budget"), "spent_s": budget.get("spent_s"), "created": record.get("created")}
+
+
 def machine_of(provenance: list[list[dict]]) -> str:
     """Where the runs trained, from what each recorded when it started (and at each resume), not the machine
     that ships them."""
@@ -103,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path, help="finished `mathtune train` output folders (one per seed)")
     p.add_argument("--produced-by", help="the command(s) that trained the runs (required unless --train-only)")
     p.add_argument("--note", default="", help="anything a reader of the figure should know")
+    p.add_argument("--search", type=Path, metavar="EXP",
+                   help="the search experiment that found the configuration (its name, command and budget are "
+                        "recorded, and `mathtune reference` says the figure came from a search)")
     p.add_argument("--configs-dir", type=Path, default=ROOT / "trainables" / "configs",
                    help="where shipped configurations live (default: trainables/configs)")
     p.add_argument("--train-only", action="store_true",
@@ -137,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "produced_by": args.produced_by,
         "train_command": f"mathtune train {family} --config trainables/configs/{args.name}.json",
         **({"note": args.note} if args.note else {}),
+        **({"search": search_of(args.search)} if args.search else {}),
         "config": results[0]["config"],
     }
     out.write_text(json.dumps(payload, indent=1) + "\n")

@@ -48,6 +48,20 @@ def test_seed_spread_and_auxiliary_supervision_are_shown(tmp_path):
     assert "without it: 95.50%, test exact match 90.00% (plain.json)" in row["notes"]
     mul = table.frame[table.frame["reference setting"].str.startswith("*, 75/25")].iloc[0]
     assert mul["ours"] == NOT_RUN
+    assert row["found by"] == "hand run (mathtune train)"
+
+
+def test_each_row_says_whether_a_search_or_a_hand_run_found_its_figure(tmp_path):
+    base = {"ops": "+-", "split": 0.65, "extra_layers": 1, "aux_weight": 0.0}
+    (tmp_path / "searched.json").write_text(json.dumps({
+        "family": "arith-img2text", "figure": {"val_exact_match": 0.95, "test_char_acc": 0.97}, "config": base,
+        "search": {"experiment": "img2text-campaign", "budget_s": 28800,
+                   "command": "mathtune search arith-img2text-addsub --budget 8h"}}))
+    table = shipped_versus_reference(load_shipped(tmp_path), families={"arith-img2text"})
+    row = table.frame[(table.frame["reference setting"] == "+/-, 65/35, one extra encoder layer")].iloc[0]
+    assert row["found by"] == "search img2text-campaign (budget 8 h 00 min)"
+    shipped = shipped_versus_reference()
+    assert set(shipped.frame.loc[shipped.frame["configuration"] != "-", "found by"]) == {"hand run (mathtune train)"}
 
 
 def test_reference_command_prints_and_refuses_unknown_families(tmp_path, capsys):
