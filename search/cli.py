@@ -76,9 +76,11 @@ def _load_config_file(path: str) -> dict[str, Any]:
 def cmd_families(args: argparse.Namespace) -> int:
     from mathtune.trainables.registry import family_names, get_family
 
-    for name in family_names():
+    names = family_names()
+    width = max(map(len, names), default=20)
+    for name in names:
         fam = get_family(name)
-        print(f"{name:20s} {fam.description}")
+        print(f"{name:{width}s} {fam.description}")
         if args.verbose:
             for key, p in sorted(fam.all_params().items()):
                 default = "auto" if key == "threads" and p.default == 0 else repr(p.default)

@@ -123,3 +123,41 @@ def test_replay_bad_tables_and_configurations_are_one_line_errors(table, tmp_pat
     summary = json.loads((tmp_path / "run" / "result.json").read_text())
     assert summary["best"]["val_exact_match"] == pytest.approx(
         max(r["val_exact_match"] for r in ReplayTable(path).curve({"hidden": 8, "lr": 0.003})))
+
+
+def test_any_family_replays_its_table(ray_session, tmp_path):
+    """replay-NAME exists for every registered family: here a t2m-lstm table (execution accuracy, no data
+    files needed) is searched through the engine and the trials report the recorded curves."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mathtune.trainables import get_family
+    from mathtune.trainables.registry import family_names
+    from mathtune.trainables.replay import TABLE_META_KEY
+
+    names = family_names()
+    assert all(f"replay-{n}" in names for n in names if not n.startswith("replay-"))
+    fam = get_family("replay-t2m-lstm")
+    assert fam.metric == "val_exec_acc" and "dec_hidden" in fam.all_params() and "table" in fam.all_params()
+    curves = {(256, 0.001): [0.2, 0.4, 0.5], (512, 0.001): [0.3, 0.35, 0.38], (256, 0.002): [0.1, 0.5, 0.6]}
+    rows = [{"hidden": h, "lr": lr, "trial": f"{h}-{lr}", "epoch": e, "epoch_s": 2.0, "val_exec_acc": v,
+             "val_exact_match": v - 0.05} for (h, lr), vals in curves.items() for e, v in enumerate(vals, start=1)]
+    spec = {"family": "t2m-lstm", "metric": "val_exec_acc", "mode": "max",
+            "params": {"hidden": {"type": "choice", "values": [256, 512]},
+                       "lr": {"type": "choice", "values": [0.001, 0.002]}},
+            "constants": {"epochs": 3}, "resources": {"cpus": 1}}
+    meta = {"family": "t2m-lstm", "params": ["hidden", "lr"], "space": yaml.safe_dump(spec), "metric": "val_exec_acc"}
+    table = tmp_path / "t2m.parquet"
+    pq.write_table(pa.Table.from_pylist(rows).replace_schema_metadata({TABLE_META_KEY: json.dumps(meta).encode()}),
+                   table)
+    space = tmp_path / "replay-t2m.yaml"
+    space.write_text(yaml.safe_dump({**spec, "family": "replay-t2m-lstm",
+                                     "params": {**spec["params"], "hidden": {"type": "choice", "values": [256]}},
+                                     "constants": {"epochs": 3, "table": str(table), "time_scale": 0.0}}))
+    outcome = run_search(str(space), SearchOptions(num_samples=2, storage_path=str(tmp_path), name="t2m", verbose=0,
+                                                   scheduler="none", sampler="grid", max_concurrent=1))
+    trials = load_trials(outcome.experiment_dir)
+    assert sorted(t.config["lr"] for t in trials) == [0.001, 0.002]
+    for t in trials:
+        assert [r["val_exec_acc"] for r in t.history] == pytest.approx(curves[(256, t.config["lr"])])
+    assert outcome.best["all"]["val_exec_acc"] == pytest.approx(0.6)

@@ -2,7 +2,7 @@
 
 mathtune's own families are registered there in its ``pyproject.toml``; a package of your own adds one the
 same way, and ``mathtune families``, ``train``, ``search`` (with your space file) and ``report`` then use it
-like a built-in one::
+like a built-in one, and ``replay-NAME`` replays a learning-curve table recorded from it::
 
     # pyproject.toml of your package
     [project.entry-points."mathtune.families"]
@@ -22,6 +22,7 @@ from .base import ConfigError, Family
 __all__ = ["ENTRY_POINT_GROUP", "get_family", "family_names", "family_sources"]
 
 ENTRY_POINT_GROUP = "mathtune.families"
+REPLAY_PREFIX = "replay-"
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,7 +34,11 @@ def _entry_points() -> dict:
 
 
 def family_names() -> list[str]:
-    return sorted(_entry_points())
+    """Registered families, then ``replay-NAME`` for each (a recorded learning-curve table of NAME played back,
+    :mod:`mathtune.trainables.replay`)."""
+    names = sorted(_entry_points())
+    return names + [REPLAY_PREFIX + n for n in names if not n.startswith(REPLAY_PREFIX) and
+                    REPLAY_PREFIX + n not in names]
 
 
 def family_sources() -> dict[str, str]:
@@ -52,6 +57,10 @@ def get_family(name: str) -> Family:
     if not eps:
         raise ConfigError("no model families are registered: mathtune's package metadata is missing; reinstall it "
                           "(pip install -c constraints.txt -e .)")
+    if name not in eps and name.startswith(REPLAY_PREFIX) and name[len(REPLAY_PREFIX):] in eps:
+        from .replay import replay_family  # replay imports a family of its own: imported when first asked for
+
+        return replay_family(type(get_family(name[len(REPLAY_PREFIX):])))()
     if name not in eps:
         raise ConfigError(f"unknown family {name!r} (known: {', '.join(family_names())})")
     ep = eps[name]

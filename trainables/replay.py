@@ -12,7 +12,7 @@ the recorded epochs' proportions).
 
 Example::
 
-    mathtune search bench/replay.yaml       # family: replay-arith-text2text, constants: {table: ...}
+    mathtune search replay.yaml    # family: replay-FAMILY (any registered family), constants: {table: ...}
 
 Tables are written from a finished grid search by :func:`write_table` (``bench/search_efficiency.py
 --record EXP``).
@@ -20,6 +20,7 @@ Tables are written from a finished grid search by :func:`write_table` (``bench/s
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -34,7 +35,8 @@ from .atomic import atomic_file
 from .base import Family, Param
 from .errors import MathtuneError
 
-__all__ = ["ReplayError", "ReplayTable", "ReplayFamily", "ReplayArithText2Text", "write_table", "TABLE_META_KEY"]
+__all__ = ["ReplayError", "ReplayTable", "ReplayFamily", "ReplayArithText2Text", "replay_family", "write_table",
+           "TABLE_META_KEY"]
 
 TABLE_META_KEY = b"mathtune_replay"
 RECORDED = ("epoch_s",)
@@ -172,7 +174,10 @@ class ReplayFamily(Family):
         return f"replay of {data.path.name}: {len(data.curves)} configurations x up to {epochs} epochs"
 
 
-def _replay_of(source: type[Family]) -> type[ReplayFamily]:
+@functools.lru_cache(maxsize=None)
+def replay_family(source: type[Family]) -> type[ReplayFamily]:
+    """``replay-NAME`` for any family class: its parameters plus ``table`` and ``time_scale``, its metric and
+    mode; a trial plays its configuration's recorded curve back (one class per source, made once)."""
     params = {**source.params, **REPLAY_PARAMS}
     return type(f"Replay{source.__name__}", (ReplayFamily,), {
         "source": source, "name": f"replay-{source.name}", "params": params,
@@ -182,7 +187,7 @@ def _replay_of(source: type[Family]) -> type[ReplayFamily]:
         "__module__": __name__})
 
 
-ReplayArithText2Text = _replay_of(ArithText2Text)
+ReplayArithText2Text = replay_family(ArithText2Text)
 
 
 def write_table(trials: list, path: str | Path, *, family: str, params: list[str], info: dict[str, Any]) -> int:
