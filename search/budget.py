@@ -16,6 +16,11 @@ Three parts, all in the driver process:
 * :class:`BudgetGate`, a searcher wrapper: it stops starting trials that cannot finish in what is left,
   estimated as the epochs of a full trial times the median seconds per epoch of the trials seen so far.
 
+A search with ``--confirm-top K --confirm-seeds S`` keeps back what its confirmation will need out of the same
+budget: ceil(K x S x factor values / concurrency) rounds of full trials at the current estimate. The search's
+trials stop (and no new one starts) before that reserve is touched; the confirmation then runs to its end,
+counted on the same clock.
+
 The stopper and the gate are pickled into Tune's experiment state; they keep only the folder's path and
 find the clock of this process through :meth:`BudgetClock.of`.
 
@@ -85,6 +90,7 @@ class BudgetClock:
         self.sessions = int(sessions) + 1
         self._started = time.monotonic()
         self._closed_at: float | None = None
+        self.reserve_s = 0.0  # seconds the search leaves for its confirmation (set by the gate)
         self._saved_at = float("-inf")
 
     # ------------------------------------------------------------------ opening
@@ -176,12 +182,13 @@ class BudgetStopper(Stopper):
         if clock is None:
             return False
         clock.save()
-        if not clock.exhausted():
+        if clock.remaining() > clock.reserve_s:
             return False
         if not self.announced:
             self.announced = True
-            print(f"[mathtune] budget spent ({clock.describe()}): stopping the running trials at their last "
-                  f"checkpointed epoch", flush=True)
+            kept = f"; {format_budget(clock.reserve_s)} kept for the confirmation" if clock.reserve_s else ""
+            print(f"[mathtune] budget spent ({clock.describe()}{kept}): stopping the running trials at their "
+                  f"last checkpointed epoch", flush=True)
         return True
 
 
@@ -190,11 +197,12 @@ class BudgetGate(Searcher):
     time (``epochs`` x the median seconds per epoch of the trials seen so far); trials start freely until
     one has reported an epoch. Everything else goes to the wrapped searcher."""
 
-    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int):
+    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int, reserve_rounds: int = 0):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.exp_dir = str(exp_dir)
         self.epochs = int(epochs)
+        self.reserve_rounds = int(reserve_rounds)  # rounds of full trials kept for the confirmation
         self.epoch_s: dict[str, float] = {}  # trial id -> its seconds per epoch so far
         self.closed_reason: str | None = None
 
@@ -204,13 +212,21 @@ class BudgetGate(Searcher):
             return None
         return self.epochs * statistics.median(self.epoch_s.values())
 
+    def reserve_s(self) -> float:
+        """Seconds kept back for the confirmation: its rounds of full trials at the current estimate."""
+        need = self.estimate_s()
+        return self.reserve_rounds * need if need is not None else 0.0
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         clock = BudgetClock.of(self.exp_dir)
         if clock is not None:
-            left, need = clock.remaining(), self.estimate_s()
+            clock.reserve_s = self.reserve_s()  # the stopper ends the search's trials before this is touched
+            left, need = clock.remaining() - clock.reserve_s, self.estimate_s()
             if left <= 0 or (need is not None and need > left):
                 if self.closed_reason is None:
-                    self.closed_reason = f"{format_budget(max(0.0, left))} of the budget left, a full trial " \
+                    kept = f" (after {format_budget(clock.reserve_s)} kept for the confirmation)" \
+                        if clock.reserve_s else ""
+                    self.closed_reason = f"{format_budget(max(0.0, left))} of the budget left{kept}, a full trial " \
                                          f"needs about {format_budget(need or 0)}"
                     print(f"[mathtune] no new trials: {self.closed_reason}; the running ones go on",
                           flush=True)
@@ -222,6 +238,9 @@ class BudgetGate(Searcher):
         total = result.get("time_total_s")
         if isinstance(epoch, (int, float)) and epoch > 0 and isinstance(total, (int, float)) and total > 0:
             self.epoch_s[trial_id] = float(total) / float(epoch)
+            clock = BudgetClock.of(self.exp_dir)
+            if clock is not None:
+                clock.reserve_s = self.reserve_s()
         self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:

@@ -208,7 +208,10 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
         searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
                                       seed=opts["seed"], n_startup_trials=n_startup, sampler=opts["sampler"])
     if opts.get("budget"):
-        searcher = BudgetGate(searcher, _exp_dir(meta), epochs=space.epochs)
+        # the confirmation's retraining (--confirm-top) comes out of the same budget: rounds of full trials kept back
+        runs = int(opts.get("confirm_top") or 0) * int(opts.get("confirm_seeds") or 0) * len(space.factor_combos())
+        searcher = BudgetGate(searcher, _exp_dir(meta), epochs=space.epochs,
+                              reserve_rounds=math.ceil(runs / max(1, int(opts["max_concurrent"]))))
     search_alg = ConcurrencyLimiter(searcher, max_concurrent=opts["max_concurrent"])
     scheduler = None
     if opts["scheduler"] == "asha":
@@ -363,7 +366,20 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     print(f"[mathtune] experiment {exp_dir} ({space.family}, {trials}, {max_concurrent} at a time, "
           f"{resources['cpu']:g} CPU / {resources['gpu']:g} GPU each{budget})", flush=True)
     print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
-    return _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
+    return _finish_and_confirm(tuner, trainable, space, meta, exp_dir)
+
+
+def _finish_and_confirm(tuner, trainable, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+    """The search to its end, then its confirmation; a budget's clock counts both and stops at the end."""
+    clock = BudgetClock.of(exp_dir)
+    try:
+        outcome = _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
+    finally:
+        if clock is not None:
+            clock.close()
+    if clock is not None:
+        print(f"[mathtune] budget: {clock.describe()}" + (" (used up)" if clock.exhausted() else ""), flush=True)
+    return outcome
 
 
 def _check_grid(space: Space, options: SearchOptions) -> None:
@@ -429,7 +445,7 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
     print(f"[mathtune] resuming {exp_dir}", flush=True)
-    return _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
+    return _finish_and_confirm(tuner, trainable, space, meta, exp_dir)
 
 
 def _confirm(outcome: SearchOutcome, trainable, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
@@ -522,27 +538,22 @@ def _tune_console(meta: dict[str, Any]):
 
 def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
     interrupted = False
-    clock = BudgetClock.of(exp_dir)
-    try:
-        with _tune_console(meta):
-            try:
-                grid = tuner.fit()
-            except KeyboardInterrupt:
-                interrupted = True
-                grid = None
-        counts: dict[str, int] = {}
-        if grid is not None:
-            for trial in grid._experiment_analysis.trials:
-                counts[trial.status] = counts.get(trial.status, 0) + 1
-            interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts)
-        if not interrupted:  # decode-time settings: every ended trial's checkpoint, inside the budget's count
-            try:
-                score_decode_settings(space, exp_dir)
-            except KeyboardInterrupt:
-                interrupted = True
-    finally:
-        if clock is not None:
-            clock.close()
+    with _tune_console(meta):
+        try:
+            grid = tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+            grid = None
+    counts: dict[str, int] = {}
+    if grid is not None:
+        for trial in grid._experiment_analysis.trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts)
+    if not interrupted:  # decode-time settings: every ended trial's checkpoint, inside the budget's count
+        try:
+            score_decode_settings(space, exp_dir)
+        except KeyboardInterrupt:
+            interrupted = True
     best = _best_per_combo(space, exp_dir) if grid is not None else {}
     print(f"[mathtune] results: {exp_dir}", flush=True)
     if counts:
@@ -552,9 +563,6 @@ def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchO
         decoded = f" at {', '.join(f'{k}={v}' for k, v in b['decoded'].items())}" if b.get("decoded") else ""
         print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f}{decoded} "
               f"(test, reported only: {test_key} {b[test_key]:.4f}) epoch {b['epoch']}", flush=True)
-    if clock is not None:
-        print(f"[mathtune] budget: {clock.describe()}" + (" (the search stopped there)" if clock.exhausted()
-                                                          else ""), flush=True)
     print(f"[mathtune] report: mathtune report {exp_dir}", flush=True)
     return SearchOutcome(exp_dir, counts, best, interrupted)
 

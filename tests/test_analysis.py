@@ -198,7 +198,7 @@ def test_browser_check_catches_a_broken_page(tmp_path):
 
 
 @needs_chromium
-def test_report_renders_in_chromium_without_errors(report_dir, tmp_path):
+def test_report_renders_in_chromium_without_errors(report_dir, experiment, tmp_path):
     from matplotlib.image import imread
 
     result = load_page(report_dir / "report.html", screenshot=tmp_path / "report.png")
@@ -206,7 +206,11 @@ def test_report_renders_in_chromium_without_errors(report_dir, tmp_path):
     dom = result.dom
     assert dom["images"] == len(list((report_dir / "report_files").glob("*.png"))) and dom["broken"] == []
     assert dom["tables"] >= 8 and dom["rows"] >= 15
-    assert dom["headings"][:3] == ["Experiments", "Versus the reference", "Family-by-family summary"]
+    # the report opens with what the search found; the detail follows, the reference comparison after it
+    heads = dom["headings"]
+    assert heads[:2] == ["Experiments", f"What the search found: {experiment.name}"], heads
+    assert heads.index(f"Experiment {experiment.name}") < heads.index("Versus the reference") < \
+        heads.index("Family-by-family summary")
     pixels = imread(io.BytesIO(result.screenshot.read_bytes()), format="png")
     assert pixels.shape[:2] == (2000, 1280)
     rgb = pixels[..., :3].reshape(-1, 3)

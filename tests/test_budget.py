@@ -140,3 +140,20 @@ def test_resumed_search_keeps_counting_its_budget(tmp_path):
     # the driver recorded its commit, CPU and versions at the start and at the resume
     sessions = json.loads((exp / "provenance.json").read_text())["sessions"]
     assert len(sessions) == 2 and all(s["cpu"] and s["torch"] and s["ray"] for s in sessions)
+
+
+def test_budget_keeps_back_what_the_confirmation_needs(ray_session, tmp_path, capsys):
+    """With --confirm-top, the search's trials stop early enough that the confirmation fits in the same budget,
+    and the clock counts both."""
+    space = _replay_space(tmp_path, time_scale=0.1)
+    budget = 40.0
+    outcome = run_search(space, SearchOptions(num_samples=-1, budget=budget, storage_path=str(tmp_path),
+                                              name="reserve", verbose=0, max_concurrent=2, scheduler="none",
+                                              confirm_top=1, confirm_seeds=2))
+    printed = capsys.readouterr().out
+    assert "kept for the confirmation" in printed, printed[-3000:]
+    assert outcome.confirmed is not None and (outcome.experiment_dir / "confirm.json").is_file()
+    stored = json.loads((outcome.experiment_dir / "budget.json").read_text())
+    assert stored["spent_s"] <= budget + 10.0, stored
+    confirm = load_trials(outcome.experiment_dir / "confirm")
+    assert len(confirm) == 2 and all(t.epochs_run == 15 for t in confirm)
