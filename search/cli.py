@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "left (its epochs x the median seconds per epoch so far); when the budget is spent the "
                         "running trials stop at their last checkpointed epoch and the report is written. "
                         "`mathtune resume` keeps counting from where the search stopped (EXP/budget.json); time "
-                        "between sessions does not count, nor does --confirm-top's retraining, which runs after")
+                        "between sessions does not count. With --confirm-top the confirmation comes out of the same "
+                        "budget: the search keeps back the rounds of full trials it needs")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials running at once (default: as many as the cluster's CPUs/GPUs allow)")
     p.add_argument("--cpus-per-trial", type=float, default=None,
