@@ -203,6 +203,7 @@ class BudgetGate(Searcher):
         self.exp_dir = str(exp_dir)
         self.epochs = int(epochs)
         self.reserve_rounds = int(reserve_rounds)  # rounds of full trials kept for the confirmation
+        self.warned = False
         self.epoch_s: dict[str, float] = {}  # trial id -> its seconds per epoch so far
         self.closed_reason: str | None = None
 
@@ -241,6 +242,12 @@ class BudgetGate(Searcher):
             clock = BudgetClock.of(self.exp_dir)
             if clock is not None:
                 clock.reserve_s = self.reserve_s()
+                if clock.reserve_s > clock.budget_s / 2 and not getattr(self, "warned", False):
+                    self.warned = True
+                    print(f"[mathtune] warning: the confirmation (--confirm-top) needs about "
+                          f"{format_budget(clock.reserve_s)} of the {format_budget(clock.budget_s)} budget, "
+                          f"{self.reserve_rounds} round(s) of {format_budget(self.estimate_s() or 0)} trials; "
+                          f"the search keeps that back and gets the rest", flush=True)
         self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
