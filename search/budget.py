@@ -14,10 +14,12 @@ Three parts, all in the driver process:
   across resumes): when the budget is spent, Tune stops every running trial cleanly (their last epoch is
   checkpointed and reported) and the search ends.
 * :class:`BudgetGate`, a searcher wrapper: it stops starting trials that cannot finish in what is left,
-  estimated as the epochs of a full trial times the median seconds per epoch of the trials seen so far.
+  estimated as a trial's start-up plus the epochs of a full trial times the median seconds per epoch of the
+  trials seen so far.
 
 A search with ``--confirm-top K --confirm-seeds S`` keeps back what its confirmation will need out of the same
-budget: ceil(K x S x factor values / concurrency) rounds of full trials at the current estimate. The search's
+budget: ceil(K x S x factor values / concurrency) rounds of full trials at the current estimate (each with the
+longest trial start-up seen), plus what the search took to start before its first trial reported. The search's
 trials stop (and no new one starts) before that reserve is touched; the confirmation then runs to its end,
 counted on the same clock.
 
@@ -194,8 +196,8 @@ class BudgetStopper(Stopper):
 
 class BudgetGate(Searcher):
     """Wraps a searcher: no new trial once what is left of the budget is less than a full trial's estimated
-    time (``epochs`` x the median seconds per epoch of the trials seen so far); trials start freely until
-    one has reported an epoch. Everything else goes to the wrapped searcher."""
+    time (start-up plus ``epochs`` x the median seconds per epoch of the trials seen so far); trials start
+    freely until one has reported an epoch. Everything else goes to the wrapped searcher."""
 
     def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int, reserve_rounds: int = 0):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
@@ -204,19 +206,27 @@ class BudgetGate(Searcher):
         self.epochs = int(epochs)
         self.reserve_rounds = int(reserve_rounds)  # rounds of full trials kept for the confirmation
         self.warned = False
-        self.epoch_s: dict[str, float] = {}  # trial id -> its seconds per epoch so far
+        self.epoch_s: dict[str, float] = {}  # trial id -> the seconds of its latest epoch
+        self.startup_s: dict[str, float] = {}  # trial id -> its first report's seconds beyond its first epoch
+        self.setup_s: float | None = None  # seconds from the search's start to its first trial's start
         self.closed_reason: str | None = None
 
     def estimate_s(self) -> float | None:
-        """Seconds a new trial needs to run all its epochs (None before any trial reported an epoch)."""
+        """Seconds a new trial needs to run all its epochs: its start-up plus ``epochs`` x the median seconds per
+        epoch of the trials so far (None before any trial reported an epoch)."""
         if not self.epoch_s:
             return None
-        return self.epochs * statistics.median(self.epoch_s.values())
+        startup = statistics.median(self.startup_s.values()) if getattr(self, "startup_s", None) else 0.0
+        return startup + self.epochs * statistics.median(self.epoch_s.values())
 
     def reserve_s(self) -> float:
-        """Seconds kept back for the confirmation: its rounds of full trials at the current estimate."""
-        need = self.estimate_s()
-        return self.reserve_rounds * need if need is not None else 0.0
+        """Seconds kept back for the confirmation: its rounds of full trials, each with the longest start-up seen
+        (the confirmation is a new Tune experiment: its trials start new actors, as the search's first did)."""
+        if not self.epoch_s or not self.reserve_rounds:
+            return 0.0
+        startup = max(getattr(self, "startup_s", {}).values(), default=0.0)
+        setup = getattr(self, "setup_s", None) or 0.0  # a new experiment's start before its first report
+        return setup + self.reserve_rounds * (startup + self.epochs * statistics.median(self.epoch_s.values()))
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         clock = BudgetClock.of(self.exp_dir)
@@ -237,8 +247,19 @@ class BudgetGate(Searcher):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         epoch = result.get("epoch", result.get("training_iteration"))
         total = result.get("time_total_s")
-        if isinstance(epoch, (int, float)) and epoch > 0 and isinstance(total, (int, float)) and total > 0:
-            self.epoch_s[trial_id] = float(total) / float(epoch)
+        # the loop's own epoch time (training and evaluation) when the family reports it, else the report's;
+        # what the first report took beyond its epoch is the trial's start-up (actor, imports, data, model)
+        this = result.get("epoch_time_s", result.get("time_this_iter_s"))
+        if isinstance(epoch, (int, float)) and epoch > 0 and isinstance(this, (int, float)) and this > 0:
+            self.epoch_s[trial_id] = float(this)
+            if not hasattr(self, "startup_s"):
+                self.startup_s = {}
+            if int(epoch) == 1 and isinstance(total, (int, float)):
+                self.startup_s[trial_id] = max(0.0, float(total) - float(this))
+            clock = BudgetClock.of(self.exp_dir)
+            if getattr(self, "setup_s", None) is None and clock is not None and clock.sessions == 1:
+                # the search's first report: Tune's start, actors and imports before any trial trained
+                self.setup_s = max(0.0, clock.spent() - float(total if isinstance(total, (int, float)) else this))
             clock = BudgetClock.of(self.exp_dir)
             if clock is not None:
                 clock.reserve_s = self.reserve_s()
@@ -260,10 +281,13 @@ class BudgetGate(Searcher):
         self.searcher.add_evaluated_point(*args, **kwargs)
 
     def get_state(self) -> dict[str, Any]:
-        return {"epoch_s": dict(self.epoch_s), "closed_reason": self.closed_reason}
+        return {"epoch_s": dict(self.epoch_s), "startup_s": dict(getattr(self, "startup_s", {})),
+                "setup_s": getattr(self, "setup_s", None), "closed_reason": self.closed_reason}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.epoch_s = dict(state.get("epoch_s", {}))
+        self.startup_s = dict(state.get("startup_s", {}))
+        self.setup_s = state.get("setup_s")
         self.closed_reason = state.get("closed_reason")
 
     def save(self, checkpoint_path: str) -> None:
