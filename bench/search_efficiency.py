@@ -26,7 +26,9 @@ Replayed searches (learning curves recorded once, then searched many times in mi
     python bench/search_efficiency.py --record runs/replay-table --table bench/replay-table.parquet
     # 2. replay the four methods on 20 paired seeds through the real engine (family replay-arith-text2text)
     python bench/search_efficiency.py --replay bench/replay-table.parquet --seeds $(seq 0 19) --num-samples 32
-    # 3. faithfulness: one real search of (d) against its replay, same seed
+    # 3. how often the table's curves cross (what a late-bloomer hedge has to survive)
+    python bench/search_efficiency.py --crossing bench/replay-table.parquet
+    # 4. faithfulness: one real search of (d) against its replay, same seed
     python bench/search_efficiency.py --faithful bench/replay-table.parquet --seeds 0 --num-samples 16
 
 In a replay the clock is the recorded seconds of every epoch a search ran (``recorded_total_s`` summed over
@@ -83,21 +85,30 @@ def cpu_seconds_to_target(trials, target: float, cpus_per_trial: float) -> tuple
 
 
 # ---------------------------------------------------------------------------------------------- replay mode
-def record_table(exp_dir: str, table_path: str) -> None:
-    """Write a finished grid search (every trial run to its last epoch) as a learning-curve table."""
+def record_table(exp_dir: str, table_path: str, *, partial: bool = False, merge: str | None = None) -> None:
+    """Write a finished grid search (every trial run to its last epoch) as a learning-curve table. ``partial``
+    keeps the trials that ran all their epochs and skips the others (an interrupted recording); ``merge`` adds
+    the curves of a table written before (the first part of a grid recorded in two)."""
     import platform
 
     import yaml
 
     from mathtune.analysis import load_trials
     from mathtune.analysis.store import read_experiment
-    from mathtune.trainables.replay import write_table
+    from mathtune.trainables.replay import ReplayTable, write_table
 
     exp = Path(exp_dir)
     record = read_experiment(exp)
     space_text = (exp / "space.yaml").read_text()
     params = list(yaml.safe_load(space_text)["params"])
     trials = load_trials(exp)
+    if partial:
+        skipped = [t.trial_id for t in trials if t.epochs_run < t.epochs_planned]
+        trials = [t for t in trials if t.epochs_run >= t.epochs_planned]
+        print(f"partial: {len(trials)} finished trials kept, {len(skipped)} unfinished skipped")
+    base = ReplayTable(merge) if merge else None
+    if base is not None:
+        space_text = base.meta.get("space", space_text)  # the grid's own space (without completion points)
     info = {"space": space_text, "metric": record["metric"], "mode": record["mode"], "experiment": exp.name,
             "command": f"mathtune search {record['space']} --sampler grid --scheduler none "
                        f"--num-samples {record['options'].get('num_samples')} --max-concurrent "
@@ -105,7 +116,10 @@ def record_table(exp_dir: str, table_path: str) -> None:
             "recorded": record["created"], "written": time.strftime("%Y-%m-%d"),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
                        f"1 torch thread per trial"}
-    n = write_table(trials, table_path, family=record["family"], params=params, info=info)
+    if base is not None:
+        info["parts"] = [base.meta.get("experiment"), exp.name]
+        info["recorded"] = base.meta.get("recorded", info["recorded"])
+    n = write_table(trials, table_path, family=record["family"], params=params, info=info, merge=base)
     print(f"wrote {table_path}: {n} configurations, {sum(len(t.history) for t in trials)} epochs "
           f"({Path(table_path).stat().st_size / 1024:.0f} KiB)")
 
@@ -125,6 +139,59 @@ def _space_file(table, out_dir: Path, name: str, *, replay: bool, time_scale: fl
     path = out_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def missing_points(table_path: str, space_out: str) -> None:
+    """A space file that records what a partial table lacks: the table's grid space with every grid point the
+    table has no curve for as a warm-start point; searched with ``--scheduler none --num-samples N``, it runs
+    exactly those points, and ``--record EXP --merge TABLE`` then writes the whole table."""
+    import itertools
+
+    import yaml
+
+    from mathtune.trainables.replay import ReplayTable, _norm
+
+    table = ReplayTable(table_path)
+    spec = yaml.safe_load(table.meta["space"])
+    grid = {p: list(spec["params"][p]["values"]) for p in table.params}
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())
+              if tuple(_norm(v) for v in values) not in table.curves]
+    factors = spec.get("factors") or {}
+    spec["points_to_evaluate"] = [{**{k: v[0] for k, v in factors.items()}, **p} for p in points]
+    Path(space_out).write_text(yaml.safe_dump(spec, sort_keys=False))
+    print(f"{space_out}: {len(points)} of {len(points) + len(table.curves)} grid points to record; run\n"
+          f"  mathtune search {space_out} --scheduler none --num-samples {len(points)} --max-concurrent 2 "
+          f"--name EXP\n  python bench/search_efficiency.py --record runs/EXP --merge {table_path} --table OUT")
+
+
+def crossing(table_path: str, epochs: list[int] | None = None) -> None:
+    """How often a table's curves cross: for each epoch e, the rank correlation between each configuration's best
+    validation value up to e and its best over the whole run, the share of configuration pairs whose order at e
+    is reversed at the end, and where the final top-5% configurations rank at e (what ASHA sees at a rung)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from mathtune.trainables.replay import ReplayTable
+
+    table = ReplayTable(table_path)
+    metric = table.meta.get("metric", "val_exact_match")
+    curves = list(table.curves.values())
+    n_epochs = min(len(c) for c in curves)
+    final = np.array([max(r[metric] for r in c) for c in curves])
+    top = np.argsort(-final, kind="stable")[:max(1, int(np.ceil(0.05 * len(curves))))]
+    print(f"{table.path}: {len(curves)} configurations x {n_epochs} epochs; best {final.max():.4f}, median "
+          f"{np.median(final):.4f}; final top 5% = {len(top)} configuration(s)")
+    print("\n| epoch | rank correlation with the final value | pairs whose order flips by the end | "
+          "ranks of the final top 5% at this epoch (0 = best) |")
+    print("|---|---|---|---|")
+    for e in epochs or [e for e in (1, 2, 3, 4, 6, 9, 12, 18, 27, 40, 60, 90, 120) if e < n_epochs]:
+        at = np.array([max(r[metric] for r in c[:e]) for c in curves])
+        ranks = (-at).argsort(kind="stable").argsort()
+        i, j = np.triu_indices(len(curves), 1)
+        decided = (at[i] != at[j]) & (final[i] != final[j])
+        flips = ((at[i] - at[j]) * (final[i] - final[j]) < 0) & decided
+        print(f"| {e} | {spearmanr(at, final).correlation:.2f} | {flips.sum() / max(1, decided.sum()):.1%} | "
+              f"{sorted(int(r) for r in ranks[top])} |")
 
 
 def trajectory(trials, metric: str, clock: str) -> list[tuple[float, float, float]]:
@@ -365,6 +432,14 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", metavar="JSON",
                         help="run nothing: print the tables of runs saved with --out (several files are merged, "
                              "e.g. methods run apart or an interrupted benchmark and its continuation)")
+    parser.add_argument("--crossing", metavar="TABLE", help="how often TABLE's curves cross (rank correlation of "
+                                                           "each epoch's best-so-far with the final value)")
+    parser.add_argument("--partial", action="store_true", help="--record: keep the finished trials of an "
+                                                                  "interrupted grid search, skip the others")
+    parser.add_argument("--merge", metavar="TABLE", help="--record: add the curves of TABLE (a grid recorded in parts)")
+    parser.add_argument("--missing", metavar="TABLE", help="write --space-out: the grid points TABLE lacks, as a "
+                                                            "space whose warm-start points are exactly those")
+    parser.add_argument("--space-out", default="missing.yaml", help="--missing: the space file to write")
     parser.add_argument("--record", metavar="EXP", help="write the finished grid search EXP as a table (--table)")
     parser.add_argument("--table", default="bench/replay-table.parquet", help="table file --record writes")
     parser.add_argument("--replay", metavar="TABLE", help="replayed searches over TABLE (every method x seed)")
@@ -377,7 +452,13 @@ def main() -> None:
     parser.add_argument("--resume-out", action="store_true", help="replay: keep the searches already in --out")
     args = parser.parse_args()
     if args.record:
-        record_table(args.record, args.table)
+        record_table(args.record, args.table, partial=args.partial, merge=args.merge)
+        return
+    if args.missing:
+        missing_points(args.missing, args.space_out)
+        return
+    if args.crossing:
+        crossing(args.crossing)
         return
     if args.replay or args.faithful:
         import ray

@@ -12,7 +12,7 @@ from mathtune.analysis import load_trials
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import study_name_for
 from mathtune.spaces import SpaceError
-from mathtune.trainables.replay import ReplayTable, write_table
+from mathtune.trainables.replay import ReplayError, ReplayTable, write_table
 
 from .conftest import MATHTUNE
 
@@ -161,3 +161,23 @@ def test_any_family_replays_its_table(ray_session, tmp_path):
     for t in trials:
         assert [r["val_exec_acc"] for r in t.history] == pytest.approx(curves[(256, t.config["lr"])])
     assert outcome.best["all"]["val_exec_acc"] == pytest.approx(0.6)
+
+
+def test_a_table_recorded_in_two_parts_merges_into_the_whole(table, tmp_path):
+    """An interrupted recording keeps its finished curves; the rest, recorded later, merges into one table
+    equal to the table recorded in one go; a configuration in both parts is refused."""
+    path, trials, _ = table
+    info = {"space": "", "metric": "val_exact_match"}
+    first = tmp_path / "first.parquet"
+    write_table(trials[:2], first, family="arith-text2text", params=list(GRID), info=info)
+    whole = tmp_path / "whole.parquet"
+    n = write_table(trials[2:], whole, family="arith-text2text", params=list(GRID), info=info,
+                    merge=ReplayTable(first))
+    assert n == 4
+    merged, full = ReplayTable(whole), ReplayTable(path)
+    assert merged.curves.keys() == full.curves.keys()
+    for key, curve in full.curves.items():
+        assert [r["val_exact_match"] for r in merged.curves[key]] == [r["val_exact_match"] for r in curve]
+    with pytest.raises(ReplayError, match="recorded twice"):
+        write_table(trials[1:], tmp_path / "twice.parquet", family="arith-text2text", params=list(GRID), info=info,
+                    merge=ReplayTable(first))

@@ -190,14 +190,22 @@ def replay_family(source: type[Family]) -> type[ReplayFamily]:
 ReplayArithText2Text = replay_family(ArithText2Text)
 
 
-def write_table(trials: list, path: str | Path, *, family: str, params: list[str], info: dict[str, Any]) -> int:
+def write_table(trials: list, path: str | Path, *, family: str, params: list[str], info: dict[str, Any],
+                merge: ReplayTable | None = None) -> int:
     """Write the finished trials of a search as a table (one row per trial and epoch); returns the number
-    of configurations. ``trials`` are :class:`~mathtune.analysis.store.TrialRecord` s; a trial that did not
-    run all its epochs, or a configuration seen twice, raises :class:`ReplayError`."""
+    of configurations. ``trials`` are :class:`~mathtune.analysis.store.TrialRecord` s; ``merge`` adds the curves
+    of a table recorded before (e.g. a grid recorded in two parts). A trial that did not run all its epochs, or
+    a configuration seen twice, raises :class:`ReplayError`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows, seen = [], set()
+    if merge is not None:
+        if merge.params != list(params):
+            raise ReplayError(f"table {merge.path}: parameters {merge.params}, not {list(params)}")
+        for key, curve in merge.curves.items():
+            seen.add(key)
+            rows.extend(dict(r) for r in curve)
     for t in trials:
         if t.epochs_run < t.epochs_planned or not t.history:
             raise ReplayError(f"trial {t.trial_id} ran {t.epochs_run} of {t.epochs_planned} epochs: a table "
