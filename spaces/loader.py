@@ -300,15 +300,20 @@ class _SpaceValidator:
             metric, mode = objectives[0]
         return metric, mode, objectives
 
+    def value_list(self, section: str, name: str, values: Any) -> list[Any]:
+        """A non-empty list of distinct values of parameter ``name``, each checked by the family."""
+        if not isinstance(values, list) or not values:
+            raise self.error(f"{section}.{name}: expected a non-empty list of values")
+        checked = [self.check(f"{section}.{name}", name, v) for v in values]
+        if len(set(map(repr, checked))) != len(checked):
+            raise self.error(f"{section}.{name}: repeated value")
+        return checked
+
     def factors(self) -> dict[str, list[Any]]:
         factors: dict[str, list[Any]] = {}
         for name, values in self.mapping("factors").items():
             self.claim("factors", name)
-            if not isinstance(values, list) or not values:
-                raise self.error(f"factors.{name}: expected a non-empty list of values")
-            factors[name] = [self.check(f"factors.{name}", name, v) for v in values]
-            if len(set(map(repr, factors[name]))) != len(factors[name]):
-                raise self.error(f"factors.{name}: repeated value")
+            factors[name] = self.value_list("factors", name, values)
         return factors
 
     def params(self) -> dict[str, ParamSpec]:
@@ -333,11 +338,7 @@ class _SpaceValidator:
                 allowed = ", ".join(self.family.decode_params) or "none"
                 raise self.error(f"decode.{name}: not a decode-time setting of family {self.family.name} "
                                  f"(its decode-time settings: {allowed}); search it under params")
-            if not isinstance(values, list) or not values:
-                raise self.error(f"decode.{name}: expected a non-empty list of values")
-            decode[name] = [self.check(f"decode.{name}", name, v) for v in values]
-            if len(set(map(repr, decode[name]))) != len(decode[name]):
-                raise self.error(f"decode.{name}: repeated value")
+            decode[name] = self.value_list("decode", name, values)
         return decode
 
     def resources(self) -> dict[str, float]:
