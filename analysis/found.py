@@ -30,7 +30,7 @@ from mathtune.trainables.loop import format_duration
 
 from .reference import _same
 from .shipped import ShippedConfig, load_shipped
-from .store import searched_params
+from .store import read_budget, searched_params
 from .tables import CONFIG_PREFIX, Table, _sort_best, metric_label
 from .tidy import Tables, test_metric_for
 
@@ -82,13 +82,6 @@ def best_so_far(epochs: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     values = rows[metric].to_numpy(dtype=float)
     best = np.maximum.accumulate(values) if mode == "max" else np.minimum.accumulate(values)
     return pd.DataFrame({"hours": np.cumsum(gaps) / 3600.0, "best": best})
-
-
-def _budget(exp_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((exp_dir / "budget.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def search_found(tables: Tables, experiment: str, files: Path) -> tuple[Table, Path | None, list[str]]:
@@ -156,7 +149,7 @@ def _spent_line(trials: pd.DataFrame, exp_dir: Path) -> str:
             + (f", {counts.get('running', 0) + counts.get('pending', 0)} still running or pending"
                if counts.get("running") or counts.get("pending") else "")
             + f"; {format_duration(compute)} of trial CPU time in training epochs.")
-    budget = _budget(exp_dir)
+    budget = read_budget(exp_dir)
     if budget:
         text += (f" Budget: {format_duration(float(budget['spent_s']))} of {format_duration(float(budget['budget_s']))} "
                  f"wall-clock spent" + (" (used up)" if budget.get("exhausted") else "") + ".")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 import re
@@ -41,6 +40,7 @@ from .pareto import objectives_of, pareto_front, pareto_plot
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
 from .reference import versus_reference
 from .found import search_found
+from .store import read_budget
 from .store import load_confirmation
 from .tables import (Table, _slug, best_per_factor, family_summary, is_rate, metric_label, per_param_value, top_k,
                      trial_overview)
@@ -105,12 +105,8 @@ def _samples_and_budget(meta: dict[str, Any]) -> str:
     samples = "no trial cap" if n == -1 else f"{n} samples"
     if not opts.get("budget"):
         return samples
-    spent = ""
-    try:
-        stored = json.loads((Path(meta.get("dir", "")) / "budget.json").read_text())
-        spent = f" ({format_duration(float(stored['spent_s']))} spent)"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    stored = read_budget(meta.get("dir", ""))
+    spent = f" ({format_duration(float(stored['spent_s']))} spent)" if stored else ""
     return f"budget {format_duration(float(opts['budget']))} wall-clock{spent}, {samples}"
 
 

@@ -21,11 +21,12 @@ from typing import Any, ClassVar, Sequence
 from mathtune.trainables.files import CHECKPOINT_FILE
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
-           "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "EXPERIMENT_FILE", "ExperimentRecord",
+           "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "BUDGET_FILE", "read_budget", "EXPERIMENT_FILE", "ExperimentRecord",
            "read_experiment"]
 
 CONFIRM_FILE = "confirm.json"
 DECODE_FILE = "decode.json"
+BUDGET_FILE = "budget.json"  # a budgeted search's clock, written by mathtune.search.budget
 EXPERIMENT_FILE = "mathtune.json"
 RECORD_VERSION = 2
 """The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
@@ -203,6 +204,15 @@ def read_experiment(exp_dir: str | Path, *, need: Sequence[str] = ("family", "me
 def load_experiment_meta(exp_dir: str | Path) -> dict[str, Any]:
     """``mathtune.json`` of an experiment (family, metric, mode, factors, resources, options)."""
     return read_experiment(exp_dir)
+
+
+def read_budget(exp_dir: str | Path) -> dict[str, Any] | None:
+    """A budgeted search's ``budget.json`` (budget_s, spent_s, sessions, exhausted); None without one."""
+    try:
+        payload = json.loads((Path(exp_dir) / BUDGET_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) and "budget_s" in payload and "spent_s" in payload else None
 
 
 def searched_params(exp_dir: str | Path) -> dict[str, dict[str, Any]]:

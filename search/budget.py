@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from mathtune.analysis.store import BUDGET_FILE
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import format_duration as format_budget
@@ -53,7 +54,6 @@ from mathtune.trainables.loop import format_duration as format_budget
 __all__ = ["BUDGET_FILE", "BudgetError", "BudgetClock", "BudgetStopper", "BudgetGate", "parse_duration",
            "format_budget"]
 
-BUDGET_FILE = "budget.json"
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s|m|h|d)")
 
