@@ -282,7 +282,7 @@ def _confirmation_table(summary: dict, slug: str, metric: str) -> Table:
 
 def first_rung(meta: dict) -> int | None:
     """The epoch of the experiment's first ASHA rung (its grace period), or None without ASHA."""
-    if (meta.get("options") or {}).get("scheduler", "asha") != "asha":
+    if (meta.get("options") or {}).get("scheduler", "asha") not in ("asha", "optuna"):
         return None
     given = ((meta.get("options") or {}).get("asha") or {}).get("grace_period")  # --grace-period
     if given:

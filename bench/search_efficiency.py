@@ -62,6 +62,10 @@ METHODS = {
     # hedges against late-blooming curves
     "h": ("TPE + ASHA, 3 brackets (Hyperband-style)", dict(asha={"brackets": 3})),
     "i": ("TPE, no early stopping", dict(scheduler="none")),
+    # models of the rungs, and Optuna's own pruner
+    "j": ("rung-level TPE + ASHA, 3 brackets (BOHB-like)", dict(sampler="rung-tpe", asha={"brackets": 3})),
+    "k": ("rung-level TPE + ASHA", dict(sampler="rung-tpe")),
+    "o": ("TPE + Optuna's HyperbandPruner", dict(scheduler="optuna")),
 }
 
 

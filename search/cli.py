@@ -365,8 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs per trial (default from the space file, else 1); torch uses this many threads")
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPUs per trial; fractions pack several small trials on one GPU (e.g. 0.25)")
-    p.add_argument("--scheduler", choices=("asha", "none"), default="asha",
-                   help="asha: stop weak trials early on the validation metric (default); none: run all epochs. "
+    p.add_argument("--scheduler", choices=("asha", "optuna", "none"), default="asha",
+                   help="asha: stop weak trials early on the validation metric (default); optuna: Optuna's "
+                        "HyperbandPruner decides instead, with the same grace period and reduction factor (the "
+                        "route an Optuna user knows; compared in docs/benchmarks.md); none: run all epochs. "
                         "With several objectives (a space's objectives:) ASHA stops on the first one only: a "
                         "small model that learns slowly can be stopped before its size pays off, so choose none "
                         "when the other objectives matter as much as the first")
@@ -389,9 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-trials", type=int, metavar="N",
                    help="TPE: random trials per study before the model guides (default a third of the trials "
                         "per study, 2 to 10; both searchers use it)")
-    p.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe",
+    p.add_argument("--sampler", choices=("tpe", "rung-tpe", "random", "grid"), default="tpe",
                    help="Optuna sampler: tpe (default; Optuna's TPESampler, multivariate with constant liar, in "
-                        "its multi-objective form when the space names several objectives), random (a baseline) "
+                        "its multi-objective form when the space names several objectives), rung-tpe (BOHB-like: "
+                        "TPE fitted on every trial's value at the highest ASHA rung enough trials reached, so "
+                        "stopped trials teach it as much as finished ones), random (a baseline) "
                         "or grid (every combination of the space's choices and int ranges once, in a seeded order; "
                         "--num-samples at most the grid size; with --scheduler none it tabulates the space)")
     p.add_argument("--searcher", choices=("mathtune", "stock"), default="mathtune",

@@ -24,6 +24,7 @@ from typing import Any
 from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, load_trials, read_experiment
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
 from mathtune.search.decode import score_decode_settings
+from mathtune.search.searcher import close_storages
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
@@ -192,7 +193,7 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from mathtune.search.scheduler import GroupedASHA
+    from mathtune.search.scheduler import GroupedASHA, OptunaPruning
     from mathtune.search.searcher import FactorOptunaSearch
     from mathtune.trainables.tune_wrapper import make_trainable
 
@@ -202,11 +203,21 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     else:
         per_study = max(1, opts["num_samples"] // max(1, len(space.factor_combos())))
         n_startup = opts.get("startup_trials") or max(2, min(10, per_study // 3))
+    asha = {**space.scheduler, **(opts.get("asha") or {})}
+    grace, eta, brackets = int(asha.get("grace_period", 1)), asha.get("reduction_factor", 3), int(asha.get("brackets", 1))
+    pruner = None
+    if opts["scheduler"] == "optuna":  # Optuna's HyperbandPruner with ASHA's settings, on the searcher's studies
+        import optuna
+
+        pruner = optuna.pruners.HyperbandPruner(min_resource=min(grace, space.epochs), max_resource=space.epochs,
+                                                reduction_factor=int(eta))
     if opts.get("searcher", "mathtune") == "stock":
         searcher = _stock_searcher(space, meta, n_startup)
     else:
         searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
-                                      seed=opts["seed"], n_startup_trials=n_startup, sampler=opts["sampler"])
+                                      seed=opts["seed"], n_startup_trials=n_startup, sampler=opts["sampler"],
+                                      rungs=asha_rungs(space.epochs, grace, eta, brackets)
+                                      if opts["scheduler"] != "none" else [space.epochs], pruner=pruner)
     if opts.get("budget"):
         # the confirmation's retraining (--confirm-top) comes out of the same budget: rounds of full trials kept back
         runs = int(opts.get("confirm_top") or 0) * int(opts.get("confirm_seeds") or 0) * len(space.factor_combos())
@@ -215,13 +226,25 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     search_alg = ConcurrencyLimiter(searcher, max_concurrent=opts["max_concurrent"])
     scheduler = None
     if opts["scheduler"] == "asha":
-        asha = {**space.scheduler, **(opts.get("asha") or {})}
         scheduler = GroupedASHA(group_keys=list(space.factors), metric=space.metric, mode=space.mode,
-                                max_t=space.epochs, grace_period=int(asha.get("grace_period", 1)),
-                                reduction_factor=asha.get("reduction_factor", 3),
-                                brackets=int(asha.get("brackets", 1)), seed=opts["seed"])
+                                max_t=space.epochs, grace_period=grace, reduction_factor=eta, brackets=brackets,
+                                seed=opts["seed"])
+    elif opts["scheduler"] == "optuna":
+        scheduler = OptunaPruning(storage=meta["optuna_storage"], study_name=meta["study_name"],
+                                  combos=space.factor_combos(), metric=space.metric, mode=space.mode, pruner=pruner)
     trainable = tune.with_resources(make_trainable(space.family, _datasets(space)), meta["resources"])
     return trainable, search_alg, scheduler
+
+
+def asha_rungs(max_t: int, grace: int, eta: float, brackets: int = 1) -> list[int]:
+    """The epochs at which ASHA compares trials (every bracket's rungs) and the last epoch, ascending."""
+    rungs = {max_t}
+    for s in range(brackets):
+        r = grace * eta ** s
+        while r < max_t:
+            rungs.add(int(r))
+            r *= eta
+    return sorted(rungs)
 
 
 class _DefineByRun:
@@ -295,15 +318,24 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     if options.budget and "://" in options.storage_path:
         raise SearchError(f"--budget needs a local or mounted --storage-path (the budget is counted in the "
                           f"experiment folder), not {options.storage_path}")
-    if options.scheduler not in ("asha", "none"):
-        raise SearchError(f"--scheduler must be asha or none, got {options.scheduler!r}")
+    if options.scheduler not in ("asha", "optuna", "none"):
+        raise SearchError(f"--scheduler must be asha, optuna or none, got {options.scheduler!r}")
+    if options.scheduler == "optuna" and (space.multi_objective or options.searcher == "stock"):
+        raise SearchError("--scheduler optuna: Optuna's pruners need mathtune's searcher and one objective "
+                          f"({space.path} {'has several objectives' if space.multi_objective else ''}"
+                          f"{'; --searcher stock given' if options.searcher == 'stock' else ''})")
+    eta = options.asha.get("reduction_factor", space.scheduler.get("reduction_factor", 3))
+    if options.scheduler == "optuna" and eta != int(eta):
+        raise SearchError(f"--scheduler optuna: Optuna's HyperbandPruner needs a whole reduction factor, got {eta}")
+    if options.sampler == "rung-tpe" and space.multi_objective:
+        raise SearchError(f"--sampler rung-tpe models one objective; {space.path} has several (use tpe)")
     if options.searcher not in ("mathtune", "stock"):
         raise SearchError(f"--searcher must be mathtune or stock, got {options.searcher!r}")
     if space.multi_objective and options.searcher == "stock":
         raise SearchError(f"--searcher stock: {space.path} has several objectives; Ray's OptunaSearch is compared "
                           f"on single-objective spaces only")
-    if options.sampler not in ("tpe", "random", "grid"):
-        raise SearchError(f"--sampler must be tpe, random or grid, got {options.sampler!r}")
+    if options.sampler not in ("tpe", "rung-tpe", "random", "grid"):
+        raise SearchError(f"--sampler must be tpe, rung-tpe, random or grid, got {options.sampler!r}")
     if options.sampler == "grid":
         _check_grid(space, options)
     if options.max_concurrent is not None and options.max_concurrent < 1:
@@ -375,6 +407,7 @@ def _finish_and_confirm(tuner, trainable, space: Space, meta: dict[str, Any], ex
     try:
         outcome = _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
     finally:
+        close_storages()  # the shared Optuna storage (searcher and Optuna pruning) of this search
         if clock is not None:
             clock.close()
     if clock is not None:

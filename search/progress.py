@@ -110,9 +110,10 @@ class SearchProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         tid = trial.trial_id
         epoch = self.last_epoch.get(tid, 0)
-        if self.scheduler == "asha" and 0 < epoch < self.max_epochs:
+        if self.scheduler in ("asha", "optuna") and 0 < epoch < self.max_epochs:
             self.ended[tid] = "stopped"
-            self._print(f"{tid} stopped by ASHA at epoch {epoch}: {self._best_line(tid)}")
+            by = "ASHA" if self.scheduler == "asha" else "Optuna's pruner"
+            self._print(f"{tid} stopped by {by} at epoch {epoch}: {self._best_line(tid)}")
         else:
             self.ended[tid] = "finished"
             self._print(f"{tid} finished after {epoch} epoch{'s' if epoch != 1 else ''}: {self._best_line(tid)}")

@@ -9,6 +9,10 @@ Differences from ``ray.tune.search.optuna.OptunaSearch``:
   (the checkpoint kept), an errored one FAIL.
 * **No repeats**: a configuration already run (or running) is not run again; its repeat is told the first
   trial's outcome and Optuna is asked again (in a finite space TPE proposes repeats often).
+* **Rung-level TPE** (``sampler="rung-tpe"``, BOHB-like): TPE fitted on the best validation value each trial
+  had reached by the highest ASHA rung that enough trials have reached (at least one more than the number
+  of searched parameters, and at least the start-up trials), so the model learns from every trial ASHA
+  stopped instead of ranking stopped trials below finished ones; random until a rung has enough.
 * **Several objectives** (a space's ``objectives:``): one multi-objective study per factor value (TPE, which
   handles several objectives), each epoch's objective values kept on the Optuna trial (Optuna records no
   intermediate values for multi-objective studies), a finished trial told the values of its best epoch on
@@ -37,12 +41,36 @@ from ray.tune.search import Searcher
 
 from mathtune.spaces.loader import Space
 
-__all__ = ["FactorOptunaSearch", "study_name_for", "TUNE_ID_ATTR", "DUPLICATE_ATTR"]
+__all__ = ["FactorOptunaSearch", "study_name_for", "open_storage", "close_storages", "TUNE_ID_ATTR", "DUPLICATE_ATTR"]
 
 TUNE_ID_ATTR = "tune_trial_id"
 DUPLICATE_ATTR = "duplicate_of"  # on an Optuna trial that repeated a configuration: the number of the first
 EPOCH_ATTR = "epoch_values:"  # + epoch: that epoch's objective values, on trials of multi-objective studies
 logger = logging.getLogger(__name__)
+
+
+_STORAGES: dict[str, Any] = {}
+
+
+def open_storage(url: str):
+    """One Optuna storage per URL in this process (an RDBStorage takes seconds to open: schema checks), shared by
+    the searcher and :class:`OptunaPruning`; a path-less name (e.g. a journal) is passed through."""
+    if "://" not in url:
+        return url
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(url)
+    return _STORAGES[url]
+
+
+def close_storages() -> None:
+    """Forget the shared storages (a search's end: its database may be moved or deleted afterwards)."""
+    for storage in _STORAGES.values():
+        if hasattr(storage, "remove_session"):
+            storage.remove_session()
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+    _STORAGES.clear()
 
 
 def study_name_for(base: str, combo: dict[str, Any]) -> str:
@@ -65,7 +93,8 @@ class FactorOptunaSearch(Searcher):
     """Define-by-run Optuna search over a :class:`~mathtune.spaces.loader.Space`."""
 
     def __init__(self, space: Space, *, storage: str, study_name: str, seed: int = 0,
-                 n_startup_trials: int = 10, sampler: str = "tpe", max_repeat_asks: int = 32):
+                 n_startup_trials: int = 10, sampler: str = "tpe", max_repeat_asks: int = 32,
+                 rungs: list[int] | None = None, pruner: optuna.pruners.BasePruner | None = None):
         super().__init__(metric=space.metric, mode=space.mode)
         self.space = space
         self.storage_url = storage
@@ -74,6 +103,8 @@ class FactorOptunaSearch(Searcher):
         self.n_startup_trials = n_startup_trials
         self.sampler_name = sampler
         self.max_repeat_asks = max_repeat_asks
+        self.rungs = sorted(set(rungs or [space.epochs]))  # rung-tpe: the epochs at which trials are compared
+        self.pruner = pruner  # an Optuna pruner that stops trials (OptunaPruning); the studies must know it
         self.combos = space.factor_combos()
         self._asked = [0] * len(self.combos)
         self._trials: dict[str, dict[str, Any]] = {}  # tune id -> {combo, number, last_epoch}
@@ -116,7 +147,7 @@ class FactorOptunaSearch(Searcher):
     # ------------------------------------------------------------------ studies
     def _sampler(self, index: int) -> optuna.samplers.BaseSampler:
         seed = self.seed * 1000 + index
-        if self.sampler_name == "random":
+        if self.sampler_name in ("random", "rung-tpe"):  # rung-tpe: random until a rung has enough trials
             return optuna.samplers.RandomSampler(seed=seed)
         if self.sampler_name == "grid":  # every grid point once, in an order shuffled by the seed
             return _AskTellGridSampler(self.space.grid(), seed=seed)
@@ -127,8 +158,7 @@ class FactorOptunaSearch(Searcher):
         if self._studies is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             if self._storage_obj is None:
-                self._storage_obj = optuna.storages.RDBStorage(self.storage_url) \
-                    if "://" in self.storage_url else self.storage_url
+                self._storage_obj = open_storage(self.storage_url)
             objectives = self.space.objectives if self.space.multi_objective else \
                 [(self.space.metric, self.space.mode)]
             directions = ["maximize" if mode == "max" else "minimize" for _, mode in objectives]
@@ -136,7 +166,7 @@ class FactorOptunaSearch(Searcher):
             for i, combo in enumerate(self.combos):
                 name = study_name_for(self.study_name, combo)
                 study = optuna.create_study(storage=self._storage_obj, study_name=name, directions=directions,
-                                            sampler=self._sampler(i), load_if_exists=True)
+                                            sampler=self._sampler(i), pruner=self.pruner, load_if_exists=True)
                 if not study.user_attrs:
                     study.set_user_attr("family", self.space.family)
                     study.set_user_attr("space", str(self.space.path))
@@ -213,15 +243,57 @@ class FactorOptunaSearch(Searcher):
         told FAIL (ignored by the samplers; the running one is already counted, by constant liar). Then
         Optuna is asked again, up to ``max_repeat_asks`` times, after which a repeat is run.
         """
-        for _ in range(self.max_repeat_asks):
-            trial = study.ask()
-            params = self.space.suggest(trial)
+        for attempt in range(self.max_repeat_asks):
+            trial, params = self._ask(study, attempt)
             original = self._same_config(study, trial.number, params)
             if original is None:
                 return trial, params
             self._tell_repeat(study, trial, original)
+        return self._ask(study, self.max_repeat_asks)
+
+    def _ask(self, study: optuna.Study, attempt: int) -> tuple[optuna.Trial, dict[str, Any]]:
+        if self.sampler_name == "rung-tpe":
+            params = self._rung_proposal(study, attempt)
+            if params is not None:  # the real study records the proposal; its own sampler is random
+                study.enqueue_trial(params, skip_if_exists=False)
         trial = study.ask()
         return trial, self.space.suggest(trial)
+
+    def rung_observations(self, study: optuna.Study) -> tuple[int | None, list[tuple[Any, float]]]:
+        """The highest rung that enough trials have reached, and each such trial with the best value it had
+        by that epoch; ``(None, [])`` while no rung has enough."""
+        trials = [t for t in study.get_trials(deepcopy=False)
+                  if DUPLICATE_ATTR not in t.user_attrs and t.intermediate_values
+                  and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
+        need = max(len(self.space.params) + 1, self.n_startup_trials)
+        best = max if self.space.mode == "max" else min
+        for rung in reversed(self.rungs):
+            obs = [(t, best(v for s, v in t.intermediate_values.items() if s <= rung)) for t in trials
+                   if max(t.intermediate_values) >= rung]
+            if len(obs) >= need:
+                return rung, obs
+        return None, []
+
+    def _rung_proposal(self, study: optuna.Study, attempt: int) -> dict[str, Any] | None:
+        """A TPE proposal from the trials' values at the highest rung with enough of them (BOHB's model);
+        running trials that have not reached it are passed as running (constant liar)."""
+        rung, obs = self.rung_observations(study)
+        if rung is None:
+            return None
+        seen = {t.number for t, _ in obs}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multivariate TPE is marked experimental
+            sampler = optuna.samplers.TPESampler(seed=(self.seed * 1000003 + len(study.trials) * 101 + attempt) % 2**31,
+                                                 n_startup_trials=0, multivariate=True, constant_liar=True)
+            model = optuna.create_study(direction="maximize" if self.space.mode == "max" else "minimize",
+                                        sampler=sampler)
+            model.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=v)
+                              for t, v in obs])
+            model.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                                        state=TrialState.RUNNING)
+                              for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                              if t.number not in seen and t.params])
+            return self.space.suggest(model.ask())
 
     def _same_config(self, study: optuna.Study, number: int, params: dict[str, Any]):
         for t in study.get_trials(deepcopy=False):
