@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .store import load_experiment_meta
-from .tidy import study_storage_url
+from .store import open_study_storage
 
 __all__ = ["StudyInfo", "Importance", "load_studies", "param_importances", "history_points", "MIN_TRIALS"]
 
@@ -57,16 +57,16 @@ def load_studies(exp_dir: str | Path, meta: dict[str, Any] | None = None) -> lis
     import optuna
 
     meta = meta or load_experiment_meta(exp_dir)
-    url = study_storage_url(exp_dir, meta)
-    if url is None:
+    storage = open_study_storage(exp_dir, meta)
+    if storage is None:
         return []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = meta.get("study_name") or meta.get("name")
     out = []
-    for name in sorted(optuna.get_all_study_names(url)):
+    for name in sorted(optuna.get_all_study_names(storage)):
         if name != base and not name.startswith(f"{base}["):
             continue
-        study = optuna.load_study(study_name=name, storage=url)
+        study = optuna.load_study(study_name=name, storage=storage)
         label = name[len(base) + 1:-1] if name != base else "all"
         # several objectives: the first one is the selection metric, the one these views show
         out.append(StudyInfo(name, label.replace(",", ", "), study, study.directions[0].name.lower()))

@@ -33,7 +33,7 @@ from mathtune.spaces.loader import COST_METRICS
 from mathtune.trainables.atomic import atomic_file, write_json
 from mathtune.trainables.metrics import test_metric_for  # noqa: F401  (re-exported)
 
-from .store import TrialRecord, load_experiment_meta, load_trials, searched_params
+from .store import TrialRecord, load_experiment_meta, load_trials, open_study_storage, searched_params, study_storage_url  # noqa: F401
 
 __all__ = ["Tables", "load_tables", "test_metric_for", "metric_keys", "factor_label", "CONFIG_PREFIX",
            "study_storage_url"]
@@ -52,24 +52,6 @@ def factor_label(config: dict[str, Any], factors: Sequence[str]) -> str:
     return ", ".join(f"{k}={config.get(k)}" for k in factors) or "all"
 
 
-def study_storage_url(exp_dir: str | Path, meta: dict[str, Any]) -> str | None:
-    """Where the experiment's Optuna studies live, or None when they cannot be read.
-
-    A SQLite file inside the experiment folder wins over the URL recorded at search time, so a copied
-    or moved experiment folder reads its own studies; a SQLite URL whose file is gone gives None (never
-    create an empty database by reading).
-    """
-    local = Path(exp_dir) / "optuna.db"
-    if local.is_file():
-        return f"sqlite:///{local.resolve()}"
-    url = meta.get("optuna_storage")
-    if not url:
-        return None
-    if url.startswith("sqlite:///"):
-        return url if Path(url[len("sqlite:///"):]).is_file() else None
-    return url
-
-
 def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Numeric train/val/test keys reported in any row, in first-seen order."""
     keys: dict[str, None] = {}
@@ -83,19 +65,20 @@ def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def _optuna_index(exp_dir: Path, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Tune trial id -> Optuna study, number, state and value (empty when the studies are unreadable)."""
-    url = study_storage_url(exp_dir, meta)
-    if url is None:
-        return {}
     try:
         import optuna
+
+        storage = open_study_storage(exp_dir, meta)
+        if storage is None:
+            return {}
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         base = meta.get("study_name") or meta.get("name")
         out: dict[str, dict[str, Any]] = {}
-        for name in optuna.get_all_study_names(url):
+        for name in optuna.get_all_study_names(storage):
             if name != base and not name.startswith(f"{base}["):
                 continue
-            study = optuna.load_study(study_name=name, storage=url)
+            study = optuna.load_study(study_name=name, storage=storage)
             for t in study.get_trials(deepcopy=False):
                 tune_id = t.user_attrs.get("tune_trial_id")
                 if tune_id:

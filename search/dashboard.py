@@ -23,6 +23,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from mathtune.analysis.store import JOURNAL_PREFIX, open_optuna_storage, study_storage_url
+
 from .engine import EXPERIMENT_FILE, SearchError
 
 __all__ = ["DashboardServer", "open_dashboard", "experiment_storage"]
@@ -83,11 +85,11 @@ def experiment_storage(exp_dir: str | Path) -> str:
     url = meta.get("optuna_storage") if isinstance(meta, dict) else None
     if not isinstance(url, str) or not url:
         raise SearchError(f"{meta_path}: corrupt experiment file (no 'optuna_storage')")
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if not path.is_file():  # opening it would create an empty database
-            raise SearchError(f"{exp_dir}: no Optuna study yet ({path} does not exist)")
-    return url
+    local = study_storage_url(exp_dir, meta)  # the folder's own file first: a moved folder reads its studies
+    if local is None:  # a recorded file that is gone: opening it would create an empty storage
+        path = url.split("sqlite:///", 1)[-1] if url.startswith("sqlite:///") else url[len(JOURNAL_PREFIX):]
+        raise SearchError(f"{exp_dir}: no Optuna study yet ({path} does not exist)")
+    return local
 
 
 def open_dashboard(exp_dir: str | Path, *, port: int = 8080) -> DashboardServer:
@@ -102,7 +104,7 @@ def open_dashboard(exp_dir: str | Path, *, port: int = 8080) -> DashboardServer:
     url = experiment_storage(exp_dir)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
-        storage = optuna.storages.get_storage(url)
+        storage = open_optuna_storage(url)
         studies = storage.get_all_studies()
     except Exception as exc:  # noqa: BLE001 - a storage that cannot be read: say which and why, in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

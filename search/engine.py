@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathtune.analysis.store import EXPERIMENT_FILE, ExperimentRecord, load_trials, read_experiment
+from mathtune.analysis.store import EXPERIMENT_FILE, OPTUNA_JOURNAL, ExperimentRecord, journal_url, load_trials, read_experiment
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
 from mathtune.search.decode import score_decode_settings
-from mathtune.search.searcher import close_storages
+from mathtune.search.searcher import close_storages, open_storage
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
@@ -35,7 +35,6 @@ from mathtune.trainables.registry import get_family
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
            "apply_overrides", "EXPERIMENT_FILE", "SearchError"]
 
-OPTUNA_FILE = "optuna.db"
 PROVENANCE_FILE = "provenance.json"
 
 
@@ -270,7 +269,7 @@ def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):
         optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, constant_liar=True)
     return OptunaSearch(space=_DefineByRun(space), metric=space.metric, mode=space.mode, sampler=sampler,
                         points_to_evaluate=space.points_to_evaluate or None, study_name=meta["study_name"],
-                        storage=optuna.storages.RDBStorage(meta["optuna_storage"]))
+                        storage=open_storage(meta["optuna_storage"]))
 
 
 def _run_config(space: Space, meta: dict[str, Any], *, sub: str | None = None, params: list[str] | None = None,
@@ -380,7 +379,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     record = ExperimentRecord(
         family=space.family, metric=space.metric, mode=space.mode, name=name, space=str(space.path),
         space_name=space.name, storage_path=storage_path, study_name=name, resources=resources, options=opts,
-        optuna_storage=options.optuna_storage or f"sqlite:///{exp_dir / OPTUNA_FILE}", factors=list(space.factors),
+        optuna_storage=options.optuna_storage or journal_url(exp_dir / OPTUNA_JOURNAL), factors=list(space.factors),
         objectives=[list(o) for o in space.objectives], created=time.strftime("%Y-%m-%d %H:%M:%S"))
     meta = record.to_dict()
     trainable, search_alg, scheduler = _build_tuner_parts(space, meta)

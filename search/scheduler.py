@@ -101,7 +101,7 @@ class OptunaPruning(FIFOScheduler):
     Example::
 
         pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=20, reduction_factor=3)
-        scheduler = OptunaPruning(storage="sqlite:///exp/optuna.db", study_name="exp", combos=[{}],
+        scheduler = OptunaPruning(storage="journal:/abs/exp/optuna.journal", study_name="exp", combos=[{}],
                                   metric="val_exact_match", mode="max", pruner=pruner)
     """
 

@@ -25,7 +25,7 @@ Differences from ``ray.tune.search.optuna.OptunaSearch``:
 
 Example::
 
-    searcher = FactorOptunaSearch(space, storage="sqlite:///exp/optuna.db", study_name="exp", seed=0)
+    searcher = FactorOptunaSearch(space, storage="journal:/abs/exp/optuna.journal", study_name="exp", seed=0)
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from mathtune.analysis.store import open_optuna_storage
 from mathtune.spaces.loader import Space
 
 __all__ = ["FactorOptunaSearch", "study_name_for", "open_storage", "close_storages", "TUNE_ID_ATTR", "DUPLICATE_ATTR"]
@@ -53,12 +54,11 @@ _STORAGES: dict[str, Any] = {}
 
 
 def open_storage(url: str):
-    """One Optuna storage per URL in this process (an RDBStorage takes seconds to open: schema checks), shared by
-    the searcher and :class:`OptunaPruning`; a path-less name (e.g. a journal) is passed through."""
-    if "://" not in url:
-        return url
+    """One Optuna storage per storage string in this process (an RDBStorage takes seconds to open: schema
+    checks), shared by the searcher and :class:`OptunaPruning` (``journal:PATH`` or a SQLAlchemy URL, see
+    :func:`~mathtune.analysis.store.open_optuna_storage`)."""
     if url not in _STORAGES:
-        _STORAGES[url] = optuna.storages.RDBStorage(url)
+        _STORAGES[url] = open_optuna_storage(url)
     return _STORAGES[url]
 
 

@@ -17,6 +17,7 @@ from mathtune.analysis import (Tables, arith_errors, best_per_factor, family_sum
                                write_report)
 from mathtune.search import SearchOptions, run_search
 from mathtune.search.cli import main
+from mathtune.analysis.store import journal_url, open_study_storage
 
 from .browser import CHROMIUM, load_page
 
@@ -86,7 +87,7 @@ def test_several_experiments_load_together_and_keep_apart(experiment, tmp_path):
     both = load_tables([experiment, copy])
     assert len(both.trials) == 6 and len(both.experiments()) == 2
     assert both.trials.groupby("experiment").size().tolist() == [3, 3]
-    # the copy reads its own optuna.db, not the path recorded at search time
+    # the copy reads its own optuna.journal, not the path recorded at search time
     assert both.trials["optuna_number"].notna().all()
     assert len(family_summary(both).frame) == 2
 
@@ -271,10 +272,10 @@ def test_best_and_report_refuse_bad_input_in_one_line(experiment, tmp_path, caps
 
 
 def _copy_experiment(experiment: Path, dest: Path) -> Path:
-    """A private copy whose mathtune.json points at its own optuna.db (so a test may add trials to it)."""
+    """A private copy whose mathtune.json points at its own optuna.journal (so a test may add trials to it)."""
     copy = Path(shutil.copytree(experiment, dest))
     meta = json.loads((copy / "mathtune.json").read_text())
-    meta["optuna_storage"] = f"sqlite:///{copy / 'optuna.db'}"
+    meta["optuna_storage"] = journal_url(copy / "optuna.journal")
     (copy / "mathtune.json").write_text(json.dumps(meta))
     return copy
 
@@ -300,7 +301,7 @@ def test_dashboard_serves_a_real_search_s_studies_live_in_chromium(experiment, t
         assert not page.offsite_requests, page.offsite_requests
         assert "tiny-analysis[split=0.5]" in page.dom["text"], page.dom["text"][:2000]
         # the search keeps writing while the dashboard runs: a new trial shows without a restart
-        study = optuna.load_study(study_name="tiny-analysis[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+        study = optuna.load_study(study_name="tiny-analysis[split=0.5]", storage=open_study_storage(exp))
         study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
         assert server.trial_count() == 4
         study_id = study._study_id
@@ -333,11 +334,11 @@ def test_dashboard_refuses_a_taken_port_and_a_folder_without_a_study_in_one_line
     assert main(["dashboard", str(empty)]) == 2
     assert capsys.readouterr().err == f"mathtune: error: {empty}: not a mathtune experiment (no mathtune.json)\n"
     started = _copy_experiment(experiment, tmp_path / "started")
-    (started / "optuna.db").unlink()  # the search has written its record but no study yet
+    (started / "optuna.journal").unlink()  # the search has written its record but no study yet
     assert main(["dashboard", str(started)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mathtune: error: {started}: no Optuna study yet") and err.count("\n") == 1
-    assert not (started / "optuna.db").exists()  # looking did not create an empty database
+    assert not (started / "optuna.journal").exists()  # looking did not create an empty storage
     assert main(["dashboard", str(experiment), "--port", "70000"]) == 2
     assert "not a port number" in capsys.readouterr().err
 

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
+from mathtune.analysis.store import open_study_storage
 
 from . import cluster_scenarios
 
@@ -58,7 +59,7 @@ def test_search_survives_losing_a_worker_node(tmp_path):
             assert failures[trial_id] == 0 and not restarts
     assert (finished, restored, from_scratch) == (3, 1, 0)
 
-    study = optuna.load_study(study_name="nodeloss[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = optuna.load_study(study_name="nodeloss[split=0.5]", storage=open_study_storage(exp))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3  # each trial told exactly once
     assert sorted(t.user_attrs[TUNE_ID_ATTR] for t in study.trials) == sorted(status)
     assert "[mathtune] trials: 3 terminated" in result["output"]
@@ -102,7 +103,7 @@ def test_a_trial_that_raises_ends_errored_and_the_search_goes_on(ray_session, tm
     assert error_text.count("Failure #") == 2  # the first attempt and its one retry
     trials = {t.trial_id: t for t in load_trials(exp)}
     assert sum(t.finished for t in trials.values()) == 1
-    study = optuna.load_study(study_name="errors", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = optuna.load_study(study_name="errors", storage=open_study_storage(exp))
     states = {t.params["device"]: t.state for t in study.trials}
     assert states == {"cuda": TrialState.FAIL, "cpu": TrialState.COMPLETE}
     report = write_report([exp])

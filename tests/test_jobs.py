@@ -132,7 +132,7 @@ def test_search_submitted_as_a_job_succeeds_with_logs_and_results(ray_head, tmp_
     for trial in trials:
         rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line.strip()]
         assert [r["epoch"] for r in rows] == [1, 2]
-    assert (exp / "report.md").is_file() and (exp / "optuna.db").is_file()
+    assert (exp / "report.md").is_file() and (exp / "optuna.journal").is_file()
     meta = json.loads((exp / "mathtune.json").read_text())
     assert meta["options"]["address"] == "auto"
     # the token appears nowhere in what the job wrote or logged

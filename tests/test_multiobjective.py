@@ -9,6 +9,7 @@ import pytest
 from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.spaces import SpaceError, load_space
+from mathtune.analysis.store import open_study_storage
 
 from .conftest import MATHTUNE
 
@@ -63,7 +64,7 @@ def test_a_search_tells_optuna_both_objectives_of_each_trials_selected_epoch(mo_
     exp = mo_search.experiment_dir
     assert mo_search.counts == {"TERMINATED": 5}
     trials = {t.trial_id: t for t in load_trials(exp)}
-    study = optuna.load_study(study_name="mo[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = optuna.load_study(study_name="mo[split=0.5]", storage=open_study_storage(exp))
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert study.metric_names == ["val_exact_match", "num_params"]
     assert len(study.trials) == 5 and all(t.state.name == "COMPLETE" for t in study.trials)
@@ -87,7 +88,7 @@ def test_best_pareto_and_the_report_list_exactly_the_non_dominated_trials(mo_sea
         best = max(t.history, key=lambda r: r["val_exact_match"])
         points[t.trial_id] = (best["val_exact_match"], best["num_params"])
     front = _front(points)
-    study = optuna.load_study(study_name="mo[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = optuna.load_study(study_name="mo[split=0.5]", storage=open_study_storage(exp))
     assert {t.user_attrs["tune_trial_id"] for t in study.best_trials} == front  # Optuna agrees
     done = subprocess.run([MATHTUNE, "best", str(exp), "--pareto", "--out", str(tmp_path / "front.json")],
                           capture_output=True, text=True, timeout=120)

@@ -55,7 +55,7 @@ def test_address_joins_the_cluster_and_optuna_storage_is_the_given_url(placed):
     meta = json.loads((exp / "mathtune.json").read_text())
     assert meta["options"]["address"].startswith("127.0.0.1:")
     assert meta["optuna_storage"] == placed["optuna_storage"]
-    assert not (exp / "optuna.db").exists()  # nothing in the experiment folder
+    assert not any((exp / f).exists() for f in ("optuna.db", "optuna.journal"))  # nothing in the experiment folder
     study = optuna.load_study(study_name="placement[split=0.5]", storage=placed["optuna_storage"])
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     tune_ids = {json.loads(line)["trial_id"] for p in exp.glob("trial_*/result.json")

@@ -13,6 +13,7 @@ from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import study_name_for
 from mathtune.spaces import SpaceError
 from mathtune.trainables.replay import ReplayError, ReplayTable, write_table
+from mathtune.analysis.store import open_study_storage
 
 from .conftest import MATHTUNE
 
@@ -87,7 +88,7 @@ def test_replayed_search_reports_the_recorded_curves_and_tells_optuna(table, ray
             assert row["recorded_epoch_s"] == pytest.approx(source["epoch_time_s"])
             assert row["recorded_total_s"] == pytest.approx(total)
     study = optuna.load_study(study_name=study_name_for("replayed", {"split": 0.5}),
-                              storage=f"sqlite:///{outcome.experiment_dir / 'optuna.db'}")
+                              storage=open_study_storage(outcome.experiment_dir))
     by_tune = {t.user_attrs["tune_trial_id"]: t for t in study.trials if "tune_trial_id" in t.user_attrs}
     assert len({(t.config["hidden"], t.config["lr"]) for t in trials}) == 4  # the 4 points, none run twice
     for t in trials:

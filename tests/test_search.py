@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
+from mathtune.analysis.store import open_study_storage
 
 from .conftest import MATHTUNE
 
@@ -20,7 +21,7 @@ SHRINK = {"epochs": 3, "limit": 256, "batch_size": 64, "threads": 1, "hidden": 3
 
 
 def _study_trials(exp_dir: Path, study: str):
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{exp_dir / 'optuna.db'}").trials
+    return optuna.load_study(study_name=study, storage=open_study_storage(exp_dir)).trials
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_optuna_study_holds_intermediate_values_and_warm_start_first(tiny_search
     trials = _study_trials(exp, "tiny[split=0.5]")
     assert len(trials) == 4
     # optuna-dashboard shows the metric's name, not "Objective 0"
-    study = optuna.load_study(study_name="tiny[split=0.5]", storage=f"sqlite:///{exp / 'optuna.db'}")
+    study = optuna.load_study(study_name="tiny[split=0.5]", storage=open_study_storage(exp))
     assert study.metric_names == ["val_exact_match"]
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     tune_ids = {t.user_attrs[TUNE_ID_ATTR] for t in trials}
@@ -140,5 +141,5 @@ def test_stock_optuna_search_runs_the_same_space_for_comparison(ray_session, tmp
                          SearchOptions(num_samples=2, storage_path=str(tmp_path), name="stock", verbose=0,
                                        overrides=overrides, searcher="stock"))
     assert outcome.counts == {"TERMINATED": 2}
-    study = optuna.load_study(study_name="stock", storage=f"sqlite:///{tmp_path / 'stock' / 'optuna.db'}")
+    study = optuna.load_study(study_name="stock", storage=open_study_storage(tmp_path / 'stock'))
     assert len(study.trials) == 2 and list(tmp_path.glob("stock/searcher-state-*.pkl"))

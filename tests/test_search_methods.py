@@ -1,5 +1,5 @@
 """The two search methods beside TPE + ASHA: rung-level TPE (BOHB-like, ``--sampler rung-tpe``) and Optuna's own
-pruner route (``--scheduler optuna``), through the real searcher, real SQLite studies and real replayed searches."""
+pruner route (``--scheduler optuna``), through the real searcher, real Optuna storages (SQLite and journal) and real replayed searches."""
 
 import json
 
@@ -16,6 +16,7 @@ from mathtune.search.engine import asha_rungs
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, study_name_for
 from mathtune.spaces.loader import load_space
 from mathtune.trainables.replay import TABLE_META_KEY
+from mathtune.analysis.store import open_study_storage
 
 EPOCHS = 8
 
@@ -128,7 +129,7 @@ def test_optuna_pruner_stops_trials_and_the_study_says_so(ray_session, table, ca
     # the best configuration is never pruned (Hyperband keeps the top of every rung)
     assert outcome.best["split=0.5"]["val_exact_match"] == pytest.approx(0.95 * (1 - 0.5 ** EPOCHS))
     study = optuna.load_study(study_name=study_name_for("optuna", {"split": 0.5}),
-                              storage=f"sqlite:///{outcome.experiment_dir / 'optuna.db'}")
+                              storage=open_study_storage(outcome.experiment_dir))
     states = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     for trial in trials:  # each stopped trial is PRUNED with every epoch it ran, a finished one COMPLETE
         frozen = states[trial.trial_id]
