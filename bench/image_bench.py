@@ -13,8 +13,8 @@ Prints, from one run:
     text2img pixel "accuracy" 85.18-86.25% beside our readable-answer exact match and the classifier's
     own accuracy.
 
-With ``--write-configs`` the selected configurations go to ``trainables/configs/FAMILY-addsub.json``
-(``mathtune train FAMILY --config FILE`` reads them) with the figures, the data and the wall time.
+A selected configuration ships the way every one does: ``mathtune best EXP --out FILE``, retrain it with
+``mathtune train FAMILY --config FILE --out DIR``, then ``mathtune ship NAME DIR --search EXP --produced-by ...``.
 
     nice python bench/image_bench.py --part data                     # seconds
     nice python bench/image_bench.py --num-samples 2 --i2t-epochs 6 --t2i-epochs 5   # ~20 min here (docs/benchmarks.md)
@@ -106,30 +106,7 @@ def _trial_wall(trial_dir: str | None) -> float:
     return float(_trial_last(trial_dir).get("time_total_s", float("nan")))
 
 
-def _write_config(family: str, best: dict, wall: float, exp: Path, command: str, data_line: str) -> Path:
-    from mathtune.analysis.best import write_best
-
-    metrics = dict(best["metrics"])
-    if "classifier_acc" in _trial_last(best.get("trial_dir")):
-        metrics["classifier_acc"] = _trial_last(best.get("trial_dir"))["classifier_acc"]
-    keep = [k for k in metrics if k.startswith(("val_", "test_")) or k == "classifier_acc"]
-    payload = {
-        "family": family,
-        "figure": {**{k: metrics[k] for k in sorted(keep)}, "epoch": best["epoch"]},
-        "measured_on": data_line,
-        "wall_time_s": round(wall, 1),
-        "machine": f"{os.cpu_count()} shared CPU cores, torch {torch.__version__}, 1 thread per trial",
-        "date": time.strftime("%Y-%m-%d"),
-        "selected": f"best validation {best['metric']} of the search {exp} (test reported only)",
-        "produced_by": command,
-        "train_command": f"mathtune train {family} --config trainables/configs/{family}-addsub.json",
-        "config": best["config"],
-    }
-    return write_best(payload, ROOT / "trainables" / "configs" / f"{family}-addsub.json")
-
-
-def part_search(family: str, num_samples: int, epochs: int, storage: str, concurrent: int, write: bool,
-                command: str) -> None:
+def part_search(family: str, num_samples: int, epochs: int, storage: str, concurrent: int) -> None:
     from mathtune.trainables import get_family
 
     space = f"{family}-addsub"
@@ -164,37 +141,7 @@ def part_search(family: str, num_samples: int, epochs: int, storage: str, concur
               f"{m.get('test_pixel_acc_exact', float('nan')):.4f} as Keras computed it; seed "
               f"{SEED_T2I_PIXEL[0]:.4f}-{SEED_T2I_PIXEL[1]:.4f}")
     print(f"    config: {json.dumps({k: config[k] for k in sorted(config) if k in fam.params and k != 'mnist_dir'})}")
-    if write:
-        path = _write_config(family, best, trial_wall, exp, command, data_line)
-        print(f"    written: {path}")
-
-
-def write_from_train(folder: str) -> None:
-    """Ship a ``mathtune train`` run (its ``result.json``) as ``trainables/configs/FAMILY-addsub.json``."""
-    from mathtune.analysis.best import write_best
-    from mathtune.trainables.arith.mnist import find_mnist_folder
-
-    result = json.loads((Path(folder) / "result.json").read_text())
-    family, config, best = result["family"], result["config"], result["best"]
-    md5 = mnist_md5(find_mnist_folder(config.get("mnist_dir") or None))
-    payload = {
-        "family": family,
-        "figure": {**{k: v for k, v in sorted(best.items()) if k.startswith(("val_", "test_")) or k == "classifier_acc"},
-                   "epoch": best["epoch"]},
-        "measured_on": f"{result['data']}; MNIST t10k-images-idx3-ubyte.gz md5 {md5}",
-        "wall_time_s": round(result["wall_time_s"], 1),
-        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {config.get('threads')} torch "
-                   f"thread(s); the load during the run is in docs/benchmarks.md",
-        "date": time.strftime("%Y-%m-%d"),
-        "selected": "best validation exact match among the configurations tried on this machine "
-                    "(docs/benchmarks.md); test reported only",
-        "produced_by": f"mathtune train {family} with exactly this config (given as --set flags; run folder {folder})",
-        "train_command": f"mathtune train {family} --config trainables/configs/{family}-addsub.json",
-        "config": config,
-    }
-    path = write_best(payload, ROOT / "trainables" / "configs" / f"{family}-addsub.json")
-    print(f"written: {path} ({family}: test exact match {best.get('test_exact_match', float('nan')):.4f}, "
-          f"val {best.get('val_exact_match', float('nan')):.4f}, {result['wall_time_s']:.0f} s)")
+    print(f"    data: {data_line}")
 
 
 def main() -> None:
@@ -205,17 +152,7 @@ def main() -> None:
     parser.add_argument("--t2i-epochs", type=int, default=5, help="epoch cap of the text2img trials")
     parser.add_argument("--max-concurrent", type=int, default=2, help="trials at a time (1 CPU each)")
     parser.add_argument("--storage-path", default=os.path.join(tempfile.gettempdir(), "mathtune-image-bench"))
-    parser.add_argument("--write-configs", action="store_true",
-                        help="write the selected configs to trainables/configs/FAMILY-addsub.json")
-    parser.add_argument("--from-train", metavar="DIR", help="only write trainables/configs/FAMILY-addsub.json from "
-                                                             "a `mathtune train ... --out DIR` run, then stop")
     args = parser.parse_args()
-    if args.from_train:
-        write_from_train(args.from_train)
-        return
-    command = "python bench/image_bench.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k not in ("write_configs", "storage_path", "from_train") and v is not None) + (" --write-configs" if args.write_configs else "")
     torch.set_num_threads(1)
     print(f"mathtune image benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs (load average "
           f"{os.getloadavg()[0]:.1f}), torch {torch.__version__}, 1 thread per trial")
@@ -225,11 +162,9 @@ def main() -> None:
     if args.part in ("classifier", "all"):
         part_classifier()
     if args.part in ("img2text", "all"):
-        part_search("arith-img2text", args.num_samples, args.i2t_epochs, args.storage_path, args.max_concurrent,
-                    args.write_configs, command)
+        part_search("arith-img2text", args.num_samples, args.i2t_epochs, args.storage_path, args.max_concurrent)
     if args.part in ("text2img", "all"):
-        part_search("arith-text2img", args.num_samples, args.t2i_epochs, args.storage_path, args.max_concurrent,
-                    args.write_configs, command)
+        part_search("arith-text2img", args.num_samples, args.t2i_epochs, args.storage_path, args.max_concurrent)
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

@@ -18,6 +18,9 @@ Example (a quick look, about 4 x 2 minutes)::
 Full run (hours on CPU; use a GPU with ``--set device=cuda``)::
 
     .venv/bin/python bench/t2m_bench.py --budget-s 3600 --out runs/bench-full
+
+Each family's run stays in ``OUT/FAMILY`` (``best/``, ``last/``); ship one with
+``mathtune ship NAME OUT/FAMILY --produced-by "..."``.
 """
 
 from __future__ import annotations
@@ -44,9 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter in every family that has it (repeatable)")
     p.add_argument("--out", default="runs/t2m-bench", help="output folder (default runs/t2m-bench)")
-    p.add_argument("--write-configs", action="store_true",
-                   help="ship each family's run as trainables/configs/FAMILY.json (`mathtune train FAMILY --config "
-                        "FILE` trains it again), with its dev figures, data and wall time")
     return p.parse_args(argv)
 
 
@@ -97,41 +97,6 @@ def bench_family(name: str, args: argparse.Namespace, out: Path) -> dict[str, An
     return row
 
 
-def write_config(row: dict[str, Any], args: argparse.Namespace) -> Path:
-    """``trainables/configs/FAMILY.json`` for a benchmark row: the configuration trained straight for the
-    row's epochs, greedy dev figures of its best epoch (what ``mathtune train`` reports), and the beam scores."""
-    import os
-
-    import torch
-
-    from mathtune.analysis.best import write_best
-
-    family = row["family"]
-    config = {**row["config"], "epochs": row["epochs"], "beam_width": 1}
-    greedy = row["scores"][1] if 1 in row["scores"] else None
-    subset = (f"a seeded subset of {row['train_problems']} training problems (limit_train)" if row["subsampled"]
-              else f"all {row['train_problems']} training problems")
-    payload = {
-        "family": family,
-        "figure": {"val_exec_acc": None if greedy is None else greedy["exec_acc"] / 100,
-                   "val_exact_match": None if greedy is None else greedy["exact_match"] / 100,
-                   "epoch": row["best_epoch"],
-                   "dev_percent_by_beam_width": {str(w): v for w, v in row["scores"].items()}},
-        "measured_on": f"{subset} of {row['train_file']}; the first {row['dev_problems']} problems of "
-                       f"{row['dev_file']} (validation: selection and figures); test held apart",
-        "wall_time_s": row["train_wall_s"],
-        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {row['threads']} torch thread(s)",
-        "date": time.strftime("%Y-%m-%d"),
-        "selected": f"the family's defaults trained for what fits {args.budget_s:.0f} s of CPU (bench/t2m_bench.py); "
-                    "a CPU-budget check, not the result of a search",
-        "train_command": f"mathtune train {family} --config trainables/configs/{family}.json",
-        "config": config,
-    }
-    path = write_best(payload, Path(__file__).resolve().parents[1] / "trainables" / "configs" / f"{family}.json")
-    print(f"[bench] written: {path}", flush=True)
-    return path
-
-
 def markdown(rows: list[dict[str, Any]], widths: list[int], budget: float) -> str:
     head = ["family", "train problems", "epochs (best)", "train s"]
     head += [f"beam {w} exec / EM" for w in widths]
@@ -156,8 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.families:
         rows.append(bench_family(name, args, out))
-        if args.write_configs:
-            write_config(rows[-1], args)
         (out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
         (out / "results.md").write_text(markdown(rows, args.widths, args.budget_s))
     print(markdown(rows, args.widths, args.budget_s))

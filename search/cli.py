@@ -8,6 +8,7 @@
     mathtune dashboard runs/SPACE-20261122-101500   # the Optuna studies, live, on 127.0.0.1
     mathtune report runs/SPACE-20261122-101500 [more experiments] [--out DIR]
     mathtune best runs/SPACE-20261122-101500 --out best.json
+    mathtune ship NAME runs/A-s0 runs/A-s1 --produced-by "..."   # runs -> trainables/configs/NAME.json
 
 Families add commands of their own through the ``mathtune.commands`` entry-point group
 (:mod:`mathtune.trainables.commands`); they appear beside these in ``mathtune --help``.
@@ -316,6 +317,45 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ship(args: argparse.Namespace) -> int:
+    from mathtune.analysis.ship import ship
+
+    ship(args.name, args.runs, produced_by=args.produced_by, note=args.note, search=args.search,
+         configs_dir=args.configs_dir, train_only=args.train_only, weights=args.weights, widths=args.widths,
+         threads=args.threads, log=lambda line: print(line, flush=True))
+    return 0
+
+
+SHIP_DESCRIPTION = """\
+Write finished runs as a shipped configuration, trainables/configs/NAME.json: a `mathtune train FAMILY
+--config FILE` input that carries the figure its runs measured, selected on validation (test reported
+only), the data it was measured on, the wall time, where the runs trained (provenance: CPU, torch
+threads, device, versions, commit, as each run recorded them) and the command that produced them. How
+a run was executed (threads, device) is provenance, never configuration: the shipped config leaves them
+out, so `mathtune train --config` uses the machine it runs on.
+
+Arithmetic and image families: RUN... are `mathtune train` folders of one configuration (several
+training seeds; only seed may differ). The figure is the best epoch's val_*/test_* metrics, the mean
+over the runs with each run's value under figure.seeds, plus train_char_acc and train_exact_match:
+each run's best/ checkpoint scored on its own training queries in eval mode. --train-only adds just
+these to an already shipped NAME.json from the runs that produced it.
+
+Text-to-program families (t2m-*): one RUN, a `mathtune train` folder (its best/), a checkpoint or a
+Tune trial folder. The figure is its best epoch's greedy dev figures and dev execution accuracy and
+exact match at each --widths, decoded from its best checkpoint. --weights WNAME also ships the model in
+float16 as pretrained:WNAME (trainables/weights/WNAME/, with model.json), measured again from the
+shipped file on all of dev and its first 200 problems."""
+
+SHIP_EPILOG = """\
+examples:
+  mathtune ship arith-text2text-mul-60 runs/mul60-s0 runs/mul60-s1 runs/mul60-s2 \\
+      --produced-by "mathtune train arith-text2text --config ... --set seed=N --out runs/mul60-sN"
+  mathtune ship arith-text2text-mul-40 runs/mul40-240 --train-only
+  mathtune ship t2m-lstm runs/lstm-ls30 --weights t2m \\
+      --produced-by "mathtune train t2m-lstm --set ... --out runs/lstm-ls30"
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mathtune", description="Optuna-guided Ray Tune searches over "
                                      "sequence-to-sequence models that do math.", epilog=EPILOG)
@@ -437,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="serve an experiment's Optuna studies with optuna-dashboard (127.0.0.1)",
                        description="Serve the experiment's Optuna studies (one per study-factor value, from the "
-                                   "storage the search recorded: optuna.db in the folder, or its --optuna-storage "
+                                   "storage the search recorded: optuna.journal in the folder (optuna.db in older ones), or its --optuna-storage "
                                    "URL) with optuna-dashboard on 127.0.0.1: optimisation history, intermediate "
                                    "values of every trial (ASHA-stopped ones show as PRUNED), parameter importance "
                                    "and slices. It only reads the studies, so it works while the search runs "
@@ -488,6 +528,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a space with several objectives: print every trial on the Pareto front (per factor "
                         "value) with its objectives, test figure and parameters; --out writes them as JSON")
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("ship", help="write finished runs as a shipped configuration (and a t2m run's model)",
+                       description=SHIP_DESCRIPTION, epilog=SHIP_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="NAME",
+                   help="configuration name: writes trainables/configs/NAME.json (DIR/NAME.json with --configs-dir)")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="finished `mathtune train` output folders (one per seed); a t2m run: one folder, "
+                        "checkpoint or Tune trial folder")
+    p.add_argument("--produced-by", "--train-command", dest="produced_by", metavar="COMMAND",
+                   help="the command(s) that trained the runs, as a user would type them (recorded; required "
+                        "unless --train-only)")
+    p.add_argument("--note", default="", metavar="TEXT",
+                   help="anything a reader of the figure should know (a t2m run: how it was chosen, recorded as "
+                        "`selected`)")
+    p.add_argument("--search", metavar="EXP",
+                   help="the search experiment that found the configuration (its name, command and budget are "
+                        "recorded, and `mathtune reference` says the figure came from a search)")
+    p.add_argument("--configs-dir", metavar="DIR", help="where shipped configurations live (default: "
+                                                        "trainables/configs in the package)")
+    p.add_argument("--train-only", action="store_true",
+                   help="add the train figures to the already shipped NAME.json from the runs that produced it, "
+                        "leaving the rest of the file as it is")
+    p.add_argument("--weights", metavar="WNAME", help="t2m: also ship the model as pretrained:WNAME")
+    p.add_argument("--widths", type=int, nargs="+", metavar="W", help="t2m: beam widths to measure "
+                                                                      "(default 1 5 10)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads while measuring the figures (default 1; 2 for a t2m run). Not what "
+                        "the shipped configuration trains with: it pins no thread count")
+    p.set_defaults(func=cmd_ship)
 
     for name, command in family_commands().items():  # commands families add (entry points mathtune.commands)
         p = sub.add_parser(name, help=command.help, description=command.description)

@@ -1,17 +1,20 @@
-"""bench/ship_config.py: a finished `mathtune train` run (or several seeds) becomes a shipped configuration whose
-figure carries the selected checkpoint's validation, test and training figures; bench/arith_ensemble.py decodes
-such runs as one model."""
+"""`mathtune ship`: a finished `mathtune train` run (or several seeds) becomes a shipped configuration whose
+figure carries the selected checkpoint's validation, test and training figures, and whose configuration pins
+no thread count or device (how the runs were executed is their provenance); a text-to-program run ships its
+model as pretrained:NAME too. bench/arith_ensemble.py decodes such runs as one model."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from mathtune.search.cli import main
+from mathtune.search.cli import _load_config_file, main
 from mathtune.trainables import get_family
 from mathtune.trainables.loop import load_checkpoint
 
@@ -52,10 +55,18 @@ def _train_score(folder: Path) -> dict[str, float]:
     return fam.part_metrics(model.eval(), data, config, "train", torch.device("cpu"))
 
 
+def _error(capsys, *argv) -> str:
+    """The one line `mathtune ARGV...` prints on stderr when it refuses the input (exit 2, no traceback)."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("mathtune: error: ") and "Traceback" not in err
+    return err
+
+
 def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_checkpoints(runs, tmp_path, capsys):
-    ship = _bench("ship_config")
-    assert ship.main(["tiny-mul", *map(str, runs), "--produced-by", "mathtune train ... --set seed=N",
-                      "--configs-dir", str(tmp_path)]) == 0
+    assert main(["ship", "tiny-mul", *map(str, runs), "--produced-by", "mathtune train ... --set seed=N",
+                 "--configs-dir", str(tmp_path)]) == 0
+    assert "wrote " in capsys.readouterr().out
     payload = json.loads((tmp_path / "tiny-mul.json").read_text())
     figure = payload["figure"]
     results = [json.loads((r / "result.json").read_text()) for r in runs]
@@ -69,6 +80,11 @@ def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_chec
     # where the runs trained, as they recorded it when they started, not the shipping machine
     assert payload["provenance"] == [r["provenance"] for r in results]
     assert payload["machine"].startswith(results[0]["provenance"][0]["cpu"]) and "torch thread(s)" in payload["machine"]
+    # how the runs were executed is provenance, not configuration: `mathtune train --config` uses this machine
+    assert {"threads", "device"}.isdisjoint(payload["config"])
+    assert all(entry["threads"] == 1 and entry["device"] == "cpu" for run in payload["provenance"] for entry in run)
+    path = str(tmp_path / "tiny-mul.json")
+    assert get_family("arith-text2text").make_config(_load_config_file(path), where=path)["threads"] == 0  # auto
 
     # the selected checkpoint scored on validation gives back the figure's validation numbers
     fam = get_family("arith-text2text")
@@ -85,7 +101,7 @@ def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_chec
            "note": "kept as it was"}
     old["figure"]["seeds"] = {k: v for k, v in figure["seeds"].items() if not k.startswith("train_")}
     (tmp_path / "tiny-mul.json").write_text(json.dumps(old))
-    assert ship.main(["tiny-mul", *map(str, runs), "--train-only", "--configs-dir", str(tmp_path)]) == 0
+    assert main(["ship", "tiny-mul", *map(str, runs), "--train-only", "--configs-dir", str(tmp_path)]) == 0
     updated = json.loads((tmp_path / "tiny-mul.json").read_text())
     assert updated["note"] == "kept as it was" and updated["figure"]["train_char_acc"] == pytest.approx(
         figure["train_char_acc"])
@@ -94,18 +110,51 @@ def test_shipped_figure_is_the_seed_mean_with_train_figures_of_the_selected_chec
 
 
 def test_train_only_refuses_runs_that_did_not_produce_the_file(runs, tmp_path, capsys):
-    ship = _bench("ship_config")
-    assert ship.main(["tiny-one", str(runs[0]), "--produced-by", "x", "--configs-dir", str(tmp_path)]) == 0
+    assert main(["ship", "tiny-one", str(runs[0]), "--produced-by", "x", "--configs-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
     payload = json.loads((tmp_path / "tiny-one.json").read_text())
     payload["config"]["hidden"] = 32  # as if the file had been shipped from another configuration
     (tmp_path / "tiny-one.json").write_text(json.dumps(payload))
-    with pytest.raises(SystemExit, match="did not produce tiny-one.json.*hidden"):
-        ship.main(["tiny-one", str(runs[0]), "--train-only", "--configs-dir", str(tmp_path)])
-    with pytest.raises(SystemExit, match=r"from 1 run\(s\); got 2"):
-        ship.main(["tiny-one", *map(str, runs), "--train-only", "--configs-dir", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--produced-by is required"):
-        ship.main(["tiny-two", str(runs[0]), "--configs-dir", str(tmp_path)])
+    before = (tmp_path / "tiny-one.json").read_text()
+    assert re.search("did not produce tiny-one.json.*hidden", _error(
+        capsys, "ship", "tiny-one", runs[0], "--train-only", "--configs-dir", tmp_path))
+    assert re.search(r"from 1 run\(s\); got 2", _error(
+        capsys, "ship", "tiny-one", *runs, "--train-only", "--configs-dir", tmp_path))
+    assert "--produced-by is required" in _error(capsys, "ship", "tiny-two", runs[0], "--configs-dir", tmp_path)
+    assert (tmp_path / "tiny-one.json").read_text() == before and not (tmp_path / "tiny-two.json").exists()
+
+
+def test_a_run_without_recorded_provenance_keeps_how_its_configuration_asked_it_to_run(runs, tmp_path, capsys):
+    old = tmp_path / "old-run"
+    shutil.copytree(runs[0], old)
+    result = json.loads((old / "result.json").read_text())
+    del result["provenance"]  # as runs wrote it before they recorded their machine
+    (old / "result.json").write_text(json.dumps(result))
+    assert main(["ship", "old", str(old), "--produced-by", "x", "--configs-dir", str(tmp_path)]) == 0
     capsys.readouterr()
+    payload = json.loads((tmp_path / "old.json").read_text())
+    [[entry]] = payload["provenance"]
+    assert (entry["threads"], entry["device"]) == (1, result["config"]["device"]) and "recorded" in entry
+    assert payload["machine"].startswith("not recorded") and payload["machine"].endswith("1 torch thread(s)")
+    assert {"threads", "device"}.isdisjoint(payload["config"])
+
+
+def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
+    """A missing run folder, a run without its checkpoint, a name that is not shipped or not a name, options of
+    the other kind of run: one line on stderr, exit 2, no file written."""
+    out = tmp_path / "configs"
+    ship = ["ship", "x", "--produced-by", "x", "--configs-dir", out]
+    assert "no such run folder" in _error(capsys, *ship, tmp_path / "nope")
+    no_ckpt = tmp_path / "no-ckpt"
+    no_ckpt.mkdir()
+    (no_ckpt / "result.json").write_text((runs[0] / "result.json").read_text())
+    assert "no best/ checkpoint" in _error(capsys, *ship, runs[0], no_ckpt)
+    assert "not a finished `mathtune train` run" in _error(capsys, *ship, tmp_path)
+    assert "no shipped configuration" in _error(capsys, "ship", "not-shipped", runs[0], "--train-only",
+                                                "--configs-dir", out)
+    assert "not a path" in _error(capsys, "ship", "../x", runs[0], "--produced-by", "x", "--configs-dir", out)
+    assert "only a text-to-program run" in _error(capsys, *ship, runs[0], "--weights", "w")
+    assert not out.exists()
 
 
 def test_ensemble_averages_the_members_probabilities_and_refuses_other_data(runs, tmp_path, capsys):
@@ -140,3 +189,50 @@ def test_ensemble_averages_the_members_probabilities_and_refuses_other_data(runs
     assert "not arith-text2text on" in capsys.readouterr().err
     assert ens.main([str(tmp_path)]) == 2
     assert "not a finished" in capsys.readouterr().err
+
+
+COL775 = ROOT.parent / "shared" / "data" / "mathqa" / "col775"
+
+
+def test_text_to_program_run_ships_its_configuration_and_model(tmp_path, monkeypatch, capsys):
+    """A t2m run ships as NAME.json with dev figures per beam width, and with --weights as pretrained:NAME,
+    whose recorded figures `mathtune evaluate pretrained:NAME` reproduces; no thread count in either config."""
+    if not (COL775 / "train.json").is_file():
+        pytest.skip(f"real COL775 files not found in {COL775} (see shared/data/PROVENANCE.md)")
+    from mathtune.trainables.t2m import shipped
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(json.loads((COL775 / "train.json").read_text())[:32]))
+    config = tmp_path / "tiny-attn.json"
+    config.write_text(json.dumps({"train_file": str(small), "dev_file": str(small), "epochs": 2, "threads": 1,
+                                  "device": "cpu", "emb": 16, "hidden": 32, "dec_emb": 16, "dec_hidden": 32,
+                                  "beam_width": 1, "max_decode_len": 40, "batch_size": 8, "lr": 0.01}))
+    before = torch.get_num_threads()
+    run = tmp_path / "run"
+    assert main(["train", "t2m-attn", "--config", str(config), "--out", str(run), "-q"]) == 0
+    assert main(["ship", "tiny-attn", str(run), "--weights", "tiny", "--widths", "1", "2", "--threads", "1",
+                 "--train-command", "mathtune train t2m-attn --config tiny-attn.json", "--configs-dir",
+                 str(tmp_path / "configs")]) == 0
+    assert torch.get_num_threads() == before
+    out = capsys.readouterr().out
+    assert "configuration written" in out and "pretrained:tiny written" in out
+    payload = json.loads((tmp_path / "configs" / "tiny-attn.json").read_text())
+    assert payload["family"] == "t2m-attn" and payload["produced_by"].endswith("--config tiny-attn.json")
+    assert set(payload["figure"]["dev_percent_by_beam_width"]) == {"1", "2"}
+    assert {"threads", "device"}.isdisjoint(payload["config"]) and payload["config"]["hidden"] == 32
+    assert payload["provenance"][0]["threads"] == 1 and "torch thread(s)" in payload["machine"]
+
+    record = shipped.read_model_record(shipped.resolve_pretrained("pretrained:tiny"))
+    assert record["figures"]["dev"]["1"]["problems"] == 32 and record["measured_on"]["md5"] == shipped.file_md5(small)
+    assert not [p for p in (tmp_path / "weights").iterdir() if p.name.startswith(".")]  # no temporary folder left
+    model_config = json.loads((tmp_path / "weights" / "tiny" / "config.json").read_text())
+    assert {"threads", "device"}.isdisjoint(model_config) and record["provenance"][0]["threads"] == 1
+    assert main(["evaluate", "pretrained:tiny", str(small), "--beam-width", "1", "--threads", "1"]) == 0
+    line = re.search(r"exact match\s+([\d.]+)%\s+execution accuracy\s+([\d.]+)%", capsys.readouterr().out)
+    assert float(line.group(1)) == pytest.approx(record["figures"]["dev"]["1"]["exact_match"], abs=0.01)
+    assert float(line.group(2)) == pytest.approx(record["figures"]["dev"]["1"]["exec_acc"], abs=0.01)
+
+    # one text-to-program run at a time, and no train figures to add
+    assert "ships alone" in _error(capsys, "ship", "x", run, run, "--produced-by", "x")
+    assert "no train figures" in _error(capsys, "ship", "tiny-attn", run, "--train-only")

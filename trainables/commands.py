@@ -24,7 +24,7 @@ from .errors import MathtuneError
 __all__ = ["Command", "CommandError", "family_commands", "COMMAND_GROUP"]
 
 COMMAND_GROUP = "mathtune.commands"
-BUILT_IN = ("families", "spaces", "train", "search", "resume", "dashboard", "report", "reference", "best")
+BUILT_IN = ("families", "spaces", "train", "search", "resume", "dashboard", "report", "reference", "best", "ship")
 
 
 class CommandError(MathtuneError):

@@ -24,7 +24,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect", "cpu_name", "git_commit", "describe"]
+__all__ = ["collect", "cpu_name", "git_commit", "describe", "EXECUTION_KEYS"]
+
+# Config keys that say how a run was executed, not what it trains: each record here carries their values, and
+# what ships (a configuration, a model's config.json) leaves them out, so it runs as the machine at hand allows.
+EXECUTION_KEYS = ("threads", "device")
 
 _SOURCE = Path(__file__).resolve().parents[1]  # the checkout in an editable install
 

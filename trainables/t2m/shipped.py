@@ -17,8 +17,8 @@ Or from Python::
     family, config, model = load_trained(resolve_pretrained("pretrained:t2m"))
     out = evaluate_file(family, config, model, "dev.json", widths=[10])
 
-:func:`export_model` writes such a folder from any checkpoint (``bench/ship_t2m.py`` exports, measures and
-records the figures).
+:func:`export_model` writes such a folder from any checkpoint; ``mathtune ship NAME RUN --weights NAME``
+(:mod:`mathtune.analysis.ship`) exports a run's best checkpoint, measures it and records the figures.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_file, write_text
 from ..base import ConfigError
 from ..loop import CHECKPOINT_FILE, load_checkpoint
+from ..provenance import EXECUTION_KEYS
 
 __all__ = ["PREFIX", "WEIGHTS_DIR", "MODEL_FILE", "shipped_names", "resolve_pretrained", "read_model_record",
            "export_model", "file_md5"]
@@ -74,16 +76,18 @@ def file_md5(path: str | Path) -> str:
 def export_model(checkpoint: str | Path, dest: str | Path, *, record: dict[str, Any],
                  dtype: torch.dtype = torch.float16) -> Path:
     """Write checkpoint folder ``checkpoint``'s model as a shipped model folder ``dest``: floating tensors in
-    ``dtype`` (the vocabularies' byte buffer unchanged), no optimizer state, the run's ``config.json``, and
-    ``record`` as ``model.json``. Returns ``dest``."""
+    ``dtype`` (the vocabularies' byte buffer unchanged), no optimizer state, the run's ``config.json`` without
+    how it was executed (threads, device: provenance, for ``record``), and ``record`` as ``model.json``.
+    Each file is written atomically. Returns ``dest``."""
     state, config, metrics = load_checkpoint(checkpoint)
     if "meta_json" not in state.get("model", {}):
         raise ConfigError(f"{checkpoint}: not a text-to-program checkpoint (its model state has no vocabularies)")
     model = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state["model"].items()}
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model, "epoch": int(state["epoch"])}, dest / CHECKPOINT_FILE)
-    (dest / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-    (dest / MODEL_FILE).write_text(json.dumps({**record, "epoch": int(state["epoch"]),
-                                               "dtype": str(dtype).replace("torch.", "")}, indent=1) + "\n")
+    with atomic_file(dest / CHECKPOINT_FILE) as fh:
+        torch.save({"model": model, "epoch": int(state["epoch"])}, fh)
+    config = {k: v for k, v in config.items() if k not in EXECUTION_KEYS}
+    write_text(dest / "config.json", json.dumps(config, indent=1, sort_keys=True) + "\n")
+    write_text(dest / MODEL_FILE, json.dumps({**record, "epoch": int(state["epoch"]),
+                                              "dtype": str(dtype).replace("torch.", "")}, indent=1) + "\n")
     return dest
