@@ -3,14 +3,12 @@ before it climbs; with Hyperband-style brackets the same search lets it run and 
 
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from mathtune.analysis import load_trials
 from mathtune.search import SearchError, SearchOptions, run_search
-from mathtune.trainables.replay import TABLE_META_KEY
+
+from .curve_tables import curve_table
 
 EPOCHS = 8
 # the grid's order at this seed puts both late-bloomer configurations after early risers (ASHA never cuts the
@@ -29,27 +27,7 @@ def _curve(hidden: int, lr: float) -> list[float]:
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("brackets")
-    rows = []
-    for hidden in (8, 16, 32, LATE):
-        for lr in (0.001, 0.003):
-            for epoch, value in enumerate(_curve(hidden, lr), start=1):
-                rows.append({"hidden": hidden, "lr": lr, "trial": f"{hidden}-{lr}", "epoch": epoch, "epoch_s": 1.0,
-                             "val_exact_match": value, "test_exact_match": value})
-    spec = {"family": "arith-text2text", "metric": "val_exact_match", "mode": "max", "factors": {"split": [0.5]},
-            "params": {"hidden": {"type": "choice", "values": [8, 16, 32, LATE]},
-                       "lr": {"type": "choice", "values": [0.001, 0.003]}},
-            "constants": {"ops": "+-", "epochs": EPOCHS}, "resources": {"cpus": 1},
-            "scheduler": {"grace_period": 1, "reduction_factor": 2}}
-    meta = {"family": "arith-text2text", "params": ["hidden", "lr"], "space": yaml.safe_dump(spec),
-            "metric": "val_exact_match", "mode": "max"}
-    path = tmp / "late.parquet"
-    pq.write_table(pa.Table.from_pylist(rows).replace_schema_metadata({TABLE_META_KEY: json.dumps(meta).encode()}),
-                   path)
-    replay = {**spec, "family": "replay-arith-text2text",
-              "constants": {**spec["constants"], "table": str(path), "time_scale": 0.02}}
-    space = tmp / "late.yaml"
-    space.write_text(yaml.safe_dump(replay, sort_keys=False))
-    return space, tmp
+    return curve_table(tmp, "late", _curve, hiddens=[8, 16, 32, LATE], lrs=[0.001, 0.003], time_scale=0.02), tmp
 
 
 def _search(table, name: str, **asha):

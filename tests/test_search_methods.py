@@ -1,11 +1,8 @@
 """The two search methods beside TPE + ASHA: rung-level TPE (BOHB-like, ``--sampler rung-tpe``) and Optuna's own
 pruner route (``--scheduler optuna``), through the real searcher, real Optuna storages (SQLite and journal) and real replayed searches."""
 
-import json
 
 import optuna
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -15,7 +12,8 @@ from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.engine import asha_rungs
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, study_name_for
 from mathtune.spaces.loader import load_space
-from mathtune.trainables.replay import TABLE_META_KEY
+
+from .curve_tables import curve_table
 from mathtune.analysis.store import open_study_storage
 
 EPOCHS = 8
@@ -88,33 +86,16 @@ def test_rung_tpe_learns_from_stopped_trials(tmp_path):
         close_storages()
 
 
+def _separating(hidden: int, lr: float) -> list[float]:
+    top = {8: 0.3, 16: 0.5, 32: 0.7, 64: 0.9}[hidden] + (0.05 if lr == 0.003 else 0.0)
+    return [top * (1 - 0.5 ** epoch) for epoch in range(1, EPOCHS + 1)]
+
+
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     """Eight configurations whose curves separate from epoch 1 (no late bloomer): a pruner has work to do."""
     tmp = tmp_path_factory.mktemp("methods")
-    rows = []
-    for hidden in (8, 16, 32, 64):
-        for lr in (0.001, 0.003):
-            top = {8: 0.3, 16: 0.5, 32: 0.7, 64: 0.9}[hidden] + (0.05 if lr == 0.003 else 0.0)
-            for epoch in range(1, EPOCHS + 1):
-                value = top * (1 - 0.5 ** epoch)
-                rows.append({"hidden": hidden, "lr": lr, "trial": f"{hidden}-{lr}", "epoch": epoch, "epoch_s": 1.0,
-                             "val_exact_match": value, "test_exact_match": value})
-    spec = {"family": "arith-text2text", "metric": "val_exact_match", "mode": "max", "factors": {"split": [0.5]},
-            "params": {"hidden": {"type": "choice", "values": [8, 16, 32, 64]},
-                       "lr": {"type": "choice", "values": [0.001, 0.003]}},
-            "constants": {"ops": "+-", "epochs": EPOCHS}, "resources": {"cpus": 1},
-            "scheduler": {"grace_period": 1, "reduction_factor": 2}}
-    meta = {"family": "arith-text2text", "params": ["hidden", "lr"], "space": yaml.safe_dump(spec),
-            "metric": "val_exact_match", "mode": "max"}
-    path = tmp / "curves.parquet"
-    pq.write_table(pa.Table.from_pylist(rows).replace_schema_metadata({TABLE_META_KEY: json.dumps(meta).encode()}),
-                   path)
-    space = tmp / "curves.yaml"
-    space.write_text(yaml.safe_dump({**spec, "family": "replay-arith-text2text",
-                                     "constants": {**spec["constants"], "table": str(path), "time_scale": 0.01}},
-                                    sort_keys=False))
-    return space, tmp
+    return curve_table(tmp, "curves", _separating, hiddens=[8, 16, 32, 64], lrs=[0.001, 0.003], time_scale=0.01), tmp
 
 
 def test_optuna_pruner_stops_trials_and_the_study_says_so(ray_session, table, capsys):
