@@ -111,8 +111,9 @@ def versus_reference(tables: Tables, path: str | Path | None = None) -> tuple[Ta
         frame = frame.drop(columns=["ours, test exact match"])
     pct = {"reference", "ours", "ours, test exact match"}
     note = ("Reference figures come from the seed reports, which picked their configurations on the test set; ours "
-            "are the best trial with the same settings, picked on the validation slice, measured on our test "
-            "split of the same task. difference = ours - reference in percentage points. The arithmetic "
+            "are the best trial that matches the row's settings in analysis/reference.yaml (its operator set and "
+            "split, and extra layers where the row is about them; other settings as the search chose them), "
+            "picked on the validation slice, measured on our test split of the same task. difference = ours - reference in percentage points. The arithmetic "
             "reports' 'accuracy' is per-character accuracy; whole-answer exact match is the stricter figure.")
     if not all(is_rate(m) for m in frame["metric"].str.replace(" ", "_")):
         note += " Non-rate metrics are shown as percentages too; read them as fractions."

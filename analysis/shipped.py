@@ -148,8 +148,9 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
                                         "ours, test exact match", "configuration", "found by", "selected", "seeds",
                                         "notes"])
     note = ("Every row of the seed reports (analysis/reference.yaml) beside the shipped configuration "
-            "(trainables/configs) with the same settings and the best validation figure; 'not run' where none "
-            "is shipped. The seed reports picked their configurations on the test set; ours are picked on "
+            "(trainables/configs) that answers it: among the files that match the row's operator set and split "
+            "(and extra layers, where the row is about them), the one with the best validation figure; its "
+            "architecture can differ from the reference's. 'not run' where none is shipped. The seed reports picked their configurations on the test set; ours are picked on "
             "validation and measured on our test split of the same task (t2m: dev, our validation; the COL775 "
             "test split is held apart). difference = ours - reference in percentage points.")
     return Table("shipped-versus-reference", "Shipped configurations versus the reference reports", frame,

@@ -1,7 +1,7 @@
 """``mathtune dashboard``: serve an experiment's Optuna studies with optuna-dashboard on 127.0.0.1.
 
-The studies live in the storage the experiment records in ``mathtune.json`` (the SQLite file
-``optuna.db`` inside the folder by default, or the ``--optuna-storage`` URL the search was given). The
+The studies live in the storage the experiment records in ``mathtune.json`` (the journal file
+``optuna.journal`` inside the folder by default, ``optuna.db`` in older experiments, or the ``--optuna-storage`` URL the search was given). The
 dashboard only reads them, so it works while the search is still writing and after it has finished.
 
 Example::
