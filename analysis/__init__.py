@@ -20,7 +20,7 @@ from .ship import ShipError, ship
 from .store import STATUSES, TrialRecord, load_experiment_meta, load_trials, searched_params, tune_trial_states
 from .tables import Table, best_per_factor, family_summary, per_param_value, top_k, trial_overview
 from .tidy import Tables, load_tables, test_metric_for
-from .views import View, family_views, rebuild_run
+from .views import View, family_views
 
 __all__ = [
     # store and tidy tables
@@ -32,7 +32,7 @@ __all__ = [
     # plots, studies, family views
     "learning_curves", "metric_vs_params", "optimisation_history", "importance_plot",
     "StudyInfo", "Importance", "load_studies", "param_importances",
-    "ArithErrors", "arith_errors", "View", "family_views", "rebuild_run",
+    "ArithErrors", "arith_errors", "View", "family_views",
     # report and best config
     "Report", "Section", "build_report", "write_report", "markdown_report", "FORMATS",
     "best_config", "write_best", "BestError",

@@ -26,8 +26,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mathtune.trainables.base import ConfigError
 from mathtune.trainables.loop import format_duration
+from mathtune.trainables.metrics import best_of, sign
+from mathtune.trainables.registry import get_family
 
+from .plots import PALETTE, save_figure
 from .reference import _same
 from .shipped import ShippedConfig, load_shipped
 from .store import read_budget, searched_params
@@ -55,18 +59,22 @@ def _fixed(exp_dir: Path) -> dict[str, Any]:
 
 def hand_tuned(family: str, fixed: dict[str, Any], combo: dict[str, Any]) -> ShippedConfig | None:
     """The shipped configuration with the best validation figure among those that agree with ``fixed`` and
-    ``combo`` (None when no shipped file answers that setting)."""
+    ``combo`` (None when no shipped file answers that setting), of the family or of a family whose model it
+    can build (``Family.builds_families``)."""
     want = {**fixed, **combo}
+    try:
+        own = get_family(family)
+        families, mode = {family, *own.builds_families}, own.mode
+    except ConfigError:  # a family that is not installed here: its own files only
+        families, mode = {family}, "max"
     matches = []
     for shipped in load_shipped():
-        if shipped.family != family:
+        if shipped.family not in families:
             continue
         if all(k not in shipped.config or _same(shipped.config[k], v) for k, v in want.items()
                if k not in ("epochs", "threads", "device", "seed")):
-            _, value = shipped.selection
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                matches.append((value, shipped))
-    return max(matches, key=lambda m: m[0])[1] if matches else None
+            matches.append(shipped)
+    return best_of(matches, mode, key=lambda s: s.selection[1])  # the first file on ties
 
 
 def best_so_far(epochs: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
@@ -80,7 +88,7 @@ def best_so_far(epochs: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
     gaps = np.diff(rows["timestamp"].to_numpy(dtype=float), prepend=float(rows["timestamp"].iloc[0]))
     gaps = np.where(gaps > IDLE_GAP_S, 0.0, gaps)
     values = rows[metric].to_numpy(dtype=float)
-    best = np.maximum.accumulate(values) if mode == "max" else np.minimum.accumulate(values)
+    best = sign(mode) * np.maximum.accumulate(sign(mode) * values)  # the best so far, for either mode
     return pd.DataFrame({"hours": np.cumsum(gaps) / 3600.0, "best": best})
 
 
@@ -157,8 +165,6 @@ def _spent_line(trials: pd.DataFrame, exp_dir: Path) -> str:
 
 
 def _plot(curves, experiment: str, metric: str, path: Path) -> Path:
-    from .plots import PALETTE, save_figure
-
     fig = Figure(figsize=(6.4, 3.8), layout="constrained")
     ax = fig.subplots()
     for i, (label, curve, hand, hand_name) in enumerate(curves):

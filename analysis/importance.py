@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store import load_experiment_meta
-from .store import open_study_storage
+from mathtune.trainables.metrics import best_of
+
+from .store import load_experiment_meta, open_study_storage
 
 __all__ = ["StudyInfo", "Importance", "load_studies", "param_importances", "history_points", "MIN_TRIALS"]
 
@@ -38,7 +39,12 @@ class StudyInfo:
     name: str
     label: str  # the factor part, e.g. "split=0.5" ("all" without factors)
     study: Any  # optuna.Study
-    direction: str
+    direction: str  # Optuna's: "maximize" or "minimize"
+
+    @property
+    def mode(self) -> str:
+        """The direction as a metric mode, "max" or "min" (:mod:`mathtune.trainables.metrics`)."""
+        return "max" if self.direction == "maximize" else "min"
 
 
 @dataclass
@@ -86,7 +92,7 @@ def history_points(info: StudyInfo) -> list[dict[str, Any]]:
                         "tune_trial_id": t.user_attrs.get("tune_trial_id")})
         elif t.state == TrialState.PRUNED and (t.intermediate_values or epochs):
             vals = list(t.intermediate_values.values()) or epochs
-            best = max(vals) if info.direction == "maximize" else min(vals)
+            best = best_of(vals, info.mode)
             out.append({"number": t.number, "value": float(best), "state": "pruned",
                         "tune_trial_id": t.user_attrs.get("tune_trial_id")})
     return out

@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mathtune.trainables.metrics import sign
+
+from .plots import save_figure
 from .tables import metric_label
 from .tidy import CONFIG_PREFIX, Tables, test_metric_for
 
@@ -52,7 +55,7 @@ def pareto_front(tables: Tables, experiment: str, *, all_trials: bool = False) -
     trials = trials.dropna(subset=cols)
     if not len(trials):
         return trials.assign(on_front=pd.Series(dtype=bool))
-    signs = np.array([1.0 if mode == "max" else -1.0 for _, mode in objectives])
+    signs = np.array([sign(mode) for _, mode in objectives])
     on_front = pd.Series(False, index=trials.index)
     for _, group in trials.groupby("factors", sort=False):
         values = group[cols].to_numpy(dtype=float) * signs
@@ -91,8 +94,6 @@ def _fmt(value: Any) -> str:
 def pareto_plot(tables: Tables, experiment: str, path: str | Path) -> Path | None:
     """The first two objectives of every trial, the front joined by a line, one panel per factor value."""
     from matplotlib.figure import Figure
-
-    from .plots import save_figure
 
     meta = tables.metas[experiment]
     objectives = objectives_of(meta)

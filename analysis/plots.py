@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mathtune.trainables.atomic import atomic_file
+from mathtune.trainables.metrics import sign
 
 from .importance import Importance, StudyInfo, history_points
 from .tables import best_rows, is_rate, metric_label
@@ -173,7 +174,7 @@ def optimisation_history(studies: Sequence[StudyInfo], experiment: str, metric: 
             ax.scatter(xs[pruned], ys[pruned], s=26, facecolors="none", edgecolors=PALETTE[1],
                        label="pruned (best before stop)", zorder=3)
         order = np.argsort(xs)
-        run = (np.maximum.accumulate if info.direction == "maximize" else np.minimum.accumulate)(ys[order])
+        run = sign(info.mode) * np.maximum.accumulate(sign(info.mode) * ys[order])  # the best so far
         ax.step(xs[order], run, where="post", color=PALETTE[2], label="best so far")
         ax.set_xlabel("Optuna trial number")
         ax.set_ylabel(metric_label(metric))

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from mathtune.spaces.loader import load_space
 from mathtune.trainables.atomic import write_text
 from mathtune.trainables.loop import format_duration
 
@@ -288,8 +289,6 @@ def first_rung(meta: dict) -> int | None:
     if given:
         return int(given)
     try:
-        from mathtune.spaces.loader import load_space
-
         return int(load_space(Path(meta["dir"]) / "space.yaml").scheduler.get("grace_period", 1))
     except Exception:  # noqa: BLE001 - a folder without its space file: no common epoch to read
         return None

@@ -22,7 +22,13 @@ from typing import Any, Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mathtune.trainables.atomic import readable_folder
+from mathtune.trainables.metrics import best_of
+from mathtune.trainables.registry import family_names, get_family
+
 from .plots import GREY, PALETTE, save_figure
+from .report import FILES_DIR, Report, Section, _write_text, render_html, render_latex, render_markdown
+from .store import ExperimentError
 from .tables import Table, metric_label
 from .tidy import test_metric_for
 
@@ -31,30 +37,36 @@ __all__ = ["is_train_run", "load_run", "write_run_report"]
 CHECKPOINT_FILES = ("config.json", "metrics.json")
 
 
+def _last(folder: str | Path) -> Path | None:
+    """The run's ``last/`` checkpoint with its config and metrics (where a complete one is)."""
+    last = readable_folder(Path(folder) / "last")
+    return last if last is not None and all((last / name).is_file() for name in CHECKPOINT_FILES) else None
+
+
 def is_train_run(folder: str | Path) -> bool:
     """True for a ``mathtune train`` folder (a ``last/`` checkpoint with its config and metrics)."""
-    last = Path(folder) / "last"
-    return all((last / name).is_file() for name in CHECKPOINT_FILES)
+    return _last(folder) is not None
 
 
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FileNotFoundError(f"{path}: unreadable ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExperimentError(f"{path}: unreadable ({exc})") from None
 
 
 def load_run(folder: str | Path) -> dict[str, Any]:
     """Config, per-epoch history, family, wall time and whether the run has ended."""
     folder = Path(folder)
-    if not is_train_run(folder):
-        raise FileNotFoundError(f"{folder}: not a mathtune train folder (no last/config.json and last/metrics.json)")
-    config = _read_json(folder / "last" / "config.json")
-    metrics = _read_json(folder / "last" / "metrics.json")
+    last = _last(folder)
+    if last is None:
+        raise ExperimentError(f"{folder}: not a mathtune train folder (no last/config.json and last/metrics.json)")
+    config = _read_json(last / "config.json")
+    metrics = _read_json(last / "metrics.json")
     result = _read_json(folder / "result.json") if (folder / "result.json").is_file() else None
     history = metrics.get("history") if isinstance(metrics, dict) else None
     if not isinstance(config, dict) or not isinstance(history, list):
-        raise FileNotFoundError(f"{folder / 'last'}: unreadable checkpoint metadata (no config or epoch history)")
+        raise ExperimentError(f"{last}: unreadable checkpoint metadata (no config or epoch history)")
     family = (result or {}).get("family") or _infer_family(config)
     return {"folder": folder, "config": config, "history": history, "family": family, "result": result,
             "wall_time_s": (result or {}).get("wall_time_s") or sum(float(h.get("epoch_time_s") or 0)
@@ -65,16 +77,12 @@ def load_run(folder: str | Path) -> dict[str, Any]:
 def _infer_family(config: dict[str, Any]) -> str | None:
     """The family whose parameters are exactly the checkpoint's config keys (a run that has not ended yet has
     no result.json naming it)."""
-    from mathtune.trainables.registry import family_names, get_family
-
     matches = [n for n in family_names() if set(get_family(n).all_params()) == set(config)]
     return matches[0] if len(matches) == 1 else None
 
 
 def _family_metric(family: str | None, history: list[dict]) -> tuple[str, str]:
     try:
-        from mathtune.trainables.registry import get_family
-
         fam = get_family(family)
         return fam.metric, getattr(fam, "mode", "max")
     except Exception:  # noqa: BLE001 - an unknown family (a plugin not installed here): guess from the figures
@@ -107,8 +115,6 @@ def _curves(history: pd.DataFrame, metric: str, best_epoch: int | None, title: s
 
 def build_run_report(folder: str | Path, out: Path):
     """The run's :class:`~mathtune.analysis.report.Report` (figures written under ``out/report_files``)."""
-    from .report import FILES_DIR, Report, Section
-
     run = load_run(folder)
     history = pd.DataFrame(run["history"])
     metric, mode = _family_metric(run["family"], run["history"])
@@ -117,8 +123,9 @@ def build_run_report(folder: str | Path, out: Path):
     epochs_cap = config.get("epochs")
     last = run["history"][-1] if run["history"] else {}
     best_row = None
-    if metric in history and history[metric].notna().any():
-        best_row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
+    if metric in history:  # the first best epoch, as the run selected it
+        index = best_of(history.index, mode, key=lambda i: history.at[i, metric])
+        best_row = history.loc[index] if index is not None else None
     head = Section(f"Run {run['folder'].name}", level=2)
     state = (f"finished after {last.get('epoch', '-')} epochs" if run["finished"] else
              f"still training or interrupted: epoch {last.get('epoch', '-')} of {epochs_cap or '-'} written "
@@ -161,8 +168,6 @@ def write_run_report(folder: str | Path, out: str | Path | None = None, *,
                      formats: Sequence[str] = ("md", "html", "tex")) -> Path:
     """Write the run's report (``report.md``, ``report.html``, ``tables.tex``) into ``out`` (default: the run's
     folder); returns the Markdown path, or the first format written."""
-    from .report import _write_text, render_html, render_latex, render_markdown
-
     out = Path(out) if out else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     report = build_run_report(folder, out)

@@ -38,14 +38,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mathtune.trainables.atomic import read_json, write_text
-from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.atomic import atomic_folder, read_json, write_text
+from mathtune.trainables.checkpoints import load_trained, run_checkpoint
+from mathtune.trainables.errors import CheckpointError, MathtuneError
+from mathtune.trainables.files import CHECKPOINT_FILE
+from mathtune.trainables.loop import load_checkpoint, load_state_file, set_threads
 from mathtune.trainables.provenance import EXECUTION_KEYS, describe
+from mathtune.trainables.registry import get_family
 
 from .shipped import CONFIGS_DIR
 
@@ -130,9 +134,7 @@ def read_run(folder: Path) -> dict[str, Any]:
 
 
 def _has_checkpoint(folder: Path) -> bool:
-    from mathtune.trainables.loop import CHECKPOINT_FILE
-
-    return (folder / "best" / CHECKPOINT_FILE).is_file()
+    return run_checkpoint(folder, "best") is not None
 
 
 def figure_of(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -171,14 +173,13 @@ def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1
     train_exact_match (``threads`` torch CPU threads while scoring)."""
     import torch
 
-    from .views import rebuild_run
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         out = []
         for folder in folders:
-            family, model, data, config = rebuild_run(family_name, folder / "best")
+            family, config, model, data = load_trained(run_checkpoint(folder, "best"), family=family_name,
+                                                       device="cpu")
             if not hasattr(family, "part_metrics"):
                 raise ShipError(f"{family_name} has no per-part metrics, so its train figures cannot be measured")
             scored = family.part_metrics(model, data, config, "train", torch.device("cpu"))
@@ -297,9 +298,7 @@ def add_train_figures(name: str, runs: Sequence[str | Path], *, configs_dir: str
 
 def _measure(family, config, model, dev: Path, widths: Sequence[int], *, limit: int = 0, label: str = "dev",
              log: Log | None = None) -> dict[str, dict[str, Any]]:
-    import time
-
-    from mathtune.trainables.t2m.evaluation import evaluate_file
+    from mathtune.trainables.t2m.evaluation import evaluate_file  # a family's own module: imported when used
 
     t0 = time.perf_counter()
     out = evaluate_file(family, config, model, dev, widths=widths, limit=limit)
@@ -314,31 +313,20 @@ def _measure(family, config, model, dev: Path, widths: Sequence[int], *, limit: 
 
 def _program_checkpoint(run: Path) -> Path:
     """The checkpoint to ship of a text-to-program run; a one-line ShipError for anything else."""
-    from mathtune.trainables.loop import load_state_file
-    from mathtune.trainables.t2m.evaluation import find_checkpoint
+    from mathtune.trainables.t2m.evaluation import find_checkpoint  # a family's own module: imported when used
 
     if not run.is_dir():
         raise ShipError(f"{run}: no such run folder")
     try:
         ckpt = find_checkpoint(run)
-    except FileNotFoundError:
+    except CheckpointError:
         ckpt = None
     if ckpt is None and (run / RESULT_FILE).is_file():
         raise ShipError(f"{run}: no best/ checkpoint to ship (the selected epoch's weights)")
-    if ckpt is None or "meta_json" not in (load_state_file(ckpt / "state.pt").get("model") or {}):
+    if ckpt is None or "meta_json" not in (load_state_file(ckpt / CHECKPOINT_FILE).get("model") or {}):
         raise ShipError(f"{run}: not a finished `mathtune train` run (no result.json) nor a text-to-program "
                         f"checkpoint or trial folder")
     return ckpt
-
-
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Replace folder ``dest`` by ``tmp`` (renames: a reader sees the old folder or the new one)."""
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def ship_text2program(name: str, run: str | Path, *, produced_by: str, note: str = "",
@@ -356,10 +344,9 @@ def ship_text2program(name: str, run: str | Path, *, produced_by: str, note: str
     and the wall time go into its ``model.json``. Returns the configuration's path."""
     import torch
 
-    from mathtune.trainables.loop import load_checkpoint
-    from mathtune.trainables.t2m import shipped
+    from mathtune.trainables.t2m import shipped  # the family's own modules: imported when used
     from mathtune.trainables.t2m.dataset import resolve_file
-    from mathtune.trainables.t2m.evaluation import load_trained
+    from mathtune.trainables.t2m.evaluation import vocabularies_of
 
     _check_name(name, "NAME")
     if weights is not None:
@@ -377,7 +364,8 @@ def ship_text2program(name: str, run: str | Path, *, produced_by: str, note: str
         history = metrics.get("history") or []
         best = metrics.get("best") or {}
         measuring = {"threads": threads, "device": "cpu"}
-        family, config, model = load_trained(ckpt, overrides=measuring)
+        family, config, model, _ = load_trained(ckpt, data=vocabularies_of, overrides=measuring)
+        set_threads(config)
         train_file = resolve_file(config["train_file"], "train_file", "train.json")
         dev = resolve_file(config["dev_file"], "dev_file", "dev.json")
         wall = round(sum(float(h.get("epoch_time_s", 0.0)) for h in history), 1)
@@ -412,15 +400,14 @@ def ship_text2program(name: str, run: str | Path, *, produced_by: str, note: str
             return cfg_path
 
         dest = shipped.WEIGHTS_DIR / weights
-        tmp = shipped.WEIGHTS_DIR / f".{weights}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
         record = {"name": weights, "family": family.name, "source_checkpoint": str(ckpt),
                   "train_command": train_command, "produced_by": produced_by, "train_wall_time_s": wall,
                   "epochs_trained": len(history), "date": dt.date.today().isoformat(), "machine": machine,
                   "provenance": provenance, "selected": selected}
-        try:
+        with atomic_folder(dest) as tmp:  # measured from the files being shipped, then swapped in
             shipped.export_model(ckpt, tmp, record=record)
-            family, config, model = load_trained(tmp, overrides=measuring)
+            family, config, model, _ = load_trained(tmp, data=vocabularies_of, overrides=measuring)
+            set_threads(config)
             figures = {"dev": _measure(family, config, model, dev, widths, label="shipped dev", log=log),
                        f"dev_first_{FIRST}": _measure(family, config, model, dev, widths, limit=FIRST,
                                                       label=f"shipped dev[:{FIRST}]", log=log)}
@@ -428,9 +415,6 @@ def ship_text2program(name: str, run: str | Path, *, produced_by: str, note: str
                                                                "threads": threads},
                            "size_bytes": sum(f.stat().st_size for f in tmp.iterdir())})
             _write(tmp / shipped.MODEL_FILE, {**read_json(tmp / shipped.MODEL_FILE), **record})
-            _swap_in(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         _say(log, f"[mathtune] pretrained:{weights} written to {_shown(dest)} ({record['size_bytes'] / 1e6:.1f} MB)")
         return cfg_path
     finally:
@@ -447,8 +431,7 @@ def _is_text2program(run: Path) -> bool:
         raise ShipError(f"{run}: no such run folder")
     if not (run / RESULT_FILE).is_file():
         return True
-    from mathtune.trainables import get_family
-    from mathtune.trainables.t2m.family import T2MFamily
+    from mathtune.trainables.t2m.family import T2MFamily  # a family's own module: imported when used
 
     return isinstance(get_family(str(read_run(run)["family"])), T2MFamily)
 

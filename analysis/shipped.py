@@ -27,8 +27,11 @@ from typing import Any
 
 import pandas as pd
 
-from .reference import _same, load_reference
 from mathtune.trainables.loop import format_duration
+from mathtune.trainables.metrics import best_of
+from mathtune.trainables.registry import get_family
+
+from .reference import _same, load_reference
 
 from .tables import Table, metric_label
 
@@ -62,8 +65,6 @@ class ShippedConfig:
     @property
     def selection(self) -> tuple[str, float]:
         """(validation metric, value) this configuration was selected on: its family's metric."""
-        from mathtune.trainables import get_family
-
         metric = get_family(self.family).metric
         return metric, self.value(metric)
 
@@ -103,8 +104,8 @@ def _matches(cfg: ShippedConfig, family: str, match: dict[str, Any]) -> bool:
 
 
 def _best(configs: list[ShippedConfig]) -> ShippedConfig | None:
-    ranked = [c for c in configs if not math.isnan(c.selection[1])]
-    return max(ranked, key=lambda c: c.selection[1]) if ranked else None
+    """The configuration with the best validation figure (the first file on ties), None when none has one."""
+    return best_of(configs, get_family(configs[0].family).mode, key=lambda c: c.selection[1]) if configs else None
 
 
 def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, families: set[str] | None = None,

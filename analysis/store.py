@@ -6,7 +6,7 @@ half-written ``experiment_state-*.json``, trial folders without results yet.
 Example::
 
     trials = load_trials("runs/arith-text2text-addsub-20261122-101500")
-    best = max(trials, key=lambda t: t.best("val_exact_match")["val_exact_match"])
+    best = best_of(trials, "max", key=lambda t: (t.best("val_exact_match") or {}).get("val_exact_match"))
     print(best.status, best.best_checkpoint("val_exact_match"))
 """
 
@@ -18,12 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from mathtune.trainables.files import CHECKPOINT_FILE
+import yaml
+
+from mathtune.trainables.atomic import write_json
+from mathtune.trainables.checkpoints import best_checkpoint, trial_checkpoints
+from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.metrics import best_of
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
            "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "BUDGET_FILE", "read_budget", "EXPERIMENT_FILE", "ExperimentRecord",
            "read_experiment", "OPTUNA_JOURNAL", "JOURNAL_PREFIX", "journal_url", "open_optuna_storage", "study_storage_url",
-           "open_study_storage"]
+           "open_study_storage", "ExperimentError", "TRIAL_PREFIX", "trial_dirname"]
 
 CONFIRM_FILE = "confirm.json"
 DECODE_FILE = "decode.json"
@@ -40,6 +45,16 @@ STATUSES = ("finished", "stopped early", "errored", "running", "pending")
 still reporting (or its driver died before it ended); started but nothing reported yet."""
 
 ERROR_FILES = ("error.txt", "error.pkl")
+TRIAL_PREFIX = "trial_"  # a trial's folder: trial_ID (the engine names them, load_trials reads the ID back)
+
+
+class ExperimentError(MathtuneError, ValueError):
+    """An experiment folder (or a ``mathtune train`` folder) that is missing or that mathtune cannot read."""
+
+
+def trial_dirname(trial: Any) -> str:
+    """The folder (and name) of a Tune trial in an experiment: ``trial_`` and its ID."""
+    return f"{TRIAL_PREFIX}{trial.trial_id}"
 
 
 @dataclass
@@ -91,11 +106,9 @@ class TrialRecord:
         When the trial's selected checkpoint was scored at decode-time settings (``decode.json``, written by
         :mod:`mathtune.search.decode`) the row carries the chosen setting's figures instead, with the setting
         under ``decoded`` (e.g. ``{"beam_width": 5}``); ``decoded=False`` gives the row as trained."""
-        rows = [r for r in self.history if _is_number(r.get(metric))]
-        if not rows:
+        row = best_of((r for r in self.history if _is_number(r.get(metric))), mode, key=lambda r: r[metric])
+        if row is None:
             return None
-        pick = max if mode == "max" else min
-        row = pick(rows, key=lambda r: r[metric])
         scored = self.decoded() if decoded else None
         if scored and scored.get("metric") == metric and int(scored.get("epoch", -1)) == int(row.get("epoch", -2)):
             row = {**row, **scored["best"], "decoded": dict(scored["chosen"])}
@@ -112,37 +125,13 @@ class TrialRecord:
 
     def checkpoints(self) -> dict[int, Path]:
         """Epoch -> checkpoint folder, for the checkpoints Tune kept (``checkpoint_*/state.pt``)."""
-        out: dict[int, Path] = {}
-        for ckpt in sorted(self.path.glob("checkpoint_*")):
-            if not (ckpt / CHECKPOINT_FILE).is_file():
-                continue
-            try:
-                epoch = int(json.loads((ckpt / "metrics.json").read_text())["epoch"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            out[epoch] = ckpt
-        return out
+        return trial_checkpoints(self.path)
 
     def best_checkpoint(self, metric: str, mode: str = "max") -> tuple[Path | None, int | None]:
-        """(folder, epoch) of the kept checkpoint closest to the best validation epoch.
-
-        The best epoch's own checkpoint when Tune kept it (it keeps the best ones by the metric);
-        otherwise the kept checkpoint whose epoch scored best.
-        """
-        ckpts = self.checkpoints()
-        if not ckpts:
-            return None, None
-        row = self.best(metric, mode)
-        if row is not None and int(row.get("epoch", -1)) in ckpts:
-            epoch = int(row["epoch"])
-            return ckpts[epoch], epoch
-        by_epoch = {int(r.get("epoch", -1)): r for r in self.history}
-        scored = [(by_epoch[e][metric], e) for e in ckpts if e in by_epoch and _is_number(by_epoch[e].get(metric))]
-        if not scored:
-            epoch = max(ckpts)
-            return ckpts[epoch], epoch
-        _, epoch = (max if mode == "max" else min)(scored)
-        return ckpts[epoch], epoch
+        """(folder, epoch) of the kept checkpoint whose epoch scored best on ``metric`` in the trial's results
+        (:func:`mathtune.trainables.checkpoints.best_checkpoint`): the best epoch's own checkpoint when Tune kept
+        it (it keeps the best ones by the metric)."""
+        return best_checkpoint(self.path, metric, mode, history=self.history)
 
 
 def _is_number(value: Any) -> bool:
@@ -178,13 +167,11 @@ class ExperimentRecord:
         return asdict(self)
 
     def write(self, exp_dir: str | Path) -> Path:
-        from mathtune.trainables.atomic import write_json
-
         return write_json(Path(exp_dir) / EXPERIMENT_FILE, self.to_dict())
 
 
 def read_experiment(exp_dir: str | Path, *, need: Sequence[str] = ("family", "metric"),
-                    error: type[Exception] = FileNotFoundError, problem: str = "unreadable") -> dict[str, Any]:
+                    error: type[Exception] = ExperimentError, problem: str = "unreadable") -> dict[str, Any]:
     """``mathtune.json`` of an experiment as a dict with every :class:`ExperimentRecord` field (defaults filled
     for older files); ``error`` (one line naming the file) when it is missing, not JSON, or lacks a key of
     ``need`` or has one of the wrong type."""
@@ -225,13 +212,11 @@ def searched_params(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
     The experiment's copy of the space file (``space.yaml``) minus the parameters fixed with ``--set``;
     empty when the file is unreadable.
     """
-    import yaml
-
     exp_dir = Path(exp_dir)
     try:
         space = yaml.safe_load((exp_dir / "space.yaml").read_text()) or {}
         overrides = (load_experiment_meta(exp_dir).get("options") or {}).get("overrides") or {}
-    except (OSError, yaml.YAMLError, FileNotFoundError):
+    except (OSError, yaml.YAMLError, ExperimentError):
         return {}
     params = space.get("params") or {}
     if not isinstance(params, dict):
@@ -283,7 +268,7 @@ def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
     """Every trial folder of an experiment (readable while the search still runs)."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
-        raise FileNotFoundError(f"{exp_dir}: experiment folder not found")
+        raise ExperimentError(f"{exp_dir}: experiment folder not found")
     states = tune_trial_states(exp_dir)
     trials = []
     for params in sorted(exp_dir.glob("*/params.json")):
@@ -295,7 +280,7 @@ def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
         trial_id = history[-1].get("trial_id") if history else None
         if not trial_id:
             name = params.parent.name
-            trial_id = name[len("trial_"):] if name.startswith("trial_") else name
+            trial_id = name[len(TRIAL_PREFIX):] if name.startswith(TRIAL_PREFIX) else name
         state = states.get(str(trial_id), {})
         trials.append(TrialRecord(trial_id=str(trial_id), path=params.parent, config=config, history=history,
                                   tune_status=state.get("status"),

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from mathtune.trainables.registry import get_family
+
 from .tidy import CONFIG_PREFIX, Tables, test_metric_for
 
 __all__ = ["Table", "best_per_factor", "per_param_value", "top_k", "family_summary", "trial_overview",
@@ -124,11 +126,17 @@ def latex_escape(text: str) -> str:
 
 # --------------------------------------------------------------------------- selection helpers
 def _sort_best(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
+    """The trials with a value of ``metric``, best first: the report's ranking of trials (its tables, the
+    reference comparison, ``mathtune best``).
+
+    Trials tied on the metric are ranked before the trial order of :func:`~mathtune.trainables.metrics.rank`
+    (the one rule for epochs and the search's own printouts) by two more validation figures: the lower
+    validation loss, then the earlier best epoch (the cheaper model); then the trial id, for a stable order.
+    On metrics that saturate (exact match 1.0) the loss separates trials that the metric cannot."""
     col = f"best_{metric}"
     if col not in frame.columns:
         return frame.iloc[0:0]
     frame = frame[frame[col].notna()]
-    # ties: lower validation loss, then fewer epochs (the cheaper model), then trial id for a stable order
     keys, ascending = [col], [mode != "max"]
     if "best_val_loss" in frame.columns and col != "best_val_loss":
         keys, ascending = keys + ["best_val_loss"], ascending + [True]
@@ -179,8 +187,6 @@ def _data_params(family: str | None) -> list[str]:
     if not family:
         return []
     try:
-        from mathtune.trainables.registry import get_family
-
         return list(get_family(family).data_params)
     except Exception:  # noqa: BLE001 - a family not installed here still gets a report
         return []

@@ -21,16 +21,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+
+from mathtune.trainables.checkpoints import load_trained
+from mathtune.trainables.registry import get_family
 
 from .errors import arith_errors, errors_figure, errors_tables
 from .plots import save_figure
 from .tables import Table, _slug, best_rows
 from .tidy import CONFIG_PREFIX, Tables
 
-__all__ = ["View", "family_views", "rebuild_run"]
+__all__ = ["View", "family_views"]
 
 
 @dataclass
@@ -39,24 +41,6 @@ class View:
     figures: list[tuple[Path, str]] = field(default_factory=list)  # (png, caption)
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def rebuild_run(family_name: str, checkpoint: str | Path, device: str = "cpu") -> tuple[Any, Any, Any, dict]:
-    """(family, model in eval mode, data, config) rebuilt from a checkpoint folder: the run's dataset is built
-    again from its config (unlike :func:`mathtune.trainables.t2m.evaluation.load_trained`, which returns
-    (family, config, model) and scores data files given separately)."""
-    import torch
-
-    from mathtune.trainables import get_family, load_checkpoint
-
-    family = get_family(family_name)
-    state, config, _ = load_checkpoint(checkpoint)
-    config = family.make_config({k: v for k, v in config.items() if k in family.all_params()}, where=str(checkpoint))
-    data = family.build_data(config)
-    model = family.build_model(config, data)
-    model.load_state_dict(state["model"])
-    model.to(torch.device(device)).eval()
-    return family, model, data, config
 
 
 def _wants_arith(family) -> bool:
@@ -140,8 +124,6 @@ def family_views(tables: Tables, experiment: str, out_dir: str | Path, *, max_tr
     out_dir = Path(out_dir)
     meta = tables.metas[experiment]
     try:
-        from mathtune.trainables import get_family
-
         family = get_family(meta["family"])
     except Exception as exc:  # noqa: BLE001 - a family not installed here: the rest of the report still works
         return [View(f"{experiment}", notes=[f"family {meta.get('family')} is not available here ({exc}); "
@@ -158,8 +140,8 @@ def family_views(tables: Tables, experiment: str, out_dir: str | Path, *, max_tr
         if not isinstance(ckpt, str) or not Path(ckpt).is_dir():
             views.append(View(title, notes=["no kept checkpoint for this trial; family views skipped"]))
             continue
-        try:
-            family, model, data, config = rebuild_run(meta["family"], ckpt, device)
+        try:  # the run's dataset built again from its config, for the views of its own test part
+            family, config, model, data = load_trained(ckpt, family=meta["family"], device=device)
         except Exception as exc:  # noqa: BLE001 - a missing family or an old checkpoint must not stop a report
             views.append(View(title, notes=[f"could not rebuild the model from {ckpt}: "
                                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]))

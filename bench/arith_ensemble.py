@@ -22,15 +22,17 @@ from pathlib import Path
 
 import torch
 
-from mathtune.analysis.views import rebuild_run
+from mathtune.trainables.atomic import write_text
+from mathtune.trainables.checkpoints import load_trained, run_checkpoint
 from mathtune.trainables.arith.text2text import char_metrics
 
 
 def load_member(folder: Path):
     """(family, model in eval mode, data, config, selected epoch) of a run's ``best/`` checkpoint."""
     family_name = json.loads((folder / "result.json").read_text())["family"]
-    family, model, data, config = rebuild_run(family_name, folder / "best")
-    return family, model, data, config, json.loads((folder / "best" / "metrics.json").read_text())["epoch"]
+    best = run_checkpoint(folder, "best")
+    family, config, model, data = load_trained(best, family=family_name, device="cpu")
+    return family, model, data, config, json.loads((best / "metrics.json").read_text())["epoch"]
 
 
 def probabilities(family, model, data, part: str) -> torch.Tensor:
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     members = []
     for folder in args.runs:
-        if not (folder / "best").is_dir() or not (folder / "result.json").is_file():
+        if run_checkpoint(folder, "best") is None or not (folder / "result.json").is_file():
             print(f"arith_ensemble: {folder}: not a finished `mathtune train` run (no best/ or result.json)",
                   file=sys.stderr)
             return 2
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in [*result["members"].items(), (f"ensemble of {len(members)}", e)]:
         print(f"| {name} | " + " | ".join(f"{v:.2%}" for v in row["test"]["positions"]) + " |")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_text(args.out, json.dumps(result, indent=1) + "\n")
     return 0
 
 

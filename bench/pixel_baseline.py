@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mathtune.analysis.views import rebuild_run
+from mathtune.trainables.checkpoints import load_trained
 from mathtune.trainables.arith.image_data import build_image_arith
 
 
@@ -60,7 +60,7 @@ def best_per_character(data, part: str) -> tuple[float, float]:
 
 
 def model_scores(checkpoint: Path, part: str, shifts: list[float]) -> tuple[dict, dict[float, float]]:
-    _, model, data, cfg = rebuild_run("arith-text2img", checkpoint)
+    _, cfg, model, data = load_trained(checkpoint, family="arith-text2img", device="cpu")
     idx = data.part(part)
     target = torch.from_numpy(data.images[idx])
     with torch.no_grad():

@@ -18,22 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mathtune.trainables import get_family
-from mathtune.trainables.loop import CHECKPOINT_FILE, load_state_file
+from mathtune.trainables.checkpoints import load_trained, run_checkpoint
 
 
 def breakdown(run: Path) -> None:
-    fam = get_family("arith-img2text")
-    saved = json.loads((run / "best" / "config.json").read_text())
-    if saved.get("aux_feed") is True:  # runs from before aux_feed took a mode: True was "concat"
-        saved["aux_feed"] = "concat"
-    config = fam.make_config({k: v for k, v in saved.items() if k in fam.all_params()}, where=str(run))
+    best = run_checkpoint(run, "best")
+    saved = json.loads((best / "config.json").read_text())
+    legacy = {"aux_feed": "concat"} if saved.get("aux_feed") is True else None  # before aux_feed took a mode
+    _, config, model, data = load_trained(best, family="arith-img2text", overrides=legacy, device="cpu")
     if config.get("aux_weight", 0) <= 0 and config.get("aux_feed", "off") == "off":
         sys.exit(f"read_breakdown: {run}: the run has no per-image head (aux_weight 0, aux_feed off)")
-    data = fam.build_data(config)
-    model = fam.build_model(config, data)
-    model.load_state_dict(load_state_file(run / "best" / CHECKPOINT_FILE)["model"])
-    model.eval()
     for part in ("val", "test"):
         rows = data.part(part)
         images = torch.from_numpy(data.images[rows])
@@ -55,7 +49,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="`mathtune train --out` folders")
     torch.set_num_threads(1)
     for run in parser.parse_args().runs:
-        if not (run / "best" / "state.pt").is_file():
+        if run_checkpoint(run, "best") is None:
             sys.exit(f"read_breakdown: {run}: no best checkpoint (best/state.pt)")
         breakdown(run)
 

@@ -134,6 +134,8 @@ def _space_file(table, out_dir: Path, name: str, *, replay: bool, time_scale: fl
     as the real family: the same parameters in the same order, so a seed proposes the same configurations."""
     import yaml
 
+    from mathtune.trainables.atomic import write_text
+
     spec = yaml.safe_load(table.meta["space"])
     spec["scheduler"] = {"grace_period": grace, "reduction_factor": reduction}
     if replay:
@@ -141,7 +143,7 @@ def _space_file(table, out_dir: Path, name: str, *, replay: bool, time_scale: fl
         spec["constants"] = {**spec.get("constants", {}), "table": str(table.path.resolve()),
                              "time_scale": time_scale}
     path = out_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_text(path, yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
@@ -153,6 +155,7 @@ def missing_points(table_path: str, space_out: str) -> None:
 
     import yaml
 
+    from mathtune.trainables.atomic import write_text
     from mathtune.trainables.replay import ReplayTable, _norm
 
     table = ReplayTable(table_path)
@@ -162,7 +165,7 @@ def missing_points(table_path: str, space_out: str) -> None:
               if tuple(_norm(v) for v in values) not in table.curves]
     factors = spec.get("factors") or {}
     spec["points_to_evaluate"] = [{**{k: v[0] for k, v in factors.items()}, **p} for p in points]
-    Path(space_out).write_text(yaml.safe_dump(spec, sort_keys=False))
+    write_text(space_out, yaml.safe_dump(spec, sort_keys=False))
     print(f"{space_out}: {len(points)} of {len(points) + len(table.curves)} grid points to record; run\n"
           f"  mathtune search {space_out} --scheduler none --num-samples {len(points)} --max-concurrent 2 "
           f"--name EXP\n  python bench/search_efficiency.py --record runs/EXP --merge {table_path} --table OUT")
@@ -245,6 +248,7 @@ def _run_one(space_path: Path, method: str, seed: int, num_samples: int, storage
 
 def replay(args) -> None:
     """Every method x seed as a replayed search through the real engine; figures, tests and the plot."""
+    from mathtune.trainables.atomic import write_text
     from mathtune.trainables.replay import ReplayTable
 
     table = ReplayTable(args.replay)
@@ -273,7 +277,7 @@ def replay(args) -> None:
                        trials=len(trials), completed=sum(t.epochs_run >= t.epochs_planned for t in trials),
                        wall_s=time.perf_counter() - t0, experiment=str(exp_dir))
             results.append(row)
-            Path(args.out).write_text(json.dumps(results, default=str))
+            write_text(args.out, json.dumps(results, default=str))  # a resumed run (--resume-out) reads it back
             print(f"({key}) seed {seed:2d}: " + ", ".join(f"{k} at {_s(v)}" for k, v in row["reached"].items()) +
                   f"; best val {best_val:.4f}, its test {test:.4f}; {row['completed']}/{len(trials)} trials ran "
                   f"all epochs; {row['total_cpu_s']:.0f} recorded CPU s; {row['wall_s']:.0f} s wall", flush=True)
@@ -484,6 +488,7 @@ def main() -> None:
     from mathtune.analysis import load_trials
     from mathtune.search import SearchOptions, run_search
     from mathtune.spaces import load_space
+    from mathtune.trainables.atomic import write_text
 
     ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     space = load_space(SPACE)
@@ -506,7 +511,7 @@ def main() -> None:
                 reached[target], best_val, test = cpu_seconds_to_target(trials, target, cpus)
             rows.append(dict(method=key, seed=seed, reached=reached, best_val=best_val, test=test, completed=done,
                              trials=len(trials), total_cpu_s=total_cpu, wall_s=wall, experiment=str(outcome.experiment_dir)))
-            Path(args.out).write_text(json.dumps(rows, indent=1, default=str))
+            write_text(args.out, json.dumps(rows, indent=1, default=str))
             reach_text = ", ".join(f"{t}: {'%.0f' % r if r is not None else 'never'}" for t, r in reached.items())
             print(f"({key}) {label:32s} seed {seed}: CPU s to target {reach_text}; best val EM {best_val:.4f}, "
                   f"its test EM {test:.4f}; {done}/{len(trials)} trials ran all epochs; {total_cpu:.0f} CPU s "

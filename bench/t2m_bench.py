@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def bench_family(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from mathtune.trainables import get_family, train
-    from mathtune.trainables.t2m.evaluation import evaluate_file, load_trained
+    from mathtune.trainables.checkpoints import load_trained
+    from mathtune.trainables.loop import set_threads
+    from mathtune.trainables.t2m.evaluation import evaluate_file, vocabularies_of
 
     fam = get_family(name)
     known = fam.all_params()
@@ -78,7 +80,8 @@ def bench_family(name: str, args: argparse.Namespace, out: Path) -> dict[str, An
                        progress=lambda line: print(line, flush=True) if "epoch" in line else None)
         last_epoch_time = time.perf_counter() - t1
         train_time += last_epoch_time
-    _, cfg, model = load_trained(run_dir / "best", overrides={"threads": args.threads})
+    _, cfg, model, _ = load_trained(run_dir / "best", data=vocabularies_of, overrides={"threads": args.threads})
+    set_threads(cfg)
     t2 = time.perf_counter()
     limit = args.limit_dev or 0
     scored = evaluate_file(fam, cfg, model, data.info["dev_file"], widths=args.widths, limit=limit)
@@ -115,14 +118,16 @@ def markdown(rows: list[dict[str, Any]], widths: list[int], budget: float) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mathtune.trainables.atomic import write_text
+
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.families:
         rows.append(bench_family(name, args, out))
-        (out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
-        (out / "results.md").write_text(markdown(rows, args.widths, args.budget_s))
+        write_text(out / "results.json", json.dumps(rows, indent=1, default=str))
+        write_text(out / "results.md", markdown(rows, args.widths, args.budget_s))
     print(markdown(rows, args.widths, args.budget_s))
     return 0
 

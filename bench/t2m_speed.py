@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 FAMILIES = ("t2m-lstm", "t2m-attn", "t2m-bert-frozen", "t2m-bert-ft")
@@ -92,7 +91,7 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from mathtune.trainables import get_family
-    from mathtune.trainables.t2m.family import decode_part
+    from mathtune.trainables.t2m.decoding import decode_part
     from mathtune.trainables.device import bf16_autocast_works
 
     fam = get_family(name)
@@ -147,10 +146,13 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name in ckpts:
         from mathtune.trainables.t2m.dataset import encode_part, resolve_file
         from mathtune.trainables.t2m.data import load_split
-        from mathtune.trainables.t2m.evaluation import find_checkpoint, load_trained
+        from mathtune.trainables.checkpoints import load_trained
+        from mathtune.trainables.loop import set_threads
+        from mathtune.trainables.t2m.evaluation import find_checkpoint, vocabularies_of
 
-        _, cfg, model = load_trained(find_checkpoint(ckpts[name]), overrides={"threads": args.threads,
-                                                                               "device": "cpu"})
+        _, cfg, model, _ = load_trained(find_checkpoint(ckpts[name]), data=vocabularies_of,
+                                        overrides={"threads": args.threads, "device": "cpu"})
+        set_threads(cfg)
         dev = resolve_file(cfg.get("dev_file", ""), "dev_file", "dev.json")
         part = encode_part("dev", load_split(dev), model.meta, cfg, source=dev.name)
         for width in (1, 10):
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ours_samples_per_s']:.0f} | {r['minimal_samples_per_s']:.0f} | {r['ratio']:.2f} | "
               f"{r.get('decode_beam1_s', '-')} | {r.get('decode_beam10_s', '-')} |")
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=1))
+        from mathtune.trainables.atomic import write_text
+
+        write_text(args.out, json.dumps(rows, indent=1))
     return 0
 
 

@@ -26,10 +26,25 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from mathtune.trainables.atomic import write_json
+from mathtune.analysis.best import best_config, write_best
+from mathtune.analysis.pareto import front_lines, objectives_of, pareto_front
+from mathtune.analysis.reference import load_reference
+from mathtune.analysis.report import FORMATS, write_report
+from mathtune.analysis.run_report import is_train_run, write_run_report
+from mathtune.analysis.ship import ship
+from mathtune.analysis.shipped import shipped_versus_reference
+from mathtune.analysis.store import EXPERIMENT_FILE
+from mathtune.analysis.tidy import load_tables
+from mathtune.search.budget import parse_duration
+from mathtune.search.dashboard import open_dashboard
+from mathtune.search.engine import SearchOptions, resume_search, run_search
+from mathtune.spaces.loader import load_space, space_names
+from mathtune.trainables.atomic import write_json, write_text
 from mathtune.trainables.commands import family_commands
 from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.loop import train
 from mathtune.trainables.metrics import test_metric_for
+from mathtune.trainables.registry import family_names, get_family
 
 __all__ = ["main", "build_parser"]
 
@@ -75,8 +90,6 @@ def _load_config_file(path: str) -> dict[str, Any]:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from mathtune.trainables.registry import family_names, get_family
-
     names = family_names()
     width = max(map(len, names), default=20)
     for name in names:
@@ -90,8 +103,6 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from mathtune.spaces.loader import load_space, space_names
-
     for name in space_names():
         space = load_space(name)
         print(f"{name:28s} {space.family:18s} {space.description}")
@@ -108,8 +119,6 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mathtune.trainables import get_family, train
-
     family = get_family(args.family)
     overrides = _load_config_file(args.config) if args.config else {}
     overrides = {k: v for k, v in overrides.items() if k in family.all_params() or not args.config}
@@ -151,10 +160,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _search_options(args: argparse.Namespace):
-    from mathtune.search.engine import SearchOptions
-
-    from mathtune.search.budget import parse_duration
-
     budget = parse_duration(args.budget) if args.budget is not None else None
     num_samples = args.num_samples if args.num_samples is not None else (-1 if budget else 8)
     return SearchOptions(num_samples=num_samples, budget=budget, max_concurrent=args.max_concurrent,
@@ -172,8 +177,6 @@ def _search_options(args: argparse.Namespace):
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mathtune.search.engine import run_search
-
     outcome = run_search(args.space, _search_options(args))
     if not args.no_report:
         _write_report([outcome.experiment_dir], None)
@@ -181,16 +184,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from mathtune.search.engine import resume_search
-
     outcome = resume_search(args.experiment, address=args.address, dashboard=not args.no_dashboard)
     _write_report([outcome.experiment_dir], None)
     return 130 if outcome.interrupted else 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from mathtune.search.dashboard import open_dashboard
-
     server = open_dashboard(args.experiment, port=args.port)
     names = ", ".join(server.study_names)
     print(f"[mathtune] optuna-dashboard: {server.url} ({len(server.study_names)} stud"
@@ -204,8 +203,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _write_report(dirs: Sequence[Path], out: str | None, **options: Any) -> None:
-    from mathtune.analysis.report import write_report
-
     path = write_report([Path(d) for d in dirs], Path(out) if out else None, **options)
     html = path.with_suffix(".html")
     print(f"[mathtune] report written: {path}" + (f" and {html.name}" if html != path and html.is_file() and
@@ -213,16 +210,12 @@ def _write_report(dirs: Sequence[Path], out: str | None, **options: Any) -> None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mathtune.analysis.report import FORMATS
-    from mathtune.analysis.store import EXPERIMENT_FILE
-
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UserError(f"--format {args.format!r}: choose from {', '.join(FORMATS)} (comma-separated)")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
-    from mathtune.analysis.run_report import is_train_run, write_run_report
 
     runs = [d for d in args.experiments if not (Path(d) / EXPERIMENT_FILE).is_file() and is_train_run(d)]
     if runs:
@@ -242,17 +235,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from mathtune.analysis.best import BestError, best_config, write_best
-    from mathtune.analysis.store import EXPERIMENT_FILE
-
     if not (Path(args.experiment) / EXPERIMENT_FILE).is_file():
         raise UserError(f"{args.experiment}: not a mathtune experiment folder (no {EXPERIMENT_FILE})")
     if args.pareto:
         return _print_pareto(args)
-    try:
-        payload = best_config(args.experiment, where=_parse_sets(args.where))
-    except BestError as exc:
-        raise UserError(str(exc)) from None
+    payload = best_config(args.experiment, where=_parse_sets(args.where))
     if args.out:
         path = write_best(payload, args.out)
         metric = payload["metric"]
@@ -276,9 +263,6 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def _print_pareto(args: argparse.Namespace) -> int:
-    from mathtune.analysis.pareto import front_lines, objectives_of, pareto_front
-    from mathtune.analysis.tidy import load_tables
-
     tables = load_tables(args.experiment, optuna=False)
     experiment = next(iter(tables.metas))
     if not objectives_of(tables.metas[experiment]):
@@ -289,8 +273,6 @@ def _print_pareto(args: argparse.Namespace) -> int:
         raise UserError(f"{args.experiment}: no trial has reported every objective yet")
     print("\n".join(lines), flush=True)
     if args.out:
-        from mathtune.analysis.best import write_best
-
         front = pareto_front(tables, experiment)
         rows = json.loads(front.drop(columns=["on_front"]).to_json(orient="records"))
         path = write_best({"experiment": experiment, "objectives": tables.metas[experiment]["objectives"],
@@ -300,9 +282,6 @@ def _print_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
-    from mathtune.analysis.reference import load_reference
-    from mathtune.analysis.shipped import shipped_versus_reference
-
     known = sorted({r["family"] for r in load_reference()})
     bad = [f for f in args.family or [] if f not in known]
     if bad:
@@ -310,7 +289,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     table = shipped_versus_reference(families=set(args.family) if args.family else None)
     text = f"## {table.title}\n\n{table.to_markdown()}\n\n{table.note}\n"
     if args.out:
-        Path(args.out).write_text(text)  # an unwritable path is main()'s one-line OSError
+        write_text(args.out, text)  # an unwritable path is main()'s one-line OSError
         print(f"[mathtune] written: {args.out}")
     else:
         print(text, end="")
@@ -318,8 +297,6 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_ship(args: argparse.Namespace) -> int:
-    from mathtune.analysis.ship import ship
-
     ship(args.name, args.runs, produced_by=args.produced_by, note=args.note, search=args.search,
          configs_dir=args.configs_dir, train_only=args.train_only, weights=args.weights, widths=args.widths,
          threads=args.threads, log=lambda line: print(line, flush=True))
@@ -572,14 +549,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    # every user-facing error (ours and the families', built-in or not) derives from MathtuneError
-    expected = (MathtuneError, FileNotFoundError, NotADirectoryError, PermissionError)
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `mathtune families | head`: the reader left; nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except expected as exc:
+    except MathtuneError as exc:  # every user-facing error (ours and the families', built-in or not)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mathtune: error: {message}", file=sys.stderr)
         return 2

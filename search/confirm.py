@@ -23,10 +23,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mathtune.analysis.store import CONFIRM_FILE, TrialRecord, load_confirmation, load_trials
+from mathtune.analysis.store import CONFIRM_FILE, TrialRecord, load_confirmation, load_trials, trial_dirname
 from mathtune.search.decode import score_decode_settings
 from mathtune.spaces.loader import Space
-from mathtune.trainables.metrics import is_better, test_metric_for
+from mathtune.trainables.atomic import write_json
+from mathtune.trainables.metrics import best_of, rank, test_metric_for
 from mathtune.trainables.registry import get_family
 
 __all__ = ["CONFIRM_DIR", "CONFIRM_FILE", "PLAN_FILE", "plan_confirmation", "summarise", "load_confirmation",
@@ -69,9 +70,8 @@ def plan_confirmation(exp_dir: Path, space: Space, top: int, seeds: int) -> dict
         by_combo.setdefault(_combo_label(trial.config, factors), []).append((figures, trial))
     candidates, runs = [], []
     for label, entries in sorted(by_combo.items()):
-        entries.sort(key=lambda e: e[0]["value"], reverse=(mode == "max"))
         seen: set[str] = set()
-        for figures, trial in entries:
+        for figures, trial in rank(entries, mode, key=lambda e: e[0]["value"]):  # best first, trial order on ties
             key = _without_seed(trial.config)
             if key in seen:
                 continue
@@ -114,11 +114,7 @@ def summarise(exp_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
                  "config": cand["config"]}
         out["combos"].setdefault(cand["factors"], {"candidates": []})["candidates"].append(entry)
     for combo in out["combos"].values():
-        scored = [c for c in combo["candidates"] if c["mean"] is not None]
-        winner = None
-        for c in scored:
-            if winner is None or is_better(c["mean"], winner["mean"], mode):
-                winner = c
+        winner = best_of(combo["candidates"], mode, key=lambda c: c["mean"])  # the first candidate on ties
         combo["winner"] = winner["trial_id"] if winner else None
     return out
 
@@ -137,8 +133,6 @@ def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainabl
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    from mathtune.search.engine import _trial_dirname, _write_json
-
     opts = meta["options"]
     confirm_dir = exp_dir / CONFIRM_DIR
     plan_path = confirm_dir / PLAN_FILE
@@ -150,7 +144,7 @@ def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainabl
             print("[mathtune] confirmation: no trial reported the metric; nothing to confirm", flush=True)
             return None
         confirm_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(plan_path, plan)
+        write_json(plan_path, plan)
     points = [r["config"] for r in plan["runs"]]
     keys = sorted(set().union(*points))
     values = {k: [] for k in keys}
@@ -171,8 +165,8 @@ def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainabl
         tuner = tune.Tuner(trainable, param_space=param_space,
                            tune_config=tune.TuneConfig(search_alg=search, num_samples=len(points),
                                                        metric=space.metric, mode=space.mode,
-                                                       trial_dirname_creator=_trial_dirname,
-                                                       trial_name_creator=_trial_dirname,
+                                                       trial_dirname_creator=trial_dirname,
+                                                       trial_name_creator=trial_dirname,
                                                        reuse_actors=opts.get("reuse_actors", True)),
                            run_config=run_config_for(CONFIRM_DIR, [k for k in varying if k != "seed"] + ["seed"],
                                                      len(points)))
@@ -184,7 +178,7 @@ def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainabl
         return None  # Ctrl-C: Tune stopped the runs and saved their state
     score_decode_settings(space, confirm_dir)  # each new seed's checkpoint at every decode-time setting too
     summary = summarise(exp_dir, plan)
-    _write_json(exp_dir / CONFIRM_FILE, summary)
+    write_json(exp_dir / CONFIRM_FILE, summary)
     for label, combo in summary["combos"].items():
         for c in combo["candidates"]:
             mark = "confirmed winner" if c["trial_id"] == combo["winner"] else "candidate"

@@ -35,8 +35,9 @@ import torch
 from mathtune.analysis.store import DECODE_FILE, load_trials
 from mathtune.spaces.loader import Space
 from mathtune.trainables.atomic import write_json
-from mathtune.trainables.loop import load_checkpoint, resolve_device
-from mathtune.trainables.metrics import is_better, test_metric_for
+from mathtune.trainables.checkpoints import load_trained
+from mathtune.trainables.device import resolve_device
+from mathtune.trainables.metrics import best_of, test_metric_for
 from mathtune.trainables.registry import get_family
 
 __all__ = ["score_decode_settings", "decode_settings"]
@@ -74,22 +75,14 @@ def score_decode_settings(space: Space, exp_dir: str | Path, *,
         progress(f"[mathtune] decode-time settings: scoring {len(todo)} trial(s)' selected checkpoints at {names}")
     for trial, ckpt, epoch in todo:
         t0 = time.perf_counter()
-        state, config, _ = load_checkpoint(ckpt)
-        config = family.make_config({k: v for k, v in config.items() if k in family.all_params()}, where=str(ckpt))
-        key = family.data_key(config)
-        if key not in data_cache:
-            data_cache[key] = family.build_data(config)
-        data = data_cache[key]
+        _, config, model, data = load_trained(ckpt, family=family,
+                                              data=lambda cfg, _: _dataset(family, cfg, data_cache))
         device = resolve_device(config)
-        model = family.build_model(config, data)
-        model.load_state_dict(state["model"])
-        model.to(device).eval()
         with torch.no_grad():
             scored = family.score_decoded(model, data, config, device, settings)
-        chosen = 0
-        for i, metrics in enumerate(scored):  # the first best on ties: the training value wins a tie
-            if is_better(metrics.get(metric, float("nan")), scored[chosen].get(metric), mode) and i != chosen:
-                chosen = i
+        # the first best on ties: the training value (the first setting) wins a tie
+        chosen = best_of(range(len(scored)), mode, key=lambda i: scored[i].get(metric))
+        chosen = 0 if chosen is None else chosen
         numbers = [{k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                    for m in scored]
         write_json(trial.path / DECODE_FILE, {
@@ -107,6 +100,14 @@ def score_decode_settings(space: Space, exp_dir: str | Path, *,
                      f" (test, reported only: {test} {numbers[chosen].get(test, float('nan')):.4f}) "
                      f"in {time.perf_counter() - t0:.0f} s")
     return done
+
+
+def _dataset(family, config: dict[str, Any], cache: dict[tuple, Any]) -> Any:
+    """The dataset of ``config``, built once per data key for all the trials scored."""
+    key = family.data_key(config)
+    if key not in cache:
+        cache[key] = family.build_data(config)
+    return cache[key]
 
 
 def _label(setting: dict[str, Any]) -> str:

@@ -21,16 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathtune.analysis.store import EXPERIMENT_FILE, OPTUNA_JOURNAL, ExperimentRecord, journal_url, load_trials, read_experiment
+from mathtune.analysis.store import (EXPERIMENT_FILE, OPTUNA_JOURNAL, ExperimentRecord, journal_url, load_trials,
+                                     read_experiment, trial_dirname)
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
+from mathtune.search.confirm import run_confirmation
 from mathtune.search.decode import score_decode_settings
-from mathtune.search.searcher import close_storages, open_storage
+from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
+from mathtune.search.scheduler import GroupedASHA, OptunaPruning
+from mathtune.search.searcher import FactorOptunaSearch, close_storages, open_storage
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
-from mathtune.trainables.metrics import is_better, test_metric_for
+from mathtune.trainables.metrics import best_of, test_metric_for
 from mathtune.trainables.provenance import collect as collect_provenance
 from mathtune.trainables.registry import get_family
+from mathtune.trainables.tune_wrapper import make_trainable
 
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
            "apply_overrides", "EXPERIMENT_FILE", "SearchError"]
@@ -192,10 +197,6 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from mathtune.search.scheduler import GroupedASHA, OptunaPruning
-    from mathtune.search.searcher import FactorOptunaSearch
-    from mathtune.trainables.tune_wrapper import make_trainable
-
     opts = meta["options"]
     if opts["num_samples"] < 0:  # a budget without a trial cap: Optuna's own default of 10 random trials first
         n_startup = opts.get("startup_trials") or 10
@@ -277,8 +278,6 @@ def _run_config(space: Space, meta: dict[str, Any], *, sub: str | None = None, p
     """The search's RunConfig; ``sub`` names a second experiment inside the experiment folder (the seed
     confirmation), with its own progress parameters and trial count, always run to the end."""
     from ray import tune
-
-    from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
 
     opts = meta["options"]
     verbose = int(opts.get("verbose", 0))
@@ -388,8 +387,8 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     tuner = tune.Tuner(trainable,
                        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                                    num_samples=num_samples, metric=space.metric,
-                                                   mode=space.mode, trial_dirname_creator=_trial_dirname,
-                                                   trial_name_creator=_trial_dirname,
+                                                   mode=space.mode, trial_dirname_creator=trial_dirname,
+                                                   trial_name_creator=trial_dirname,
                                                    reuse_actors=options.reuse_actors),
                        run_config=_run_config(space, meta))
     trials = "trials until the budget is spent" if num_samples == -1 else f"{num_samples} trials"
@@ -482,8 +481,6 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
 
 def _confirm(outcome: SearchOutcome, trainable, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
     """After a search that ended, its seed confirmation when asked for (``--confirm-top``)."""
-    from mathtune.search.confirm import run_confirmation
-
     if outcome.interrupted or not int(meta["options"].get("confirm_top") or 0):
         return outcome
     with _tune_console(meta):
@@ -533,10 +530,6 @@ def _record_provenance(exp_dir: Path) -> None:
 
 def _exp_dir(meta: dict[str, Any]) -> str:
     return f"{meta['storage_path'].rstrip('/')}/{meta['name']}"
-
-
-def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
 
 
 def _default_concurrency(resources: dict[str, float]) -> int:
@@ -600,23 +593,20 @@ def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchO
 
 
 def _best_per_combo(space: Space, exp_dir: Path) -> dict[str, dict[str, Any]]:
-    """The best trial per factor combination by validation (at its chosen decode-time setting, if scored)."""
-    best: dict[str, dict[str, Any]] = {}
-    test_key = test_metric_for(space.metric)
+    """The best trial per factor combination by validation (at its chosen decode-time setting, if scored; the
+    first trial on ties)."""
+    by_combo: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     for trial in load_trials(exp_dir):
         row = trial.best(space.metric, space.mode)
-        if row is None:
-            continue
-        label = ", ".join(f"{k}={trial.config.get(k)}" for k in space.factors) or "all"
-        current = best.get(label)
-        if is_better(float(row[space.metric]), None if current is None else current[space.metric], space.mode):
-            best[label] = {space.metric: float(row[space.metric]),
-                           test_key: float(row[test_key]) if isinstance(row.get(test_key), (int, float))
-                           else float("nan"),
-                           "epoch": int(row.get("epoch", 0)), "trial_id": trial.trial_id, "path": str(trial.path),
-                           "decoded": row.get("decoded")}
+        if row is not None:
+            label = ", ".join(f"{k}={trial.config.get(k)}" for k in space.factors) or "all"
+            by_combo.setdefault(label, []).append((trial, row))
+    best: dict[str, dict[str, Any]] = {}
+    test_key = test_metric_for(space.metric)
+    for label, entries in by_combo.items():
+        trial, row = best_of(entries, space.mode, key=lambda e: float(e[1][space.metric]))
+        best[label] = {space.metric: float(row[space.metric]),
+                       test_key: float(row[test_key]) if isinstance(row.get(test_key), (int, float)) else float("nan"),
+                       "epoch": int(row.get("epoch", 0)), "trial_id": trial.trial_id, "path": str(trial.path),
+                       "decoded": row.get("decoded")}
     return best
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    write_json(path, payload)

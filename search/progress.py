@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from ray.tune import Callback
 
 from mathtune.search.budget import BudgetClock
-from mathtune.trainables.metrics import is_better
+from mathtune.trainables.metrics import best_of, is_better
 
 __all__ = ["SearchProgress", "hide_tune_restore_hint", "format_duration"]
 
@@ -149,8 +149,9 @@ class SearchProgress(Callback):
                                        f"{errors} errored" if errors else "") if x)
         of = f"/{self.num_samples}" if capped else ""
         parts = [f"{done}{of} trials done{f' ({extras})' if extras else ''}, {running} running, {pending} pending"]
-        if self.best:
-            tid, (value, _) = max(self.best.items(), key=lambda kv: kv[1][0] if self.mode == "max" else -kv[1][0])
+        top = best_of(self.best.items(), self.mode, key=lambda kv: kv[1][0])  # the first trial on ties
+        if top is not None:
+            tid, (value, _) = top
             parts.append(f"best {self.metric} {value:.4f} ({tid})")
         elapsed = self.clock() - self.start
         timing = f"{format_duration(elapsed)} elapsed"

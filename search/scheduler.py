@@ -23,6 +23,9 @@ import numpy as np
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from mathtune.search.searcher import TUNE_ID_ATTR, open_storage, study_name_for
+from mathtune.trainables.atomic import atomic_file
+
 __all__ = ["GroupedASHA", "OptunaPruning"]
 
 
@@ -84,7 +87,7 @@ class GroupedASHA(FIFOScheduler):
                f"{self.num_stopped} early stops"
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
+        with atomic_file(checkpoint_path) as fh:
             pickle.dump(self.__dict__, fh)
 
     def restore(self, checkpoint_path: str) -> None:
@@ -123,8 +126,6 @@ class OptunaPruning(FIFOScheduler):
     def _study(self, index: int):
         import optuna
 
-        from mathtune.search.searcher import open_storage, study_name_for
-
         if index not in self._studies:
             self._studies[index] = optuna.load_study(study_name=study_name_for(self.study_name, self.combos[index]),
                                                      storage=open_storage(self.storage_url), pruner=self.pruner,
@@ -132,8 +133,6 @@ class OptunaPruning(FIFOScheduler):
         return self._studies[index]
 
     def _optuna_trial(self, trial) -> tuple[Any, int] | None:
-        from mathtune.search.searcher import TUNE_ID_ATTR
-
         if trial.trial_id not in self._numbers:
             index = next((i for i, c in enumerate(self.combos)
                           if all(trial.config.get(k) == v for k, v in c.items())), None)

@@ -41,6 +41,8 @@ from ray.tune.search import Searcher
 
 from mathtune.analysis.store import open_optuna_storage
 from mathtune.spaces.loader import Space
+from mathtune.trainables.atomic import atomic_file
+from mathtune.trainables.metrics import best_of
 
 __all__ = ["FactorOptunaSearch", "study_name_for", "open_storage", "close_storages", "TUNE_ID_ATTR", "DUPLICATE_ATTR"]
 
@@ -133,7 +135,7 @@ class FactorOptunaSearch(Searcher):
     def save(self, checkpoint_path: str) -> None:
         import pickle
 
-        with open(checkpoint_path, "wb") as fh:
+        with atomic_file(checkpoint_path) as fh:
             pickle.dump(self.get_state(), fh)
 
     def restore(self, checkpoint_path: str) -> None:
@@ -266,10 +268,9 @@ class FactorOptunaSearch(Searcher):
                   if DUPLICATE_ATTR not in t.user_attrs and t.intermediate_values
                   and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
         need = max(len(self.space.params) + 1, self.n_startup_trials)
-        best = max if self.space.mode == "max" else min
         for rung in reversed(self.rungs):
-            obs = [(t, best(v for s, v in t.intermediate_values.items() if s <= rung)) for t in trials
-                   if max(t.intermediate_values) >= rung]
+            obs = [(t, best_of((v for s, v in t.intermediate_values.items() if s <= rung), self.space.mode))
+                   for t in trials if max(t.intermediate_values) >= rung]
             if len(obs) >= need:
                 return rung, obs
         return None, []
@@ -380,9 +381,8 @@ class FactorOptunaSearch(Searcher):
         elif last_epoch < max_epochs:
             study.tell(info["number"], state=TrialState.PRUNED)
         elif not multi:
-            study.tell(info["number"], (max if self.space.mode == "max" else min)(epochs.values()))
+            study.tell(info["number"], best_of(epochs.values(), self.space.mode))
         else:  # the objective values of the best epoch on the first objective (the first such epoch on ties)
-            pick = max if self.space.objectives[0][1] == "max" else min
-            best = pick(sorted(epochs), key=lambda e: epochs[e][0])
+            best = best_of(sorted(epochs), self.space.objectives[0][1], key=lambda e: epochs[e][0])
             optuna.trial.Trial(study, frozen._trial_id).set_user_attr("selected_epoch", best)
             study.tell(info["number"], list(epochs[best]))

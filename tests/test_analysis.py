@@ -403,3 +403,9 @@ def test_hand_tuned_figure_is_the_shipped_file_that_agrees_with_what_the_search_
         rivals = [r for r in rivals if r["config"]["ops"] == "*" and r["config"]["split"] == split]
         assert found.selection[1] == max(r["figure"]["val_exact_match"] for r in rivals)
     assert hand_tuned("arith-text2text", {**fixed, "hidden": 24}, {"split": 0.6}) is None
+    # a t2m-attn search can build t2m-lstm's model (attention_style none): the best GloVe file of either answers
+    glove = [json.loads(p.read_text()) for p in CONFIGS_DIR.glob("t2m-*.json")]
+    glove = [g for g in glove if g["family"] in ("t2m-lstm", "t2m-attn")]
+    found = hand_tuned("t2m-attn", {"amp": True, "lr_schedule": "cosine"}, {})
+    assert found is not None and found.selection[1] == max(g["figure"]["val_exec_acc"] for g in glove)
+    assert hand_tuned("t2m-lstm", {}, {}).family == "t2m-lstm"

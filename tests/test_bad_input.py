@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from mathtune.search.cli import main
 from mathtune.trainables.registry import family_names
@@ -49,6 +50,15 @@ def _small_mnist(folder: Path, n: int = 10, *, truncate: bool = False) -> Path:
     labels = gzip.compress(b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + bytes(i % 10 for i in range(n)))
     _write(folder / MNIST_FILES[0], images[:len(images) // 2] if truncate else images)
     _write(folder / MNIST_FILES[1], labels)
+    return folder
+
+
+def _tensors_only(folder: Path, *names: str) -> Path:
+    """A readable ``state.pt`` (one tensor, no model metadata) and ``names`` as empty JSON objects."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {"w": torch.zeros(2)}, "epoch": 1}, folder / "state.pt")
+    for name in names:
+        _write(folder / name, "{}")
     return folder
 
 
@@ -144,6 +154,12 @@ CASES = [
      lambda t: _write(t / "f", "x"), ["{t}/f", "File exists"]),
     ("train-out-corrupt-checkpoint", ["train", "arith-text2text", "--out", "{t}/run", "-q", *_sets(SHRINK)],
      lambda t: _bad_checkpoint(t / "run" / "last"), ["{t}/run/last/state.pt: not a readable checkpoint"]),
+    ("train-out-checkpoint-without-config", ["train", "arith-text2text", "--out", "{t}/run", "-q", *_sets(SHRINK)],
+     lambda t: _tensors_only(t / "run" / "last", "metrics.json"),
+     ["{t}/run/last: not a complete mathtune checkpoint (no config.json)"]),
+    ("report-train-run-corrupt-config", ["report", "{t}/run"],
+     lambda t: (_write(t / "run" / "last" / "config.json", "{oops"), _write(t / "run" / "last" / "metrics.json", "{}")),
+     ["{t}/run/last/config.json: unreadable"]),
     # ---- data files
     ("mathqa-malformed-json", _T2M_ON_ONE_FILE,
      lambda t: _write(t / "train.json", '[{"Problem": "1 + 1",'), ["{t}/train.json: not valid JSON"]),
@@ -182,6 +198,15 @@ CASES = [
      ["{t}/trial/checkpoint_000000/state.pt"], "evaluate"),
     ("evaluate-missing-data-file", ["evaluate", "{t}/ckpt", "{t}/dev.json"], lambda t: _bad_checkpoint(t / "ckpt"),
      ["{t}/dev.json: data file not found"], "evaluate"),
+    ("evaluate-folder-without-checkpoint", ["evaluate", "{t}/trial", "{t}/dev.json"],
+     lambda t: ((t / "trial").mkdir(), _write(t / "dev.json", "[]")),
+     ["{t}/trial: neither a checkpoint folder"], "evaluate"),
+    ("evaluate-checkpoint-without-config", ["evaluate", "{t}/ckpt", "{t}/dev.json"],
+     lambda t: (_tensors_only(t / "ckpt"), _write(t / "dev.json", "[]")),
+     ["{t}/ckpt: not a complete mathtune checkpoint (no config.json)"], "evaluate"),
+    ("evaluate-checkpoint-of-another-family", ["evaluate", "{t}/ckpt", "{t}/dev.json"],
+     lambda t: (_tensors_only(t / "ckpt", "config.json"), _write(t / "dev.json", "[]")),
+     ["{t}/ckpt: its model state does not say which family trained it"], "evaluate"),
     ("evaluate-unknown-shipped-model", ["evaluate", "pretrained:nonesuch", "{t}/dev.json"],
      lambda t: _write(t / "dev.json", "[]"), ["pretrained:nonesuch: no such shipped model", "pretrained:t2m"],
      "evaluate"),

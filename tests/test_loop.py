@@ -1,6 +1,7 @@
 """The shared training loop on the real arith-text2text config, shrunk."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
 from mathtune.trainables.arith.data import as_written, decode, encode, fixed_width
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
+from mathtune.trainables.atomic import backup_of
 from mathtune.trainables.loop import CheckpointError, averaged_model, eta_seconds, format_duration
 
 FAM = get_family("arith-text2text")
@@ -143,6 +145,21 @@ def test_checkpoint_resume_continues_exactly(tmp_path):
     assert state["epoch"] == 3 and config["epochs"] == 3 and len(metrics["history"]) == 3
     assert (tmp_path / "b" / "best" / "state.pt").is_file()
     assert json.loads((tmp_path / "b" / "best" / "metrics.json").read_text())["best"]["epoch"] >= 1
+
+
+def test_a_run_killed_while_swapping_its_checkpoint_resumes_exactly(tmp_path):
+    """A kill between the two renames of a checkpoint swap leaves last/ only under its backup name (and a half
+    written new folder beside): the run finds it, resumes after the epoch it holds and ends as a straight run."""
+    straight = train(FAM, FAM.make_config({**TINY, "epochs": 3}), progress=None)
+    train(FAM, FAM.make_config({**TINY, "epochs": 2}), checkpoint_dir=tmp_path, progress=None)
+    os.rename(tmp_path / "last", backup_of(tmp_path / "last"))
+    (tmp_path / ".last.killed.tmp").mkdir()
+    (tmp_path / ".last.killed.tmp" / "state.pt").write_bytes(b"half")
+    lines = []
+    resumed = train(FAM, FAM.make_config({**TINY, "epochs": 3}), checkpoint_dir=tmp_path, progress=lines.append)
+    assert "resumed" in lines[0] and "after epoch 2" in lines[0]
+    assert resumed["history"][-1]["train_loss"] == pytest.approx(straight["history"][-1]["train_loss"], rel=1e-5)
+    assert load_checkpoint(tmp_path / "last")[0]["epoch"] == 3 and not backup_of(tmp_path / "last").exists()
 
 
 def test_a_run_records_where_it_trained_at_its_start_and_at_each_resume(tmp_path):

@@ -14,8 +14,9 @@ from mathtune.search.cli import main
 from mathtune.trainables import get_family, train
 from mathtune.trainables.t2m.data import load_split
 from mathtune.trainables.t2m.dataset import encode_part
-from mathtune.trainables.t2m.evaluation import find_checkpoint, load_trained
-from mathtune.trainables.t2m.family import decode_part
+from mathtune.trainables.checkpoints import load_trained
+from mathtune.trainables.t2m.decoding import decode_part
+from mathtune.trainables.t2m.evaluation import find_checkpoint, vocabularies_of
 
 COL775 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mathqa" / "col775"
 DEV = COL775 / "dev.json"
@@ -92,7 +93,7 @@ def test_evaluate_writes_predictions_that_score_identically(trained, tmp_path, c
     raw = json.loads(DEV.read_text())[:16]
     cfg = result["config"]
     part = encode_part("dev", load_split(DEV)[:16], result["model"].meta, cfg)
-    best_model = load_trained(find_checkpoint(root / "run"), overrides={"threads": 1})[2]
+    best_model = load_trained(find_checkpoint(root / "run"), data=vocabularies_of, overrides={"threads": 1}).model
     expected, _ = decode_part(best_model, part, widths=[1, 3], config=cfg, device=torch.device("cpu"))
     for w, line in zip((1, 3), printed):
         items = json.loads((tmp_path / f"preds.beam{w}.json").read_text())
@@ -191,9 +192,9 @@ def test_ensemble_steps_are_the_mean_of_the_members_probabilities(trained, tmp_p
 
     root, _, result = trained
     cpu = torch.device("cpu")
-    _, cfg_a, a = load_trained(find_checkpoint(root / "run"), overrides={"threads": 1})
-    _, cfg_b, b = load_trained(find_checkpoint(_train_small(tmp_path, "t2m-bert-frozen", 48)),
-                               overrides={"threads": 1})
+    _, cfg_a, a, _ = load_trained(find_checkpoint(root / "run"), data=vocabularies_of, overrides={"threads": 1})
+    _, cfg_b, b, _ = load_trained(find_checkpoint(_train_small(tmp_path, "t2m-bert-frozen", 48)),
+                                  data=vocabularies_of, overrides={"threads": 1})
     examples = load_split(DEV)[:12]
     parts = [encode_part("dev", examples, m.meta, c) for m, c in ((a, cfg_a), (b, cfg_b))]
     rows = list(range(12))
@@ -240,7 +241,7 @@ def test_init_from_a_frozen_run_starts_fine_tuning_from_its_decoder(tmp_path, ca
     from mathtune.trainables.t2m.programs import initial_state
 
     frozen = _train_small(tmp_path, "t2m-bert-frozen", 48, attention_style="luong")
-    _, cfg_f, f = load_trained(find_checkpoint(frozen), overrides={"threads": 1})
+    _, cfg_f, f, _ = load_trained(find_checkpoint(frozen), data=vocabularies_of, overrides={"threads": 1})
     fam = get_family("t2m-bert-ft")
     small = tmp_path / "small48.json"
     cfg = fam.make_config({"train_file": str(small), "dev_file": str(small), "epochs": 1, "threads": 1,

@@ -15,7 +15,7 @@ from mathtune.trainables.t2m.beam import beam_search, greedy_decode, sequence_lo
 from mathtune.trainables.t2m.data import load_split, problem_number_alignment
 from mathtune.trainables.t2m.dataset import collate
 from mathtune.trainables.t2m.executor import OPERATIONS
-from mathtune.trainables.t2m.family import decode_part, score_part
+from mathtune.trainables.t2m.decoding import decode_part, score_part
 from mathtune.trainables.t2m.glove import PACKAGE, glove_matrix, load_glove
 from mathtune.trainables.t2m.models import record_attention
 from mathtune.trainables.t2m.programs import program_to_tokens, tokens_to_program
@@ -118,6 +118,22 @@ def test_family_trains_a_step_and_decodes_through_the_shared_loop(family):
     assert score_part(data.parts["val"], preds[3]).exact_match / 100 == last["val_exact_match"]
 
 
+def test_attention_none_is_the_lstm_family_so_one_space_chooses_between_them():
+    """t2m-attn with attention_style none builds t2m-lstm's model: same parameters, and the same seed trains to
+    the same losses and figures, so a search over attention_style [none, bahdanau, luong] searches both."""
+    runs = {}
+    for family, extra in (("t2m-lstm", {}), ("t2m-attn", {"attention_style": "none"})):
+        fam, cfg = tiny_config(family, teacher_forcing=0.5, epochs=2, beam_width=1, **extra)
+        runs[family] = train(fam, cfg, progress=None)
+    lstm, attn = runs["t2m-lstm"], runs["t2m-attn"]
+    assert {k: v.shape for k, v in lstm["model"].state_dict().items()} == \
+        {k: v.shape for k, v in attn["model"].state_dict().items()}
+    for a, b in zip(lstm["history"], attn["history"]):
+        assert a["train_loss"] == b["train_loss"] and a["val_exec_acc"] == b["val_exec_acc"]
+    fam, cfg = tiny_config("t2m-attn")
+    assert fam.build_model(cfg, attn["data"]).decoder.attention  # the default still attends
+
+
 def test_bert_frozen_states_are_computed_once_in_the_dataset():
     """The frozen family's dataset carries every problem's encoder states; its model has no encoder weights."""
     fam, cfg = tiny_config("t2m-bert-frozen", limit_train=8, limit_dev=4)
@@ -174,7 +190,8 @@ def test_top_layers_over_cached_lower_states_equal_the_whole_encoder(trained):
 def test_bert_ft_with_finetune_layers_trains_only_the_top_layers(tmp_path, monkeypatch):
     """finetune_layers=2: the dataset carries the states after layer 4 (cached apart from the last layer's),
     the model holds only the top two layers, training moves them, and the checkpoint alone decodes the same."""
-    from mathtune.trainables.t2m.evaluation import find_checkpoint, load_trained
+    from mathtune.trainables.checkpoints import load_trained
+    from mathtune.trainables.t2m.evaluation import find_checkpoint, vocabularies_of
 
     monkeypatch.setenv("MATHTUNE_CACHE", str(tmp_path / "cache"))
     fam, cfg = tiny_config("t2m-bert-ft", limit_train=16, limit_dev=8, batch_size=8, finetune_layers=2,
@@ -190,7 +207,7 @@ def test_bert_ft_with_finetune_layers_trains_only_the_top_layers(tmp_path, monke
     assert any(not torch.equal(before[k], after[k]) for k in before)
     part = result["data"].parts["val"]
     expected, _ = decode_part(result["model"], part, widths=[1], config=cfg, device=CPU)
-    _, _, reloaded = load_trained(find_checkpoint(tmp_path / "run"), overrides={"threads": 1})
+    reloaded = load_trained(find_checkpoint(tmp_path / "run"), data=vocabularies_of, overrides={"threads": 1}).model
     again, _ = decode_part(reloaded, part, widths=[1], config=cfg, device=CPU)
     assert again == expected
     from mathtune.trainables.t2m.data import DataError

@@ -120,6 +120,9 @@ class Family(abc.ABC):
     #: parameters that change only how a trained model decodes (beam width, an output temperature): a space lists
     #: them under ``decode:`` and a search scores each trial's selected checkpoint at every listed value
     decode_params: ClassVar[tuple[str, ...]] = ()
+    #: other families whose models a value of this family's parameters builds (t2m-attn with attention_style
+    #: none is t2m-lstm): a search's report compares its result with their shipped files too
+    builds_families: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- configuration
     @classmethod

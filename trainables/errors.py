@@ -1,4 +1,4 @@
-"""The one error class of bad input a user can fix: a parameter, a space or data file, a checkpoint, a folder.
+"""The error classes of bad input a user can fix: a parameter, a space or data file, a checkpoint, a folder.
 
 Every user-facing error of mathtune and of its families derives from :class:`MathtuneError`; the CLI prints
 its first line and exits 2, with no traceback. A family of your own raises a subclass (or ``ConfigError``)
@@ -7,8 +7,13 @@ for bad input and gets the same treatment. Kept free of imports so that light mo
 
 from __future__ import annotations
 
-__all__ = ["MathtuneError"]
+__all__ = ["MathtuneError", "CheckpointError"]
 
 
 class MathtuneError(Exception):
     """Bad input, reported as one line that says what and where."""
+
+
+class CheckpointError(MathtuneError, ValueError):
+    """A checkpoint that is missing or cannot be read: no such folder, a file missing, truncated or corrupt, or
+    holding more than tensors."""

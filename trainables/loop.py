@@ -15,7 +15,6 @@ import json
 import math
 import os
 import pickle
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +23,10 @@ from typing import Any, Callable
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from .atomic import atomic_folder, recover_folder
 from .base import Family
 from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-exported)
-from .errors import MathtuneError
+from .errors import CheckpointError
 from .files import CHECKPOINT_FILE
 from .metrics import is_better, test_metric_for
 from .provenance import collect as collect_provenance
@@ -80,34 +80,22 @@ def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, opt
     and ``state["train_model"]`` / ``state["ema"]`` what resuming needs: the weights the optimizer steps
     and the average's own state.
 
-    Written into a temporary sibling and renamed into place, so a crash never leaves half a checkpoint.
+    Filled in a temporary sibling and swapped in (:func:`~mathtune.trainables.atomic.atomic_folder`): a crash
+    never leaves half a checkpoint, and at every moment the previous or the new one is complete, where a
+    resumed run (:func:`train`) and readers find it.
     """
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory.parent))
     state = {"model": (model if ema is None else ema.module).state_dict(), "optimizer": optimizer.state_dict(),
              "epoch": epoch, "generator": generator.get_state()}
     if ema is not None:
         state.update(train_model=model.state_dict(), ema=ema.state_dict())
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
-    torch.save(state, tmp / CHECKPOINT_FILE)
-    (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
-    (tmp / "metrics.json").write_text(json.dumps({"epoch": epoch, "history": history, "best": best,
-                                                  **(extra or {})}, indent=1))
-    if directory.exists():
-        old = directory.with_name(directory.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(directory)
-    return directory
-
-
-class CheckpointError(MathtuneError, ValueError):
-    """A checkpoint file that cannot be read (truncated, corrupt, or holding more than tensors)."""
+    with atomic_folder(directory) as tmp:
+        torch.save(state, tmp / CHECKPOINT_FILE)
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        (tmp / "metrics.json").write_text(json.dumps({"epoch": epoch, "history": history, "best": best,
+                                                      **(extra or {})}, indent=1))
+    return Path(directory)
 
 
 def load_state_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -124,23 +112,32 @@ def load_state_file(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint, damaged or truncated ({detail})") from None
 
 
-def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def load_checkpoint(directory: str | os.PathLike, *, need_metrics: bool = True
+                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(state, config, metrics) from a checkpoint folder; tensors loaded with ``weights_only=True``.
 
-    A damaged or foreign file raises :class:`CheckpointError` (one line naming the file); pickled
-    objects other than tensors and plain containers are refused, never executed.
+    A missing, damaged or foreign file raises :class:`CheckpointError` (one line naming it); pickled
+    objects other than tensors and plain containers are refused, never executed. ``need_metrics=False``
+    accepts a folder without ``metrics.json`` (a model alone: ``state.pt`` and ``config.json``; metrics ``{}``).
     """
     directory = Path(directory)
     path = directory / CHECKPOINT_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{directory}: not a mathtune checkpoint (no {CHECKPOINT_FILE})")
+        raise CheckpointError(f"{directory}: not a mathtune checkpoint (no {CHECKPOINT_FILE})")
     state = load_state_file(path)
-    files = {}
+    files: dict[str, Any] = {}
     for name in ("config.json", "metrics.json"):
+        if not (directory / name).is_file():
+            if name == "metrics.json" and not need_metrics:
+                files[name] = {}
+                continue
+            raise CheckpointError(f"{directory}: not a complete mathtune checkpoint (no {name})")
         try:
             files[name] = json.loads((directory / name).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{directory / name}: not valid JSON ({exc})") from None
+        if not isinstance(files[name], dict):
+            raise CheckpointError(f"{directory / name}: expected a JSON object, got {type(files[name]).__name__}")
     return state, files["config.json"], files["metrics.json"]
 
 
@@ -175,6 +172,9 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
     start_epoch = 0
 
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoint_dir is not None:  # a swap of last/ or best/ cut short by a kill: its complete folder back in place
+        for name in ("last", "best"):
+            recover_folder(checkpoint_dir / name)
     if resume_from is None and checkpoint_dir is not None and (checkpoint_dir / "last" / CHECKPOINT_FILE).is_file():
         resume_from = checkpoint_dir / "last"
     if resume_from is not None:

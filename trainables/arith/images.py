@@ -37,6 +37,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .mnist import load_mnist
+
 __all__ = ["ALPHABET", "DIGITS", "OPERATORS", "PAD_ID", "MINUS_ID", "BLANK", "to_ids", "draw_glyphs",
            "glyph_bank", "render_sequences", "split_pool", "pool_fractions", "PoolSplit", "split_mnist_pool",
            "ImageSplit", "build_image_split"]
@@ -347,8 +349,6 @@ def build_image_split(train_chars: np.ndarray | Sequence[str], test_chars: np.nd
         ((4, 5, 28, 28), (2, 5, 28, 28))
     """
     if images is None or labels is None:
-        from .mnist import load_mnist
-
         images, labels = load_mnist(mnist_folder)
     train_ids, test_ids = to_ids(train_chars), to_ids(test_chars)
     val_ids = to_ids(val_chars) if val_chars is not None and len(val_chars) else None

@@ -44,7 +44,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..base import Param
-from .classifier import ClassifierConfig, DigitCNN, classes_to_ids, classifier_for_pools, read_digits
+from .classifier import (ClassifierConfig, DigitCNN, classes_to_ids, classes_to_strings, classifier_for_pools,
+                         read_digits)
 from .image_data import ImageArithData
 from .image_family import ImageArithFamily, autocast_for
 from .img_models import TEXT2IMG_SEED, Text2ImgModel
@@ -198,7 +199,5 @@ class ArithText2Img(ImageArithFamily):
     @torch.no_grad()
     def predict(self, model, data, part: str, device) -> list[str]:
         """Answers as the digit classifier reads the generated images (padding stripped)."""
-        from .classifier import classes_to_strings
-
         classes = read_digits(self.reader(data, device), self.generate(model, data, part, device))
         return [s.strip() for s in classes_to_strings(classes)]

@@ -27,6 +27,7 @@ from .beam import greedy_decode
 from .data import Example, problem_number_alignment
 from .dataset import Part, T2MData, collate
 from .models import Seq2Prog, record_attention
+from .pretrained import load_encoder
 from .programs import tokens_to_program
 from .scoring import exact_match, execution_correct
 
@@ -66,8 +67,6 @@ def _source_tokens(model: Seq2Prog, part: Part, row: int, config: dict[str, Any]
     if model.meta["kind"] == "glove":
         tokens = problem_number_alignment(part.examples[row].problem)[0] or ["<unk>"]  # as encode_part
     else:
-        from .pretrained import load_encoder
-
         tokens = load_encoder(config["encoder"])[0].convert_ids_to_tokens(part.src[row].tolist())
     tokens = list(tokens)
     marks: dict[int, list[str]] = {}

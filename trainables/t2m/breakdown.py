@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from .dataset import Part
+from .decoding import decode_part
 from .scoring import score_items
 
 __all__ = ["LONG", "program_ops", "ops_bucket", "accuracy_breakdown", "breakdown_figure"]
@@ -42,8 +43,6 @@ def accuracy_breakdown(model, part: Part, *, config: dict[str, Any], device: tor
                        widths: Sequence[int] = (1, 5, 10)) -> dict[str, Any]:
     """``{"by_width": {w: {exec_acc, exact_match, n}}, "by_ops": {w: {bucket: {exec_acc, exact_match, n}}}}``
     in percent, for ``part``'s problems; ``by_ops`` holds the narrowest and the widest width."""
-    from .family import decode_part
-
     widths = sorted(set(int(w) for w in widths))
     preds, _ = decode_part(model, part, widths=widths, config=config, device=device, with_loss=False)
     by_width: dict[int, dict[str, float]] = {}

@@ -14,15 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json
+from ..checkpoints import load_trained
 from ..commands import Command, CommandError
+from ..loop import set_threads
+from .scoring import score_items
+from .shipped import PREFIX, read_model_record
 
 __all__ = ["EVALUATE", "SCORE"]
 
 
+# Every mathtune command line loads this module (the mathtune.commands entry points): the model code (models,
+# decoding, data encoding) is imported when a command runs, so that `mathtune --help` and the other commands do
+# not pay for it.
 def _evaluate(args: argparse.Namespace) -> int:
     from mathtune.trainables.t2m.ensemble import check_members
-    from mathtune.trainables.t2m.evaluation import evaluate_file, find_checkpoint, load_trained
-    from mathtune.trainables.t2m.shipped import PREFIX
+    from mathtune.trainables.t2m.evaluation import evaluate_file, find_checkpoint, vocabularies_of
 
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit {args.limit}: expected a positive number of problems")
@@ -40,12 +46,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         overrides["beam_mode"] = args.beam_mode
     if args.batch_size:
         overrides["eval_batch_size"] = args.batch_size
-    family, config, model = load_trained(ckpt, overrides=overrides)
+    family, config, model, _ = load_trained(ckpt, data=vocabularies_of, overrides=overrides)
+    set_threads(config)
     ensemble = []
     for other in args.ensemble or []:
         o_ckpt = find_checkpoint(other)
-        o_family, o_config, o_model = load_trained(o_ckpt, overrides={k: v for k, v in overrides.items()
-                                                                       if k != "eval_batch_size"})
+        o_family, o_config, o_model, _ = load_trained(o_ckpt, data=vocabularies_of,
+                                                      overrides={k: v for k, v in overrides.items()
+                                                                 if k != "eval_batch_size"})
+        set_threads(o_config)
         try:
             check_members([model, o_model])
         except ValueError:
@@ -77,8 +86,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _shipped_summary(folder: Path) -> str:
     """One line on a shipped model: family, and its recorded dev figures per beam width."""
-    from mathtune.trainables.t2m.shipped import read_model_record
-
     rec = read_model_record(folder)
     dev = (rec.get("figures") or {}).get("dev") or {}
     figs = ", ".join(f"beam {w} {v['exec_acc']:.2f}% exec / {v['exact_match']:.2f}% EM" for w, v in
@@ -88,7 +95,6 @@ def _shipped_summary(folder: Path) -> str:
 
 def _score(args: argparse.Namespace) -> int:
     from mathtune.trainables.t2m.evaluation import read_predictions
-    from mathtune.trainables.t2m.scoring import score_items
 
     items = read_predictions(args.predictions)
     result = score_items(items)

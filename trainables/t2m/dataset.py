@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from .data import DataError, Example, Vocab, load_split, problem_number_alignment, tokenize_problem
+from .glove import glove_matrix, load_glove
+from .pretrained import cached_encoder_states, load_encoder, wordpiece_inputs
 from .programs import build_program_vocab, program_to_tokens
 
 __all__ = ["ENV_DIR", "DEFAULT_DIR", "resolve_file", "Ragged", "Part", "T2MData", "build_t2m_data", "encode_part",
@@ -161,8 +163,6 @@ def build_t2m_data(config: dict[str, Any], *, family: str, kind: str,
     info: dict[str, Any] = {"train_file": str(train_path), "dev_file": str(dev_path)}
     glove = found = None
     if kind == "glove":
-        from .glove import glove_matrix, load_glove
-
         counts: dict[str, int] = {}
         for e in train:
             for t in tokenize_problem(e.problem):
@@ -177,8 +177,6 @@ def build_t2m_data(config: dict[str, Any], *, family: str, kind: str,
         info["input_vocab"] = len(in_vocab)
         info["glove_coverage"] = float(found[len(Vocab.SPECIALS):].mean()) if len(in_vocab) > 4 else 0.0
     else:
-        from .pretrained import load_encoder
-
         encoder = load_encoder(config["encoder"])[1]
         meta["enc_dim"] = int(encoder.config.hidden_size)
         if kind == "finetune" and config.get("finetune_layers", 0):
@@ -218,8 +216,6 @@ def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config
             tok_of = al.token_of_number[:K]
             num_pos[i, :len(tok_of)] = tok_of
         return Part(name, source, examples, src, num_pos, num_count, tgt, num_slot=Ragged.from_rows(slots))
-    from .pretrained import cached_encoder_states, load_encoder, wordpiece_inputs
-
     tokenizer, encoder = load_encoder(config["encoder"])
     pieces = wordpiece_inputs(tokenizer, tokens, config["max_input_tokens"])
     for i, ((ids, first), al) in enumerate(zip(pieces, aligns)):

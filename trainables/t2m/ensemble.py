@@ -10,7 +10,8 @@ the same rows for all of them.
 
 Example::
 
-    members = [load_trained(find_checkpoint(p))[1:][::-1] for p in ("pretrained:t2m", "runs/frozen30")]
+    members = [(t.model, t.config) for t in (load_trained(find_checkpoint(p), data=vocabularies_of)
+                                             for p in ("pretrained:t2m", "runs/frozen30"))]
     preds = decode_ensemble(members, examples, widths=[1, 10], config=members[0][1], device=torch.device("cpu"))
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .beam import decode_widths
 from .dataset import Part, collate, encode_part
 from .programs import tokens_to_program
 
@@ -101,8 +103,6 @@ def decode_ensemble(members: Sequence[tuple[Any, dict[str, Any]]], examples: Seq
     """Programs of ``examples`` at each width, decoded by the ensemble of ``members`` ((model, its config)
     pairs; each config says how that model reads problems). ``config`` gives ``max_decode_len``,
     ``beam_mode`` and ``eval_batch_size``; ``parts``: the examples already encoded by each member."""
-    from .beam import decode_widths
-
     ens = Ensemble([m for m, _ in members]).eval()
     if parts is None:
         parts = [encode_part("eval", list(examples), m.meta, cfg, source=source, device=device)

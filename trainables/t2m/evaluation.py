@@ -4,9 +4,10 @@ What ``mathtune evaluate`` and ``mathtune score`` run:
 
 * :func:`find_checkpoint`: a checkpoint folder (``state.pt`` + ``config.json``), a ``mathtune train``
   output folder (its ``best/``), a Tune trial folder (the ``checkpoint_*`` whose own epoch scored
-  best on the family's validation metric), or ``pretrained:NAME``, a model shipped in the package;
-* :func:`load_trained`: family, config and model from a checkpoint folder alone (the model's state
-  carries its vocabularies);
+  best on the family's validation metric, :func:`~mathtune.trainables.checkpoints.best_checkpoint`), or
+  ``pretrained:NAME``, a model shipped in the package;
+* :func:`vocabularies_of`: what :func:`~mathtune.trainables.checkpoints.load_trained` needs to rebuild a
+  text-to-program model from its checkpoint folder alone (the model's state carries its vocabularies);
 * :func:`evaluate_file`: decode a COL775 or original-MathQA file at several beam widths and score it;
   the prediction items are the file's own objects plus ``predicted`` (and ``answer`` where the file
   had none), the scorer input format;
@@ -15,30 +16,33 @@ What ``mathtune evaluate`` and ``mathtune score`` run:
 Example::
 
     ckpt = find_checkpoint("runs/t2m-attn")
-    family, config, model = load_trained(ckpt)
-    out = evaluate_file(family, config, model, "test.json", widths=[1, 10])
+    trained = load_trained(ckpt, data=vocabularies_of)
+    out = evaluate_file(trained.family, trained.config, trained.model, "test.json", widths=[1, 10])
     out.scores[10].execution_accuracy
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..base import ConfigError
+from ..checkpoints import best_checkpoint, run_checkpoint
+from ..device import resolve_device
+from ..errors import CheckpointError
 from ..loop import CHECKPOINT_FILE, load_state_file
-from ..metrics import is_better
 from ..registry import get_family
 from .data import DataError, load_split
 from .dataset import T2MData, encode_part
+from .decoding import decode_part
+from .ensemble import decode_ensemble
 from .models import meta_of_state
 from .scoring import ScoreResult, score_items
 from .shipped import PREFIX, resolve_pretrained
 
-__all__ = ["find_checkpoint", "load_state", "load_trained", "evaluate_file", "EvalOutput", "read_predictions",
+__all__ = ["find_checkpoint", "load_state", "vocabularies_of", "evaluate_file", "EvalOutput", "read_predictions",
            "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("Problem", "linear_formula", "answer", "predicted")
@@ -49,78 +53,43 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return load_state_file(ckpt / CHECKPOINT_FILE)
 
 
-def _state_meta(ckpt: Path) -> dict[str, Any]:
-    state = load_state(ckpt)
+def _meta(model_state: dict[str, Any], where: Path) -> dict[str, Any]:
     try:
-        return meta_of_state(state["model"])
+        return meta_of_state(model_state)
     except (KeyError, ValueError):
-        raise ConfigError(f"{ckpt}: not a text-to-program checkpoint (its model state has no vocabularies)") from None
+        raise ConfigError(f"{where}: not a text-to-program checkpoint (its model state has no vocabularies)") from None
 
 
-def _epoch_value(ckpt: Path, metric: str) -> float:
+def vocabularies_of(config: dict[str, Any], model_state: dict[str, Any]) -> T2MData:
+    """The data a text-to-program model is built with when it is rebuilt from its checkpoint alone: the
+    vocabularies its state carries, no problems (``data=`` of :func:`~mathtune.trainables.checkpoints.load_trained`;
+    the problems to decode come from a data file, :func:`evaluate_file`)."""
     try:
-        history = json.loads((ckpt / "metrics.json").read_text()).get("history") or []
-        value = float(history[-1][metric])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return float("nan")
-    return value
+        return T2MData(meta=meta_of_state(model_state), parts={})
+    except (KeyError, ValueError):
+        raise ConfigError("not a text-to-program checkpoint (its model state has no vocabularies)") from None
 
 
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder to use for ``path`` (see the module docstring); ``pretrained:NAME`` is a model
-    shipped inside the package (:mod:`.shipped`)."""
+    shipped inside the package (:mod:`.shipped`). Anything else is a one-line :class:`CheckpointError`."""
     if str(path).startswith(PREFIX):
         return resolve_pretrained(path)
     p = Path(path)
     if not p.is_dir():
-        raise FileNotFoundError(f"{path}: no such checkpoint or trial folder")
+        raise CheckpointError(f"{path}: no such checkpoint or trial folder")
     if (p / CHECKPOINT_FILE).is_file():
         return p
-    if (p / "best" / CHECKPOINT_FILE).is_file():
-        return p / "best"
+    best = run_checkpoint(p, "best")
+    if best is not None:
+        return best
     ckpts = sorted(d for d in p.glob("checkpoint_*") if (d / CHECKPOINT_FILE).is_file())
     if not ckpts:
-        raise FileNotFoundError(f"{path}: neither a checkpoint folder ({CHECKPOINT_FILE} + config.json) nor a "
-                                f"trial folder with checkpoint_* subfolders")
-    family = get_family(_state_meta(ckpts[-1])["family"])
-    best, best_value = ckpts[-1], None
-    for d in ckpts:
-        v = _epoch_value(d, family.metric)
-        if math.isnan(v):
-            continue
-        if is_better(v, best_value, family.mode):
-            best, best_value = d, v
-    return best
-
-
-def load_trained(ckpt: str | Path, *, overrides: dict[str, Any] | None = None):
-    """(family, config, model in eval mode on the config's device) from a checkpoint folder: its
-    ``state.pt`` and ``config.json`` are all that is read (``overrides`` replace config values)."""
-    ckpt = Path(ckpt)
-    if not (ckpt / CHECKPOINT_FILE).is_file() or not (ckpt / "config.json").is_file():
-        raise FileNotFoundError(f"{ckpt}: a checkpoint folder needs {CHECKPOINT_FILE} and config.json")
-    state = load_state(ckpt)
-    try:
-        config = json.loads((ckpt / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{ckpt / 'config.json'}: cannot read: {exc}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{ckpt / 'config.json'}: expected a JSON object of parameter values")
-    try:
-        meta = meta_of_state(state["model"])
-    except (KeyError, ValueError):
-        raise ConfigError(f"{ckpt}: not a text-to-program checkpoint (its model state has no vocabularies)") from None
-    family = get_family(meta["family"])
-    known = family.all_params()
-    config = family.make_config({**{k: v for k, v in config.items() if k in known}, **(overrides or {})},
-                                where=str(ckpt / "config.json"))
-    from ..device import resolve_device
-    from ..loop import set_threads
-
-    set_threads(config)
-    model = family.build_model(config, T2MData(meta=meta, parts={}))
-    model.load_state_dict(state["model"])
-    return family, config, model.to(resolve_device(config)).eval()
+        raise CheckpointError(f"{path}: neither a checkpoint folder ({CHECKPOINT_FILE} + config.json) nor a "
+                              f"trial folder with checkpoint_* subfolders")
+    family = get_family(_meta(load_state(ckpts[-1])["model"], ckpts[-1])["family"])
+    chosen, _ = best_checkpoint(p, family.metric, family.mode)
+    return chosen if chosen is not None else ckpts[-1]
 
 
 @dataclass
@@ -137,9 +106,6 @@ def evaluate_file(family, config: dict[str, Any], model, data_file: str | Path, 
     """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them.
     With ``ensemble`` ((model, config) pairs) those models decode beside ``model`` as one (see
     :mod:`.ensemble`)."""
-    from ..device import resolve_device
-    from .family import decode_part
-
     path = Path(data_file)
     examples = load_split(path)
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -149,8 +115,6 @@ def evaluate_file(family, config: dict[str, Any], model, data_file: str | Path, 
         raise DataError(f"{path}: no problems to evaluate")
     device = resolve_device(config)
     if ensemble:
-        from .ensemble import decode_ensemble
-
         preds = decode_ensemble([(model, config), *ensemble], examples, widths=widths, config=config,
                                 device=device, source=path.name)
     else:

@@ -30,22 +30,26 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 
 from ..base import ConfigError, Family, Param
 from ..device import bf16_autocast_works, resolve_device
-from .beam import MODES, decode_widths
-from .dataset import Part, T2MData, build_t2m_data, eval_batches, train_batches
+from .attention import attention_figures
+from .beam import MODES
+from .breakdown import accuracy_breakdown, breakdown_figure
+from .dataset import T2MData, build_t2m_data, train_batches
+from .decoding import decode_part, score_part
+from .evaluation import find_checkpoint, load_state
 from .glove import PACKAGE as GLOVE_PACKAGE
 from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog, TopLayers, meta_of_state
 from .pretrained import BUNDLED as ENCODER_BUNDLED
-from .programs import tokens_to_program
-from .scoring import score_items
+from .pretrained import fresh_encoder
 
-__all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT", "decode_part", "score_part"]
+__all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT"]
 
+NO_ATTENTION = "none"  # t2m-attn's attention_style that builds t2m-lstm's decoder
 DATA_HELP = "empty = {name} in $MATHTUNE_MATHQA, else in ../shared/data/mathqa/col775 beside the project"
 
 T2M_PARAMS: dict[str, Param] = {
@@ -104,8 +108,10 @@ ATTENTION: dict[str, Param] = {
     "attention_style": Param("bahdanau", "bahdanau: additive attention from the previous decoder state, fed to the "
                                          "LSTM (the reference; a Python loop over steps); luong: multiplicative "
                                          "attention from the LSTM output, fed to the output layer only, so teacher "
-                                         "forcing 1.0 trains all steps in one fused pass (several times faster)",
-                             str, choices=ATTENTION_STYLES),
+                                         "forcing 1.0 trains all steps in one fused pass (several times faster); "
+                                         "none: no attention, the t2m-lstm model (so one search space can choose "
+                                         "between them)",
+                             str, choices=(*ATTENTION_STYLES, NO_ATTENTION)),
 }
 
 BERT: dict[str, Param] = {
@@ -133,10 +139,12 @@ class T2MFamily(Family):
         raise NotImplementedError
 
     def build_model(self, config: dict[str, Any], data: T2MData) -> Seq2Prog:
+        style = config.get("attention_style", "bahdanau")
         return Seq2Prog(data.meta, self.make_encoder(config, data), emb=config["dec_emb"],
                         hidden=config["dec_hidden"], layers=config["dec_layers"], dropout=config["dropout"],
-                        attention=self.attention, copy=config["copy"], constrained=config["constrained"],
-                        attention_style=config.get("attention_style", "bahdanau"))
+                        attention=self.attention and style != NO_ATTENTION, copy=config["copy"],
+                        constrained=config["constrained"],
+                        attention_style="bahdanau" if style == NO_ATTENTION else style)
 
     def batches(self, data, config, generator, device):
         return train_batches(data.parts["train"], config["batch_size"], generator, device)
@@ -207,8 +215,6 @@ class T2MFamily(Family):
         source = config.get("init_from") or ""
         if not source:
             return None
-        from .evaluation import find_checkpoint, load_state
-
         ckpt = find_checkpoint(source)
         state = load_state(ckpt)["model"]
         try:
@@ -237,9 +243,6 @@ class T2MFamily(Family):
         """``mathtune report`` views: validation scores by beam width (1, 5, 10) and by the gold program's
         number of operations (``breakdown.py``), then attention heat maps of 3 validation problems spread
         over the part, decoded greedily (``attention.py``; none when the decoder has no attention)."""
-        from .attention import attention_figures
-        from .breakdown import accuracy_breakdown, breakdown_figure
-
         figures: dict[str, Any] = {}
         part = data.parts.get("val")
         if part is not None and len(part):
@@ -277,6 +280,7 @@ class T2MAttn(_GloveFamily):
     name = "t2m-attn"
     description = "MathQA problem -> program: GloVe + BiLSTM encoder, LSTM decoder with Bahdanau attention"
     params = {**T2M_PARAMS, **GLOVE, **ATTENTION}
+    builds_families = ("t2m-lstm",)  # attention_style none
 
 
 class T2MBertFrozen(T2MFamily):
@@ -305,8 +309,6 @@ class T2MBertFT(T2MFamily):
               "batch_size": Param(16, "training batch size", int, 1, 65_536)}
 
     def make_encoder(self, config, data):
-        from .pretrained import fresh_encoder
-
         if data.meta.get("frozen_layers"):
             return TopLayers(fresh_encoder(config["encoder"]), int(config["finetune_layers"]))
         return PretrainedEncoder(fresh_encoder(config["encoder"]))
@@ -316,31 +318,3 @@ class T2MBertFT(T2MFamily):
         ids = {id(p) for p in enc}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
         return torch.optim.Adam([{"params": enc, "lr": config["encoder_lr"]}, {"params": rest, "lr": config["lr"]}])
-
-
-# ---------------------------------------------------------------------------------------------- decoding
-@torch.no_grad()
-def decode_part(model: Seq2Prog, part: Part, *, widths: Sequence[int], config: dict[str, Any],
-                device: torch.device, with_loss: bool = True) -> tuple[dict[int, list[str]], float]:
-    """Predicted programs of every problem of ``part`` at each width, and the teacher-forced validation
-    loss (mean per scored token; NaN without ``with_loss``). Nested beams decode all widths in one pass."""
-    model.eval()
-    widths = sorted(set(int(w) for w in widths))
-    vocab, max_len, mode = model.vocab, config["max_decode_len"], config["beam_mode"]
-    preds: dict[int, list[str]] = {w: [""] * len(part) for w in widths}
-    total, count = 0.0, 0
-    for rows, batch in eval_batches(part, config["eval_batch_size"], device):
-        start = model.start(batch)
-        if with_loss:
-            s, n = model.token_losses(model.teacher_forced(*start, batch["tgt"]), batch["tgt"])
-            total, count = total + float(s), count + int(n)
-        out = decode_widths(model, widths, max_len, mode=mode, start=start)
-        for w, decoded in out.items():
-            for r, ids in zip(rows, decoded.tokens):
-                preds[w][int(r)] = tokens_to_program(vocab.decode(ids))
-    return preds, (total / count if count else float("nan"))
-
-
-def score_part(part: Part, predictions: Sequence[str]):
-    """Course scores (percent) of ``predictions`` for the problems of ``part``."""
-    return score_items([ex.to_item(p) for ex, p in zip(part.examples, predictions)])

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import state_meta
 from .data import Vocab
 from .programs import GrammarState, TokenTable, advance, allowed_tokens, initial_state
 
@@ -326,10 +327,11 @@ def record_attention(model: "Seq2Prog") -> Iterator[list[torch.Tensor]]:
 
 
 def meta_of_state(model_state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The metadata (family, vocabularies) stored in a model state dict."""
-    if "meta_json" not in model_state:
+    """The metadata (family, vocabularies) stored in a model state dict (ValueError for another model's)."""
+    meta = state_meta(model_state)
+    if meta is None:
         raise ValueError("not a text-to-program model state (no meta_json)")
-    return json.loads(bytes(model_state["meta_json"].cpu().numpy().tobytes()).decode("utf-8"))
+    return meta
 
 
 class Seq2Prog(nn.Module):

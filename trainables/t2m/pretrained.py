@@ -24,6 +24,7 @@ import torch
 
 from ..atomic import atomic_file
 from ..base import ConfigError
+from ..cache import default_cache_dir
 
 __all__ = ["BUNDLED", "resolve_encoder", "load_encoder", "fresh_encoder", "wordpiece_inputs", "encoder_states",
            "cached_encoder_states", "states_cache_key", "num_layers"]
@@ -178,8 +179,6 @@ def cached_encoder_states(model, ids: Sequence[np.ndarray], *, cache_dir: str | 
     ``$MATHTUNE_CACHE``, else ``~/.cache/mathtune``; folder ``encoder_states``): every trial and every later
     run on the same problems and encoder reads the states instead of recomputing them. Returns (flat,
     offsets, whether they came from the cache). An unreadable entry is recomputed and rewritten."""
-    from ..cache import default_cache_dir
-
     key = states_cache_key(model, ids, layer=layer)
     path = default_cache_dir(cache_dir) / "encoder_states" / f"{key}.npz"
     if path.is_file():

@@ -1,7 +1,7 @@
 """Trained text-to-program models that ship inside the package: ``pretrained:NAME`` checkpoints.
 
-A shipped model is a folder under ``trainables/weights/NAME/`` holding what :func:`~.evaluation.load_trained`
-reads (``state.pt`` with the model's state dict in float16, its vocabularies included, and ``config.json``)
+A shipped model is a folder under ``trainables/weights/NAME/`` holding what
+:func:`~mathtune.trainables.checkpoints.load_trained` reads (``state.pt`` with the model's state dict in float16, its vocabularies included, and ``config.json``)
 plus ``model.json``: the family, the command that trained it, and the figures measured *with the shipped
 file itself* (dev execution accuracy and exact match per beam width, on all of dev and on its first 200
 problems, with the data file's md5).
@@ -12,9 +12,10 @@ Use it wherever a checkpoint is accepted::
 
 Or from Python::
 
+    from mathtune.trainables.checkpoints import load_trained
     from mathtune.trainables.t2m.shipped import resolve_pretrained
-    from mathtune.trainables.t2m.evaluation import evaluate_file, load_trained
-    family, config, model = load_trained(resolve_pretrained("pretrained:t2m"))
+    from mathtune.trainables.t2m.evaluation import evaluate_file, vocabularies_of
+    family, config, model, _ = load_trained(resolve_pretrained("pretrained:t2m"), data=vocabularies_of)
     out = evaluate_file(family, config, model, "dev.json", widths=[10])
 
 :func:`export_model` writes such a folder from any checkpoint; ``mathtune ship NAME RUN --weights NAME``
