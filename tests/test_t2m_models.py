@@ -21,25 +21,12 @@ from mathtune.trainables.t2m.models import record_attention
 from mathtune.trainables.t2m.programs import program_to_tokens, tokens_to_program
 from mathtune.trainables.t2m.scoring import exact_match
 
-COL775 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mathqa" / "col775"
+from .t2m_fixtures import COL775, one_thread, real_data  # noqa: F401  (autouse fixtures)
+
 CPU = torch.device("cpu")
 TINY = {"limit_train": 64, "limit_dev": 32, "epochs": 1, "threads": 1, "device": "cpu", "dec_emb": 16,
         "dec_hidden": 32, "beam_width": 3, "max_decode_len": 40, "batch_size": 16}
 TINY_GLOVE = {"emb": 16, "hidden": 32}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def real_data():
-    if not (COL775 / "train.json").is_file() or not (COL775 / "dev.json").is_file():
-        pytest.skip(f"real COL775 files not found in {COL775} (see shared/data/PROVENANCE.md)")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_config(family: str, **extra):

@@ -45,9 +45,10 @@ def check_members(models: Sequence[Any]) -> None:
 @dataclass
 class EnsembleMemory:
     """The members' memories side by side (``states`` and ``num_count`` are the first member's, for the
-    batch size, device and grammar)."""
+    batch size, device and grammar) and how many tensors of the flat decoder state each member owns."""
 
     members: list
+    sizes: tuple[int, ...]
 
     @property
     def states(self) -> torch.Tensor:
@@ -58,12 +59,13 @@ class EnsembleMemory:
         return self.members[0].num_count
 
     def repeat(self, width: int) -> "EnsembleMemory":
-        return EnsembleMemory([m.repeat(width) for m in self.members])
+        return EnsembleMemory([m.repeat(width) for m in self.members], self.sizes)
 
 
 class Ensemble:
-    """Members decode in step; the decoder state is every member's (h, c) in one flat tuple, so the beam's
-    reordering of state rows applies to all of them."""
+    """Members decode in step; the decoder state is every member's state tensors ((h, c) for the token
+    decoder, more for the operation decoder) in one flat tuple, so the beam's reordering of state rows
+    applies to all of them."""
 
     def __init__(self, models: Sequence[Any]):
         check_members(models)
@@ -78,19 +80,21 @@ class Ensemble:
 
     def start_from(self, batches: Sequence[dict[str, torch.Tensor]]):
         """(memory, state) from one collated batch per member (the same problems, in the same order)."""
-        mems, state = [], []
+        mems, state, sizes = [], [], []
         for model, batch in zip(self.models, batches):
-            mem, (h, c) = model.start(batch)
+            mem, own = model.start(batch)
             mems.append(mem)
-            state += [h, c]
-        return EnsembleMemory(mems), tuple(state)
+            state += list(own)
+            sizes.append(len(own))
+        return EnsembleMemory(mems, tuple(sizes)), tuple(state)
 
     def step_logp(self, mem: EnsembleMemory, state, prev: torch.Tensor, grammar):
-        logps, new_state = [], []
-        for i, (model, m) in enumerate(zip(self.models, mem.members)):
-            logp, (h, c) = model.step_logp(m, (state[2 * i], state[2 * i + 1]), prev, grammar)
+        logps, new_state, at = [], [], 0
+        for model, m, size in zip(self.models, mem.members, mem.sizes):
+            logp, own = model.step_logp(m, tuple(state[at:at + size]), prev, grammar)
             logps.append(logp)
-            new_state += [h, c]
+            new_state += list(own)
+            at += size
         if len(logps) == 1:
             return logps[0], tuple(new_state)
         return torch.logsumexp(torch.stack(logps), 0) - self._log_m, tuple(new_state)

@@ -8,8 +8,9 @@ t2m-bert-frozen    pretrained BERT-family encoder, frozen (states computed once 
 t2m-bert-ft        the same encoder fine-tuned with its own learning rate ``encoder_lr``
 =================  =====================================================================
 
-All four decode compact program tokens (``programs.py``) under the grammar (``constrained``), may
-point at the problem's numbers (``copy``), train with teacher forcing ``teacher_forcing`` and are
+All four decode compact program tokens (``programs.py``) under the grammar (``constrained``), one
+decoder step per token or, with ``decoder: op``, per operation (``opdecoder.py``), may point at the
+problem's numbers (``copy``), train with teacher forcing ``teacher_forcing`` and are
 scored with the course rules (``scoring.py``): ``val_exact_match`` and ``val_exec_acc`` (fractions).
 Each epoch decodes validation greedily; the last epoch of a run decodes at ``beam_width``.
 ``mathtune report`` draws attention heat maps of a few validation problems (``report_figures``).
@@ -44,6 +45,7 @@ from .decoding import decode_part, score_part
 from .evaluation import find_checkpoint, load_state
 from .glove import PACKAGE as GLOVE_PACKAGE
 from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEncoder, Seq2Prog, TopLayers, meta_of_state
+from .opdecoder import DECODERS
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .pretrained import fresh_encoder
 
@@ -69,6 +71,10 @@ T2M_PARAMS: dict[str, Param] = {
     "teacher_forcing": Param(0.9, "probability of feeding the gold previous token in training (else the model's "
                                   "own argmax); 1.0 is fastest, the reference ablated 0.3/0.6/0.9", float, 0.0, 1.0),
     "copy": Param(True, "score n0..nK against the encoder states at the numbers' positions (pointer)", bool),
+    "decoder": Param("token", "token: one decoder LSTM step per program token (the reference models); op: one LSTM "
+                              "step per operation, whose arguments are chosen by pointing at the problem's numbers, "
+                              "constants and earlier steps' result vectors (opdecoder.py); same outputs, grammar "
+                              "and beam search", str, choices=DECODERS),
     "constrained": Param(True, "grammar-constrained outputs: operations take exactly their arguments, nK only "
                                "for numbers the problem has, #k only for finished steps", bool),
     "beam_width": Param(10, "beam width of the final evaluation of a run (earlier epochs decode greedily); "
@@ -139,12 +145,15 @@ class T2MFamily(Family):
         raise NotImplementedError
 
     def build_model(self, config: dict[str, Any], data: T2MData) -> Seq2Prog:
+        """The model of ``config``; the decoder kind a checkpoint's state records (``data`` from
+        :func:`~.evaluation.vocabularies_of`) wins over the configuration's."""
         style = config.get("attention_style", "bahdanau")
         return Seq2Prog(data.meta, self.make_encoder(config, data), emb=config["dec_emb"],
                         hidden=config["dec_hidden"], layers=config["dec_layers"], dropout=config["dropout"],
                         attention=self.attention and style != NO_ATTENTION, copy=config["copy"],
                         constrained=config["constrained"],
-                        attention_style="bahdanau" if style == NO_ATTENTION else style)
+                        attention_style="bahdanau" if style == NO_ATTENTION else style,
+                        decoder=data.meta.get("decoder", config.get("decoder", "token")))
 
     def batches(self, data, config, generator, device):
         return train_batches(data.parts["train"], config["batch_size"], generator, device)
@@ -230,7 +239,7 @@ class T2MFamily(Family):
         missing = [k for k in own if k.startswith("decoder.") and k not in copied]
         if missing:
             raise ConfigError(f"init_from: {ckpt} has another decoder ({missing[0]} differs or is absent; "
-                              f"dec_emb, dec_hidden, dec_layers, copy and attention_style must match)")
+                              f"dec_emb, dec_hidden, dec_layers, copy, attention_style and decoder must match)")
         model.load_state_dict(copied, strict=False)
         kept = sum(v.numel() for v in copied.values())
         total = sum(v.numel() for k, v in own.items() if k != "meta_json")

@@ -18,10 +18,13 @@ number k's input position plus a learned embedding of k; the embedding of an emi
 that encoder state. Without attention the number pointer is the decoder's only access to the encoder
 states beyond the initial state (``copy=False`` gives the plain model).
 
+:class:`~.opdecoder.OpDecoder` (``decoder="op"``) is the same interface with one LSTM step per operation and
+arguments chosen by pointing at numbers, constants and earlier steps' result representations.
+
 :class:`Seq2Prog` ties them together with the grammar (``programs.allowed_tokens``): log-probabilities
 are normalised over allowed tokens only, in training and decoding alike. The model's vocabularies and
-family name live in a byte buffer of its state dict (``meta_json``), so ``state.pt`` plus
-``config.json`` rebuild it.
+family name (and ``decoder`` when it is not the token decoder) live in a byte buffer of its state dict
+(``meta_json``), so ``state.pt`` plus ``config.json`` rebuild it.
 
 :func:`record_attention` collects the decoder's attention weights step by step (report heat maps).
 
@@ -38,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -47,27 +50,12 @@ from torch import nn
 
 from ..checkpoints import state_meta
 from .data import Vocab
+from .memory import Memory
+from .opdecoder import DECODERS, OpDecoder
 from .programs import GrammarState, TokenTable, advance, allowed_tokens, initial_state
 
-__all__ = ["Memory", "GloveEncoder", "PretrainedEncoder", "TopLayers", "CachedStates", "Decoder", "Seq2Prog", "meta_of_state",
-           "record_attention"]
-
-
-@dataclass
-class Memory:
-    """What the decoder reads, one row per hypothesis."""
-
-    states: torch.Tensor                 # (N, L, D) encoder states
-    mask: torch.Tensor                   # (N, L) True at real positions
-    keys: torch.Tensor | None            # (N, L, H) attention keys
-    num_states: torch.Tensor             # (N, K, D) encoder states at number positions
-    num_keys: torch.Tensor | None        # (N, K, H) pointer keys
-    num_count: torch.Tensor              # (N,) numbers the problem has (at most K)
-
-    def repeat(self, width: int) -> "Memory":
-        rep = lambda t: None if t is None else t.repeat_interleave(width, 0)  # noqa: E731
-        return Memory(*(rep(getattr(self, f)) for f in ("states", "mask", "keys", "num_states", "num_keys",
-                                                         "num_count")))
+__all__ = ["Memory", "GloveEncoder", "PretrainedEncoder", "TopLayers", "CachedStates", "Decoder", "OpDecoder",
+           "DECODERS", "Seq2Prog", "meta_of_state", "record_attention"]
 
 
 def _masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -338,8 +326,13 @@ class Seq2Prog(nn.Module):
     """Encoder + decoder + grammar; see the module docstring."""
 
     def __init__(self, meta: dict[str, Any], encoder: nn.Module, *, emb: int, hidden: int, layers: int,
-                 dropout: float, attention: bool, copy: bool, constrained: bool, attention_style: str = "bahdanau"):
+                 dropout: float, attention: bool, copy: bool, constrained: bool, attention_style: str = "bahdanau",
+                 decoder: str = "token"):
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder: {decoder!r} is not one of {', '.join(DECODERS)}")
+        if decoder != "token":  # recorded in the state; token models keep the meta they always had
+            meta = {**meta, "decoder": decoder}
         self.meta = meta
         self.vocab = Vocab.from_dict(meta["program_vocab"])
         table = TokenTable.from_vocab(self.vocab)
@@ -350,9 +343,10 @@ class Seq2Prog(nn.Module):
             self.register_buffer(f"_table_{name}", getattr(table, name), persistent=False)
         self._table = table
         self.encoder = encoder
-        self.decoder = Decoder(table, enc_dim=encoder.out_dim, summary_dim=encoder.summary_dim, emb=emb,
-                               hidden=hidden, layers=layers, dropout=dropout, attention=attention, copy=copy,
-                               attention_style=attention_style)
+        kind = OpDecoder if decoder == "op" else Decoder
+        self.decoder = kind(table, enc_dim=encoder.out_dim, summary_dim=encoder.summary_dim, emb=emb,
+                            hidden=hidden, layers=layers, dropout=dropout, attention=attention, copy=copy,
+                            attention_style=attention_style)
 
     @property
     def table(self) -> TokenTable:
