@@ -96,7 +96,6 @@ def open_dashboard(exp_dir: str | Path, *, port: int = 8080) -> DashboardServer:
     """Bind optuna-dashboard for the experiment's studies on 127.0.0.1:``port`` (0 = any free port).
 
     Raises :class:`SearchError` (one line) when the folder has no study or the port is taken."""
-    import optuna
     import optuna_dashboard
 
     if not 0 <= port <= 65535:

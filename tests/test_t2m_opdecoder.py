@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,13 +12,12 @@ import torch
 from mathtune.search.cli import main
 from mathtune.trainables import get_family, train
 from mathtune.trainables.checkpoints import load_trained
-from mathtune.trainables.t2m.beam import beam_search, greedy_decode, sequence_logprob
+from mathtune.trainables.t2m.beam import greedy_decode
 from mathtune.trainables.t2m.data import load_split
 from mathtune.trainables.t2m.dataset import collate, encode_part
 from mathtune.trainables.t2m.decoding import decode_part, score_part
 from mathtune.trainables.t2m.ensemble import decode_ensemble
 from mathtune.trainables.t2m.evaluation import find_checkpoint, vocabularies_of
-from mathtune.trainables.t2m.executor import OPERATIONS
 from mathtune.trainables.t2m.models import Decoder, OpDecoder, Seq2Prog, record_attention
 from mathtune.trainables.t2m.programs import CONST, NUM, OP, REF
 
