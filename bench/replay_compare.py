@@ -8,9 +8,9 @@ that never reached a target ranks slower than every search that did).
 
 Example::
 
-    python bench/search_efficiency.py --replay bench/replay-table.parquet --methods d --seeds $(seq 0 19) \\
+    python bench/search_efficiency.py --replay bench/results/replay-table.parquet --methods d --seeds $(seq 0 19) \\
         --num-samples 32 --grace-period 1 --out replay-g1.json
-    python bench/replay_compare.py --base bench/replay-results-32.json.gz "grace 1"=replay-g1.json
+    python bench/replay_compare.py --base bench/results/replay-results-32.json.gz "grace 1"=replay-g1.json
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _median(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", default="bench/replay-results-32.json.gz", help="saved replays with (a) and (d)")
+    parser.add_argument("--base", default="bench/results/replay-results-32.json.gz", help="saved replays with (a) and (d)")
     parser.add_argument("variants", nargs="+", metavar="LABEL=FILE", help="a replay of (d) with other settings")
     args = parser.parse_args()
     by = {(r["method"], r["seed"]): r for r in _load(args.base)}

@@ -23,13 +23,13 @@ Replayed searches (learning curves recorded once, then searched many times in mi
     # 1. record: a grid search without early stopping over bench/replay-grid.yaml, then its table
     mathtune search bench/replay-grid.yaml --sampler grid --scheduler none --num-samples 144 --max-concurrent 1 \
         --name replay-table
-    python bench/search_efficiency.py --record runs/replay-table --table bench/replay-table.parquet
+    python bench/search_efficiency.py --record runs/replay-table --table bench/results/replay-table.parquet
     # 2. replay the four methods on 20 paired seeds through the real engine (family replay-arith-text2text)
-    python bench/search_efficiency.py --replay bench/replay-table.parquet --seeds $(seq 0 19) --num-samples 32
+    python bench/search_efficiency.py --replay bench/results/replay-table.parquet --seeds $(seq 0 19) --num-samples 32
     # 3. how often the table's curves cross (what a late-bloomer hedge has to survive)
-    python bench/search_efficiency.py --crossing bench/replay-table.parquet
+    python bench/search_efficiency.py --crossing bench/results/replay-table.parquet
     # 4. faithfulness: one real search of (d) against its replay, same seed
-    python bench/search_efficiency.py --faithful bench/replay-table.parquet --seeds 0 --num-samples 16
+    python bench/search_efficiency.py --faithful bench/results/replay-table.parquet --seeds 0 --num-samples 16
 
 In a replay the clock is the recorded seconds of every epoch a search ran (``recorded_total_s`` summed over
 its trials), not the replay's wall time; targets are the best validation values of the table's top 1% and
@@ -449,7 +449,7 @@ def main() -> None:
                                                             "space whose warm-start points are exactly those")
     parser.add_argument("--space-out", default="missing.yaml", help="--missing: the space file to write")
     parser.add_argument("--record", metavar="EXP", help="write the finished grid search EXP as a table (--table)")
-    parser.add_argument("--table", default="bench/replay-table.parquet", help="table file --record writes")
+    parser.add_argument("--table", default="bench/results/replay-table.parquet", help="table file --record writes")
     parser.add_argument("--replay", metavar="TABLE", help="replayed searches over TABLE (every method x seed)")
     parser.add_argument("--faithful", metavar="TABLE", help="one real search of (d) on TABLE's grid and its replay, "
                                                             "the first seed of --seeds")

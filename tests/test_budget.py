@@ -1,5 +1,5 @@
 """``--budget``: a wall-clock budget ends a real search, no trial starts that cannot finish, and a resumed
-search keeps counting. Trials replay the recorded table ``bench/replay-table.parquet`` (the real engine,
+search keeps counting. Trials replay the recorded table ``bench/results/replay-table.parquet`` (the real engine,
 searcher, ASHA and Tune; each epoch sleeps a fixed share of its recorded time)."""
 
 import json
@@ -19,7 +19,7 @@ from mathtune.search.budget import BudgetError, format_budget, parse_duration
 
 from .conftest import MATHTUNE, ROOT
 
-TABLE = ROOT / "bench" / "replay-table.parquet"
+TABLE = ROOT / "bench" / "results" / "replay-table.parquet"
 
 
 def _replay_space(tmp_path: Path, *, time_scale: float) -> str:
