@@ -1,4 +1,4 @@
-"""Experiment folder -> tidy tables (Parquet) -> comparison tables, plots, importance, error analysis, report.
+"""Experiment folder -> tidy tables (Parquet) -> comparison tables, plots, importance, family views, report.
 
 Example::
 
@@ -11,7 +11,6 @@ Example::
 """
 
 from .best import BestError, best_config, write_best
-from .errors import ArithErrors, arith_errors
 from .importance import Importance, StudyInfo, load_studies, param_importances
 from .plots import importance_plot, learning_curves, metric_vs_params, optimisation_history
 from .reference import load_reference, versus_reference
@@ -32,7 +31,7 @@ __all__ = [
     # plots, studies, family views
     "learning_curves", "metric_vs_params", "optimisation_history", "importance_plot",
     "StudyInfo", "Importance", "load_studies", "param_importances",
-    "ArithErrors", "arith_errors", "View", "family_views",
+    "View", "family_views",
     # report and best config
     "Report", "Section", "build_report", "write_report", "markdown_report", "FORMATS",
     "best_config", "write_best", "BestError",

@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from mathtune.trainables.atomic import atomic_file
 from mathtune.trainables.metrics import sign
+from mathtune.trainables.reportviews import PALETTE  # shared with the families' own report figures
 
 from .importance import Importance, StudyInfo, history_points
 from .tables import best_rows, is_rate, metric_label
@@ -31,7 +32,6 @@ from .tidy import CONFIG_PREFIX, Tables
 __all__ = ["learning_curves", "metric_vs_params", "optimisation_history", "importance_plot", "save_figure",
            "PALETTE"]
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 GREY = "#b0b0b0"
 DPI = 100
 

@@ -90,6 +90,15 @@ def _family_metric(family: str | None, history: list[dict]) -> tuple[str, str]:
         return (keys[0] if keys else "val_loss"), ("max" if keys else "min")
 
 
+def _decode_params(family: str | None) -> tuple[str, ...]:
+    """The family's decode-time settings (a run records the one each epoch decoded at, e.g. ``val_<setting>``);
+    none for a family not installed here."""
+    try:
+        return tuple(get_family(family).decode_params)
+    except Exception:  # noqa: BLE001 - an unknown family: no setting to tell apart from its figures
+        return ()
+
+
 def _curves(history: pd.DataFrame, metric: str, best_epoch: int | None, title: str, path: Path) -> Path | None:
     if "epoch" not in history or history.empty:
         return None
@@ -141,7 +150,7 @@ def build_run_report(folder: str | Path, out: Path):
     if best_row is not None:
         rows.append({"epoch": f"selected ({int(best_row['epoch'])})", **{k: best_row.get(k) for k in shown}})
     rows.append({"epoch": f"last ({last.get('epoch', '-')})", **{k: last.get(k) for k in shown}})
-    percent = {k for k in shown if not k.endswith(("loss", "beam_width"))}
+    percent = {k for k in shown if not k.endswith(("loss", *_decode_params(run["family"])))}  # settings: as is
     head.tables.append(Table("run-figures", "Selected and last epoch", pd.DataFrame(rows), percent=percent))
     files = out / FILES_DIR
     curve = _curves(history, metric, int(best_row["epoch"]) if best_row is not None else None,

@@ -7,8 +7,8 @@ row's ``match`` keys, keeps the one with the best validation figure (never test)
 the reference's own metric, its whole-answer exact match, its file and how it was selected. A row that no
 shipped configuration answers says "not run". A figure that is a mean over training seeds carries its spread
 (``figure.seeds``: ``{metric: [values...]}``), and a configuration that uses supervision the reference's model
-did not have (img2text's per-image reading head, text2img's answer-character head: ``aux_weight`` > 0)
-names it and, when one is shipped, shows the best end-to-end figure without it beside it.
+did not have (what its family's ``Family.extra_supervision`` names, e.g. an auxiliary head) names it and, when
+one is shipped, shows the best end-to-end figure without it beside it.
 
 Example::
 
@@ -39,8 +39,6 @@ __all__ = ["CONFIGS_DIR", "ShippedConfig", "load_shipped", "shipped_versus_refer
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "trainables" / "configs"
 NOT_RUN = "not run"
-AUX_NOTE = {"arith-img2text": "a per-image reading head (aux_weight)",
-            "arith-text2img": "an answer-character head (aux_weight)"}
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,9 @@ class ShippedConfig:
         return metric, self.value(metric)
 
     @property
-    def auxiliary(self) -> bool:
-        return float(self.config.get("aux_weight") or 0.0) > 0.0
+    def extra_supervision(self) -> str | None:
+        """What this configuration trains with that the reference's model did not have (its family says), or None."""
+        return get_family(self.family).extra_supervision(self.config)
 
     def value(self, metric: str) -> float:
         v = self.figure.get(metric)
@@ -119,7 +118,8 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
             continue
         candidates = [c for c in shipped if _matches(c, family, ref.get("match") or {})]
         best = _best(candidates)
-        plain = _best([c for c in candidates if not c.auxiliary]) if best is not None and best.auxiliary else None
+        extra = best.extra_supervision if best is not None else None
+        plain = _best([c for c in candidates if c.extra_supervision is None]) if extra else None
         for metric, ref_value in ref["figures"].items():
             row = {"family": family, "reference setting": ref["setting"], "metric": metric_label(metric),
                    "reference": float(ref_value), "ours": NOT_RUN, "difference": math.nan,
@@ -129,12 +129,11 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
                 ours = best.value(metric)
                 sel_metric, sel_value = best.selection
                 notes = []
-                if best.auxiliary:
+                if extra:
                     without = (f"; without it: {100 * plain.value(metric):.2f}%, test exact match "
                                f"{100 * plain.value('test_exact_match'):.2f}% ({plain.path.name})"
                                if plain is not None and not math.isnan(plain.value(metric)) else "; none shipped without it")
-                    notes.append(f"uses {AUX_NOTE.get(family, 'an auxiliary head')} the reference's model did not "
-                                 f"have{without}")
+                    notes.append(f"uses {extra} the reference's model did not have{without}")
                 if ref.get("context"):
                     notes.append(ref["context"])
                 row.update({

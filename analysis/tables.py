@@ -320,10 +320,22 @@ def trial_overview(tables: Tables, experiment: str) -> Table:
         note=f"Resources per trial: {res.get('cpu', '-')} CPU, {res.get('gpu', '-')} GPU.")
 
 
+def _report_metrics(family: str | None) -> tuple[tuple[str, str], ...]:
+    """The family's extra test metrics for the summary, (metric, column); none for a family not installed here."""
+    try:
+        return tuple(get_family(family).report_metrics)
+    except Exception:  # noqa: BLE001 - a family not installed here: its rows show the common columns only
+        return ()
+
+
 def family_summary(tables: Tables) -> Table:
-    """One row per family: experiments, trials by status, time, and the best result per factor value."""
+    """One row per family: experiments, trials by status, time, and the best result per factor value, with the
+    test metrics each family declares (``Family.report_metrics``) beside its selection metric's."""
     rows = []
-    for family in sorted({m.get("family") for m in tables.metas.values()}, key=str):
+    families = sorted({m.get("family") for m in tables.metas.values()}, key=str)
+    extra = {family: _report_metrics(family) for family in families}
+    extra_columns = list(dict.fromkeys(column for family in families for _, column in extra[family]))
+    for family in families:
         exps = [e for e, m in tables.metas.items() if m.get("family") == family]
         for exp in exps:
             meta = tables.metas[exp]
@@ -334,6 +346,7 @@ def family_summary(tables: Tables) -> Table:
             best = best_rows(tables, exp, [CONFIG_PREFIX + f for f in factors])
             statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
             for _, row in (best.iterrows() if len(best) else iter([(None, None)])):
+                shown = {column: row.get(f"best_{m}") if row is not None else math.nan for m, column in extra[family]}
                 rows.append({
                     "family": family, "experiment": exp,
                     "factors": row["factors"] if row is not None else "-",
@@ -344,15 +357,14 @@ def family_summary(tables: Tables) -> Table:
                     "selection metric": metric,
                     "best val": row.get(f"best_{metric}") if row is not None else math.nan,
                     "its test": row.get(f"best_{test}") if row is not None else math.nan,
-                    "test per-char": row.get("best_test_char_acc") if row is not None else math.nan,
+                    **{column: shown.get(column, math.nan) for column in extra_columns},
                     "trial hours": float(frame["wall_time_s"].fillna(0).sum() / 3600) if len(frame) else 0.0,
                 })
     frame = pd.DataFrame(rows, columns=["family", "experiment", "factors", "trials",
                                         "finished / stopped / errored / running", "selection metric", "best val",
-                                        "its test", "test per-char", "trial hours"])
-    if frame["test per-char"].isna().all():
-        frame = frame.drop(columns=["test per-char"])
-    pct = {"test per-char"}
+                                        "its test", *extra_columns, "trial hours"])
+    frame = frame.drop(columns=[c for c in extra_columns if frame[c].isna().all()])
+    pct = {column for family in families for m, column in extra[family] if is_rate(m)}
     if all(is_rate(m.get("metric", "")) for m in tables.metas.values()):
         pct |= {"best val", "its test"}
     return Table("family-summary", "Family-by-family summary", frame, percent=pct,

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mathtune.analysis import (Tables, arith_errors, best_per_factor, family_summary, family_views,
-                               importance_plot, learning_curves, load_studies, load_tables, metric_vs_params,
-                               optimisation_history, param_importances, per_param_value, top_k, versus_reference,
-                               write_report)
+from mathtune.analysis import (Tables, best_per_factor, family_summary, family_views, importance_plot,
+                               learning_curves, load_studies, load_tables, metric_vs_params, optimisation_history,
+                               param_importances, per_param_value, top_k, versus_reference, write_report)
 from mathtune.search import SearchOptions, run_search
 from mathtune.search.cli import main
 from mathtune.analysis.store import journal_url, open_study_storage
+from mathtune.trainables.arith.errors import arith_errors
 
 from .browser import CHROMIUM, load_page
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mathtune.analysis import load_trials
+from mathtune.analysis.plots import save_figure
 
 from mathtune.search import SearchOptions, run_search
 from mathtune.spaces import load_space
@@ -19,6 +20,7 @@ from mathtune.trainables.arith.data import ALPHABET, build_arith
 from mathtune.trainables.arith.image_family import shift_images, warp_images
 from mathtune.trainables.arith.img_models import IMG2TEXT_SEED, TEXT2IMG_SEED
 from mathtune.trainables.arith.mnist import IMAGES_FILE, load_mnist
+from mathtune.trainables.arith.views import grid_view
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 CONFIGS = Path(__file__).resolve().parents[1] / "trainables" / "configs"
@@ -504,18 +506,14 @@ def test_tiny_text2img_search_end_to_end(ray_session, tmp_path, t2i):
 
 @needs_mnist
 def test_report_grid_view_shows_generated_answers_and_what_is_read(t2i, tmp_path):
-    """The report's generated-answers view, through the Family hooks (generate, predict): a grid PNG of the
-    true answer images, captioned with what the classifier reads; families without images get none."""
-    import pandas as pd
-
-    from mathtune.analysis.views import _grid_view
-
+    """The report's generated-answers view, through the arith family hooks (generate, predict): a grid PNG of
+    the true answer images, captioned with what the classifier reads; families without images get none."""
     fam, cfg, data = t2i
     assert fam.has_report_views() and fam.arithmetic_answers
-    view = _grid_view(fam, _TrueAnswers(data), data, "cpu", pd.Series({"checkpoint_epoch": 1}), tmp_path, "t2i",
-                      "tiny")
-    assert view is not None and view.figures and view.figures[0][0].is_file()
-    assert "with what the digit classifier reads" in view.figures[0][1]
+    view = grid_view(fam, _TrueAnswers(data), data, torch.device("cpu"), name="t2i", title="tiny")
+    assert view is not None and view.figures and view.figures[0].name == "t2i-generated"
+    assert save_figure(view.figures[0].figure, tmp_path / "t2i-generated.png").is_file()
+    assert "with what the digit classifier reads" in view.figures[0].caption
     t2t = get_family("arith-text2text")
     assert t2t.generate(None, None, "test", torch.device("cpu")) is None
     assert not get_family("replay-arith-text2text").has_report_views()

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Iterable
 import torch
 
 from .errors import MathtuneError
+from .reportviews import ReportFigure, ReportView
 
 __all__ = ["ConfigError", "Family", "Param", "Batch"]
 
@@ -218,28 +219,44 @@ class Family(abc.ABC):
         """One line saying what data a run uses (printed and recorded with metrics)."""
         return ""
 
-    # ----------------------------------------------------------------- report hooks (analysis/views.py)
-    #: the report's arithmetic error analysis applies: :meth:`predict` returns numbers as strings, for data
-    #: with ``queries``, ``answers`` and ``part(name)`` (the arith families)
-    arithmetic_answers: ClassVar[bool] = False
+    # ----------------------------------------------------------------- what the reports show
+    #: test metrics the report's family summary shows beside the selection metric's test figure, as
+    #: (metric, column title) pairs, e.g. ``(("test_char_acc", "test per-char"),)``; reported only, like every test_*
+    report_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
 
-    def predict(self, model: torch.nn.Module, data: Any, part: str, device: torch.device) -> list[str] | None:
-        """Decoded answers as strings for one part of the data (``"val"`` or ``"test"``), or None (the default)
-        for a family whose outputs are not strings."""
+    @classmethod
+    def extra_supervision(cls, config: dict[str, Any]) -> str | None:
+        """What ``config`` trains with beyond the task's own answers, that the reference reports' models did not
+        have (e.g. an auxiliary head), as a phrase for ``mathtune reference`` ("a per-image reading head
+        (aux_weight)"), or None (the default) for nothing more. A shipped configuration that names some is
+        shown beside the best one shipped without it."""
         return None
 
-    def generate(self, model: torch.nn.Module, data: Any, part: str, device: torch.device) -> Any:
-        """Generated images, an array (n, positions, H, W), for one part of the data; None (the default) for a
-        family that generates no images."""
-        return None
+    def report_views(self, model: torch.nn.Module, data: Any, config: dict[str, Any], device: torch.device, *,
+                     name: str, title: str, epoch: Any = None) -> list[ReportView]:
+        """The views of a trained model in ``mathtune report`` (``analysis/views.py`` calls it with the best
+        checkpoint of each of the best trials, its configuration and its dataset built again): figures, tables
+        and notes (:mod:`~mathtune.trainables.reportviews`), e.g. an error analysis of the test answers, images
+        the model drew, attention heat maps.
+
+        ``name`` (a file-name-safe slug unique to this model in the report) starts every figure's file name and
+        every table's name; ``title`` names the model in headings and figure titles ("EXP split=0.5 trial
+        5e57"); ``epoch`` is the checkpoint's epoch. A view that raises becomes a one-line note in the report.
+
+        The default shows :meth:`report_figures` as one view, none when there are none."""
+        figures = self.report_figures(model, data, config, device) or {}
+        view = ReportView(f"{title}: {self.name} views",
+                          figures=[ReportFigure(fig, str(caption), f"{name}-view{i + 1}")
+                                   for i, (caption, fig) in enumerate(figures.items())])
+        return [view] if view.figures else []
 
     def report_figures(self, model: torch.nn.Module, data: Any, config: dict[str, Any],
                        device: torch.device) -> dict[str, Any]:
-        """Figures of a trained model for the report, {caption: matplotlib Figure}; none by default."""
+        """Figures of a trained model for the report, {caption: matplotlib Figure}, the simple case of
+        :meth:`report_views`; none by default."""
         return {}
 
     def has_report_views(self) -> bool:
         """Whether the report has views of this family's trained models (so it loads their checkpoints)."""
         cls = type(self)
-        return self.arithmetic_answers or cls.generate is not Family.generate or \
-            cls.report_figures is not Family.report_figures
+        return cls.report_views is not Family.report_views or cls.report_figures is not Family.report_figures

@@ -176,12 +176,12 @@ class ReplayFamily(Family):
 
 @functools.lru_cache(maxsize=None)
 def replay_family(source: type[Family]) -> type[ReplayFamily]:
-    """``replay-NAME`` for any family class: its parameters plus ``table`` and ``time_scale``, its metric and
-    mode; a trial plays its configuration's recorded curve back (one class per source, made once)."""
+    """``replay-NAME`` for any family class: its parameters plus ``table`` and ``time_scale``, its metric, mode
+    and report metrics; a trial plays its configuration's recorded curve back (one class per source, made once)."""
     params = {**source.params, **REPLAY_PARAMS}
     return type(f"Replay{source.__name__}", (ReplayFamily,), {
         "source": source, "name": f"replay-{source.name}", "params": params,
-        "metric": source.metric, "mode": source.mode,
+        "metric": source.metric, "mode": source.mode, "report_metrics": source.report_metrics,
         "description": f"{source.name} replayed from a recorded learning-curve table (benchmarks searchers "
                        f"without training)",
         "__module__": __name__})

@@ -8,7 +8,7 @@ On a GPU, models run channels-last and under bfloat16 autocast (``amp``); on CPU
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -88,6 +88,8 @@ class ImageArithFamily(ArithFamily):
 
     render: str = "queries"
     eval_batch = 512
+    #: what the ``aux_weight`` head of the family's models reads: supervision the reference's model did not have
+    aux_head: ClassVar[str] = "an auxiliary head"
     data_params = ArithFamily.data_params + ("mnist_dir", "val_pool")
     image_params: dict[str, Param] = {
         "mnist_dir": Param("", "folder holding the MNIST test set (t10k-*-ubyte[.gz]); '' = $MATHTUNE_MNIST, else "
@@ -108,6 +110,11 @@ class ImageArithFamily(ArithFamily):
 
     def build_data(self, config: dict[str, Any]) -> ImageArithData:
         return self.load_images(config)
+
+    @classmethod
+    def extra_supervision(cls, config: dict[str, Any]) -> str | None:
+        """The ``aux_weight`` head, when a configuration trains it (``mathtune reference`` names it)."""
+        return f"{cls.aux_head} (aux_weight)" if float(config.get("aux_weight") or 0.0) > 0.0 else None
 
     def describe_data(self, data: ImageArithData) -> str:
         return data.describe()

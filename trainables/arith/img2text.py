@@ -60,6 +60,7 @@ class ArithImg2Text(ImageArithFamily):
     description = ("two-digit arithmetic, query as MNIST digit images -> answer characters "
                    "(per-image CNN + LSTM encoder-decoder)")
     render = "queries"
+    aux_head = "a per-image reading head"
     params = {
         **ImageArithFamily.arith_params,
         **ImageArithFamily.image_params,

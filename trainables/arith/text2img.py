@@ -71,6 +71,7 @@ class ArithText2Img(ImageArithFamily):
     description = ("two-digit arithmetic, query characters -> answer as digit images (LSTM encoder-decoder + "
                    "transposed convs); readable-answer exact match scored by a held-apart digit classifier")
     render = "answers"
+    aux_head = "an answer-character head"
     data_params = ImageArithFamily.data_params + ("classifier_epochs",)
     params = {
         **ImageArithFamily.arith_params,

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from ..base import Family, Param
+from ..reportviews import ReportView
 from .data import ALPHABET, DIGITS, ArithData, build_arith
 from .init import INITS, KERAS_ADAM_EPS, apply_init
+from .views import arith_views
 
 __all__ = ["ATTENTIONS", "LuongAttention", "Seq2SeqLSTM", "ArithText2Text", "char_metrics", "iterate_batches",
            "lstm_optimizer"]
@@ -99,11 +101,12 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None) 
 
 
 class ArithFamily(Family):
-    """Shared parts of the arithmetic families: data params, splits, exact-match metrics."""
+    """Shared parts of the arithmetic families: data params, splits, exact-match metrics, report views."""
 
     data_params = ("ops", "split", "data_seed", "val_fraction", "limit")
     eval_batch: int = 2048  # rows per evaluation forward pass (image families use fewer)
-    arithmetic_answers = True  # predict() returns numbers as strings: the report adds its error analysis
+    arithmetic_answers = True  # predict() returns numbers as strings: the report adds its error analysis (views.py)
+    report_metrics = (("test_char_acc", "test per-char"),)  # what the reference reports called accuracy
     arith_params: dict[str, Param] = {
         "ops": Param("+-", "operator set: '+-' (20,000 queries) or '*' (10,000)", str, choices=("+-", "*")),
         "split": Param(0.5, "fraction of all queries used for training (validation carved from it); "
@@ -183,13 +186,24 @@ class ArithFamily(Family):
 
     @torch.no_grad()
     def predict(self, model, data, part: str, device) -> list[str]:
-        """Decoded answer strings (padding stripped) for one part of the data."""
+        """Decoded answer strings (padding stripped) for one part of the data (``"val"``, ``"test"``)."""
         idx = torch.from_numpy(data.part(part))
         x_all = torch.from_numpy(self.inputs(data))
         pred = np.concatenate([model(x_all[idx[s:s + self.eval_batch]].to(device)).argmax(-1).cpu().numpy()
                                for s in range(0, len(idx), self.eval_batch)]) if len(idx) else np.zeros((0, 0), int)
         pred = data.written(pred)
         return ["".join(ALPHABET[i] for i in row).strip() for row in pred]
+
+    def generate(self, model, data, part: str, device) -> Any:
+        """Generated answer images, an array (n, positions, H, W), for one part of the data; None (this default)
+        for a family that writes its answers as characters."""
+        return None
+
+    def report_views(self, model, data, config, device, *, name, title, epoch=None) -> list[ReportView]:
+        """The error analysis of the test answers and, for a family that draws its answers, a grid of them
+        (:mod:`.views`), then any :meth:`report_figures`."""
+        return arith_views(self, model, data, device, name=name, title=title, epoch=epoch) + \
+            super().report_views(model, data, config, device, name=name, title=title, epoch=epoch)
 
 
 class ArithText2Text(ArithFamily):

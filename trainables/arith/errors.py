@@ -2,7 +2,8 @@
 
 From test queries ("22+13"), true answers ("35") and predicted answers: the distribution of
 |predicted - true| on a log scale, error rates with and without a carry (borrow for ``-``), the error
-rate per answer character position, and the most frequent character confusions.
+rate per answer character position, and the most frequent character confusions. The arith families show it
+in ``mathtune report`` (:mod:`.views`).
 
 Example::
 
@@ -17,15 +18,15 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from .plots import PALETTE, save_figure
-from .tables import Table
+from ..reportviews import PALETTE, ReportTable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["ArithErrors", "arith_errors", "has_carry", "errors_figure", "errors_tables"]
 
@@ -118,8 +119,10 @@ def _show(ch: str) -> str:
     return SHOW_PAD if ch == " " else ch
 
 
-def errors_figure(e: ArithErrors, title: str, path: str | Path) -> Path:
+def errors_figure(e: ArithErrors, title: str) -> Figure:
     """Four panels: |error| histogram (log x), carry vs no carry, per-position errors, top confusions."""
+    from matplotlib.figure import Figure  # plotting only: trials import this module, and never draw
+
     fig = Figure(figsize=(12, 7.5), layout="constrained")
     (a1, a2), (a3, a4) = fig.subplots(2, 2)
     # 1. |predicted - true| on a log scale
@@ -160,10 +163,10 @@ def errors_figure(e: ArithErrors, title: str, path: str | Path) -> Path:
     a4.set_xlabel("count")
     a4.set_title(f"most frequent confusions (true -> predicted; {SHOW_PAD} = padding)", fontsize=9)
     fig.suptitle(title, fontsize=11)
-    return save_figure(fig, path)
+    return fig
 
 
-def errors_tables(e: ArithErrors, name: str, title: str) -> list[Table]:
+def errors_tables(e: ArithErrors, name: str, title: str) -> list[ReportTable]:
     """The confusions and a few wrong answers as tables."""
     conf = pd.DataFrame([{"true": _show(t), "predicted": _show(p), "count": c,
                           "share of wrong characters": c / max(1, sum(e.confusions.values()))}
@@ -171,7 +174,8 @@ def errors_tables(e: ArithErrors, name: str, title: str) -> list[Table]:
                         columns=["true", "predicted", "count", "share of wrong characters"])
     carry = e.carry.copy()
     ex = pd.DataFrame([(q, a, p or "(empty)") for q, a, p in e.wrong_examples], columns=["query", "true", "predicted"])
-    return [Table(f"{name}-confusions", f"{title}: most frequent character confusions", conf,
-                  percent={"share of wrong characters"}),
-            Table(f"{name}-carry", f"{title}: error rate with and without a carry", carry, percent={"error rate"}),
-            Table(f"{name}-wrong", f"{title}: some wrong answers", ex)]
+    return [ReportTable(f"{name}-confusions", f"{title}: most frequent character confusions", conf,
+                        percent={"share of wrong characters"}),
+            ReportTable(f"{name}-carry", f"{title}: error rate with and without a carry", carry,
+                        percent={"error rate"}),
+            ReportTable(f"{name}-wrong", f"{title}: some wrong answers", ex)]
