@@ -16,11 +16,12 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import torch
 
-from .errors import MathtuneError
+from .errors import MathtuneError, ShipError
 from .reportviews import ReportFigure, ReportView
 
 __all__ = ["ConfigError", "Family", "Param", "Batch"]
@@ -218,6 +219,25 @@ class Family(abc.ABC):
     def describe_data(self, data: Any) -> str:
         """One line saying what data a run uses (printed and recorded with metrics)."""
         return ""
+
+    # ----------------------------------------------------------------- shipping (analysis/ship.py: `mathtune ship`)
+    #: what ``mathtune ship`` calls a run of a family that ships its trained model, measured by the family
+    #: (:meth:`ship_model`), e.g. "text-to-program"; None (the default): the family's runs ship as a configuration,
+    #: from one or more training seeds, with the figures they recorded and their train figures
+    ships_model: ClassVar[str | None] = None
+
+    def ship_model(self, run: Path, *, name: str, out: Path, produced_by: str, note: str = "",
+                   searched: dict[str, Any] | None = None, weights: str | None = None,
+                   widths: Sequence[int] | None = None, threads: int | None = None,
+                   log: Callable[[str], None] | None = None) -> Path:
+        """``mathtune ship NAME RUN`` for a family with :attr:`ships_model`: write the configuration ``out``
+        from ``run`` (a ``mathtune train`` folder, a checkpoint or a Tune trial folder of this family) with the
+        figures the family measures on its selected checkpoint, at decode ``widths`` with ``threads`` torch
+        threads (None: the family's defaults), and with ``weights=WNAME`` ship the model itself as well.
+        ``note`` says how the run was chosen, ``searched`` is what the search that found it recorded, ``log``
+        takes progress lines. Returns ``out``; bad input raises
+        :class:`~mathtune.trainables.errors.ShipError`."""
+        raise ShipError(f"{self.name}: its runs ship as configurations, not as a model")
 
     # ----------------------------------------------------------------- what the reports show
     #: test metrics the report's family summary shows beside the selection metric's test figure, as

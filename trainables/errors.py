@@ -7,7 +7,7 @@ for bad input and gets the same treatment. Kept free of imports so that light mo
 
 from __future__ import annotations
 
-__all__ = ["MathtuneError", "CheckpointError"]
+__all__ = ["MathtuneError", "CheckpointError", "ShipError"]
 
 
 class MathtuneError(Exception):
@@ -17,3 +17,7 @@ class MathtuneError(Exception):
 class CheckpointError(MathtuneError, ValueError):
     """A checkpoint that is missing or cannot be read: no such folder, a file missing, truncated or corrupt, or
     holding more than tensors."""
+
+
+class ShipError(MathtuneError, ValueError):
+    """Runs that cannot ship as asked (a missing folder or checkpoint, differing runs, an unknown name)."""

@@ -22,15 +22,17 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["collect", "cpu_name", "git_commit", "describe", "EXECUTION_KEYS"]
+__all__ = ["collect", "cpu_name", "git_commit", "describe", "EXECUTION_KEYS", "configuration_of", "provenance_of",
+           "machine_of", "shown_path"]
 
 # Config keys that say how a run was executed, not what it trains: each record here carries their values, and
 # what ships (a configuration, a model's config.json) leaves them out, so it runs as the machine at hand allows.
 EXECUTION_KEYS = ("threads", "device")
 
 _SOURCE = Path(__file__).resolve().parents[1]  # the checkout in an editable install
+NO_PROVENANCE = "not recorded (the runs trained before runs recorded their machine)"
 
 
 def cpu_name() -> str:
@@ -105,3 +107,37 @@ def describe(entry: dict[str, Any]) -> str:
     if entry.get("git_commit"):
         parts.append(f"commit {entry['git_commit'][:7]}" + (" with local changes" if entry.get("git_dirty") else ""))
     return ", ".join(parts)
+
+
+# -- what a shipped file records of its runs (analysis/ship.py, and a family that ships its model) --------------
+
+
+def configuration_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's configuration without how it was executed (:data:`EXECUTION_KEYS`): what a shipped file pins."""
+    return {k: v for k, v in config.items() if k not in EXECUTION_KEYS}
+
+
+def provenance_of(entries: Sequence[dict[str, Any]] | None, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's provenance records; a run that trained before runs recorded them gets one record with the
+    threads and device its configuration asked for, so a shipped file never loses how its run was executed."""
+    if entries:
+        return list(entries)
+    asked = {k: config[k] for k in EXECUTION_KEYS if k in config}
+    return [{**asked, "recorded": "from the run's configuration (it trained before runs recorded their machine; "
+                                  "threads 0: as many as the machine had)"}] if asked else []
+
+
+def machine_of(provenance: Sequence[Sequence[dict[str, Any]]]) -> str:
+    """Where the runs trained, from what each recorded when it started (and at each resume), not the machine
+    that ships them."""
+    lines = list(dict.fromkeys(describe(e) for run in provenance for e in run if "cpu" in e))
+    if lines:
+        return "; ".join(lines)
+    threads = sorted({int(e["threads"]) for run in provenance for e in run if e.get("threads")})
+    return NO_PROVENANCE + (f", {'/'.join(map(str, threads))} torch thread(s)" if threads else "")
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a message shows it: relative to the checkout when inside it (``trainables/configs/x.json``)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(_SOURCE)) if path.is_relative_to(_SOURCE) else str(path)

@@ -7,8 +7,9 @@ Importing this package does not import torch.
 The model parts import torch and are imported by path: :mod:`.programs` (decoder tokens and grammar),
 :mod:`.glove` and :mod:`.pretrained` (offline embeddings and encoders), :mod:`.dataset` (splits, vocabularies,
 batches), :mod:`.models`, :mod:`.beam` (greedy and beam decoding), :mod:`.family` (the four ``t2m-*``
-families), :mod:`.evaluation` (``mathtune evaluate`` / ``mathtune score``) and :mod:`.attention`
-(attention heat maps for ``mathtune report``).
+families), :mod:`.evaluation` (``mathtune evaluate`` / ``mathtune score``), :mod:`.attention`
+(attention heat maps for ``mathtune report``), :mod:`.shipped` (``pretrained:NAME`` models) and :mod:`.ship`
+(``mathtune ship``: a run's configuration with dev figures per beam width, and its model).
 
 Example::
 

@@ -48,6 +48,7 @@ from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEnco
 from .opdecoder import DECODERS
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .pretrained import fresh_encoder
+from .ship import ship_text2program
 
 __all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT"]
 
@@ -137,6 +138,7 @@ class T2MFamily(Family):
     attention: ClassVar[bool] = True
     metric = "val_exec_acc"
     mode = "max"
+    ships_model = "text-to-program"  # `mathtune ship`: one run, its dev figures per beam width, its model (ship.py)
 
     def build_data(self, config: dict[str, Any]) -> T2MData:
         return build_t2m_data(config, family=self.name, kind=self.kind, device=resolve_device(config))
@@ -247,6 +249,13 @@ class T2MFamily(Family):
 
     def describe_data(self, data: T2MData) -> str:
         return data.describe()
+
+    def ship_model(self, run, *, name, out, produced_by, note="", searched=None, weights=None, widths=None,
+                   threads=None, log=None):
+        """``mathtune ship``: :func:`.ship.ship_text2program` (dev figures per beam width; ``weights``: the model
+        as ``pretrained:WNAME``)."""
+        return ship_text2program(name, run, out=out, produced_by=produced_by, note=note, searched=searched,
+                                 weights=weights, widths=widths, threads=threads, log=log)
 
     def report_figures(self, model, data, config, device) -> dict[str, Any]:
         """``mathtune report`` views: validation scores by beam width (1, 5, 10) and by the gold program's

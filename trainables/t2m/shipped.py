@@ -19,7 +19,8 @@ Or from Python::
     out = evaluate_file(family, config, model, "dev.json", widths=[10])
 
 :func:`export_model` writes such a folder from any checkpoint; ``mathtune ship NAME RUN --weights NAME``
-(:mod:`mathtune.analysis.ship`) exports a run's best checkpoint, measures it and records the figures.
+(:mod:`.ship`, through :mod:`mathtune.analysis.ship`) exports a run's best checkpoint, measures it and records the
+figures.
 """
 
 from __future__ import annotations

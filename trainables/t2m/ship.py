@@ -1,0 +1,168 @@
+"""Shipping a text-to-program run: its configuration with dev figures per beam width, and its model too.
+
+What ``mathtune ship NAME RUN`` does with a run of a text-to-program family (their ``Family.ship_model``;
+:mod:`mathtune.analysis.ship` is the command, and ships other families' runs as configurations with train
+figures). The run is one ``mathtune train`` folder, a checkpoint or a Tune trial folder. The configuration's
+figure is its best epoch's greedy dev figures and dev execution accuracy and exact match at each beam width,
+decoded from its best checkpoint; with ``weights=NAME`` the model itself ships inside the package as
+``pretrained:NAME`` (:mod:`.shipped`), measured again from the file being shipped.
+
+Every file is written atomically (:mod:`mathtune.trainables.atomic`). Bad input raises
+:class:`~mathtune.trainables.errors.ShipError` (one line).
+
+Example::
+
+    ship_text2program("t2m-lstm", "runs/lstm-ls30", out=Path("trainables/configs/t2m-lstm.json"),
+                      weights="t2m", produced_by="mathtune train t2m-lstm --set ... --out runs/lstm-ls30", log=print)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..atomic import atomic_folder, read_json, write_text
+from ..checkpoints import load_trained
+from ..errors import CheckpointError, ShipError
+from ..files import CHECKPOINT_FILE
+from ..loop import load_checkpoint, load_state_file, set_threads
+from ..provenance import configuration_of, machine_of, provenance_of, shown_path
+from . import shipped
+from .dataset import resolve_file
+from .evaluation import evaluate_file, find_checkpoint, vocabularies_of
+
+__all__ = ["DEFAULT_WIDTHS", "FIRST", "ship_text2program", "program_checkpoint", "measure"]
+
+DEFAULT_WIDTHS = (1, 5, 10)
+DEFAULT_THREADS = 2  # torch threads while decoding, unless asked otherwise
+FIRST = 200  # a shipped model is also measured on the first FIRST dev problems: the figure its test checks
+RESULT_FILE = "result.json"
+
+Log = Callable[[str], None]
+
+
+def _say(log: Log | None, line: str) -> None:
+    if log is not None:
+        log(line)
+
+
+def _write(path: Path, payload: dict[str, Any]) -> Path:
+    return write_text(path, json.dumps(payload, indent=1, default=str) + "\n")
+
+
+def measure(family, config, model, dev: Path, widths: Sequence[int], *, limit: int = 0, label: str = "dev",
+            log: Log | None = None) -> dict[str, dict[str, Any]]:
+    """Execution accuracy and exact match (percent) and the problem count of ``model`` on ``dev`` (its first
+    ``limit`` problems when > 0) at each beam width, keyed by the width as text; one line per width to ``log``."""
+    t0 = time.perf_counter()
+    out = evaluate_file(family, config, model, dev, widths=widths, limit=limit)
+    wall = time.perf_counter() - t0
+    for w, r in out.scores.items():
+        _say(log, f"[mathtune] {label:14s} beam {w:3d}: execution {r.execution_accuracy:6.2f}%  exact match "
+                  f"{r.exact_match:6.2f}%  ({r.n} problems)")
+    _say(log, f"[mathtune] {label:14s} decoded in {wall:.1f} s")
+    return {str(w): {"exec_acc": round(r.execution_accuracy, 2), "exact_match": round(r.exact_match, 2),
+                     "problems": r.n} for w, r in out.scores.items()}
+
+
+def program_checkpoint(run: Path) -> Path:
+    """The checkpoint to ship of a text-to-program run; a one-line ShipError for anything else."""
+    if not run.is_dir():
+        raise ShipError(f"{run}: no such run folder")
+    try:
+        ckpt = find_checkpoint(run)
+    except CheckpointError:
+        ckpt = None
+    if ckpt is None and (run / RESULT_FILE).is_file():
+        raise ShipError(f"{run}: no best/ checkpoint to ship (the selected epoch's weights)")
+    if ckpt is None or "meta_json" not in (load_state_file(ckpt / CHECKPOINT_FILE).get("model") or {}):
+        raise ShipError(f"{run}: not a finished `mathtune train` run (no result.json) nor a text-to-program "
+                        f"checkpoint or trial folder")
+    return ckpt
+
+
+def ship_text2program(name: str, run: str | Path, *, out: Path, produced_by: str, note: str = "",
+                      searched: dict[str, Any] | None = None, weights: str | None = None,
+                      widths: Sequence[int] | None = None, threads: int | None = None,
+                      log: Log | None = None) -> Path:
+    """Write the configuration ``out`` (shipped as NAME) from a text-to-program run: its configuration, its best
+    epoch's greedy dev figures and dev execution accuracy and exact match at each of ``widths`` (default
+    :data:`DEFAULT_WIDTHS`) decoded from its best checkpoint (``threads`` torch threads on the CPU, default 2),
+    the data, wall time and ``produced_by``; ``note`` says how the run was chosen (recorded as ``selected``),
+    ``searched`` what the search that found it recorded.
+
+    With ``weights=WNAME`` the best checkpoint also ships in float16 as ``pretrained:WNAME``
+    (``trainables/weights/WNAME/``), loaded back the way ``mathtune evaluate pretrained:WNAME`` loads it and
+    scored on dev at ``widths`` (all problems, and the first 200); the figures, the dev file's md5, the command
+    and the wall time go into its ``model.json``. Returns ``out``."""
+    widths = list(dict.fromkeys(int(w) for w in (widths or DEFAULT_WIDTHS)))
+    threads = threads or DEFAULT_THREADS
+    if not widths or min(widths) < 1:
+        raise ShipError(f"--widths {' '.join(map(str, widths))}: beam widths are whole numbers of at least 1")
+    ckpt = program_checkpoint(Path(run))
+    before = torch.get_num_threads()
+    try:
+        _, run_config, metrics = load_checkpoint(ckpt)
+        history = metrics.get("history") or []
+        best = metrics.get("best") or {}
+        measuring = {"threads": threads, "device": "cpu"}
+        family, config, model, _ = load_trained(ckpt, data=vocabularies_of, overrides=measuring)
+        set_threads(config)
+        train_file = resolve_file(config["train_file"], "train_file", "train.json")
+        dev = resolve_file(config["dev_file"], "dev_file", "dev.json")
+        wall = round(sum(float(h.get("epoch_time_s", 0.0)) for h in history), 1)
+        provenance = provenance_of(metrics.get("provenance"), run_config)  # recorded at its start and resumes
+        machine = f"trained on {machine_of([provenance])}; measured with {threads} torch thread(s)"
+        selected = note or ("the epoch with the best greedy dev execution accuracy of a full-data run (dev is "
+                            "validation); the COL775 test split was not used")
+        by_width = measure(family, config, model, dev, widths, log=log)
+        train_command = f"mathtune train {family.name} --config trainables/configs/{name}.json"
+        payload = {
+            "family": family.name,
+            "figure": {"val_exec_acc": best.get("val_exec_acc"), "val_exact_match": best.get("val_exact_match"),
+                       "epoch": best.get("epoch"), "dev_percent_by_beam_width": by_width},
+            "measured_on": (f"a seeded subset of {config['limit_train']}" if config["limit_train"] else
+                            f"all {len(read_json(train_file))}") + f" training problems of {train_file}; all "
+                           f"{by_width[str(widths[0])]['problems']} problems of {dev} (md5 {shipped.file_md5(dev)}) "
+                           f"as validation: selection and figures; the COL775 test split held apart",
+            "wall_time_s": wall,
+            "machine": machine,
+            "provenance": provenance,
+            "date": dt.date.today().isoformat(),
+            "selected": selected,
+            "train_command": train_command,
+            "produced_by": produced_by,
+            **({"search": searched} if searched else {}),
+            "config": configuration_of(run_config),
+        }
+        _write(out, payload)
+        _say(log, f"[mathtune] configuration written: {shown_path(out)}")
+        if not weights:
+            return out
+
+        dest = shipped.WEIGHTS_DIR / weights
+        record = {"name": weights, "family": family.name, "source_checkpoint": str(ckpt),
+                  "train_command": train_command, "produced_by": produced_by, "train_wall_time_s": wall,
+                  "epochs_trained": len(history), "date": dt.date.today().isoformat(), "machine": machine,
+                  "provenance": provenance, "selected": selected}
+        with atomic_folder(dest) as tmp:  # measured from the files being shipped, then swapped in
+            shipped.export_model(ckpt, tmp, record=record)
+            family, config, model, _ = load_trained(tmp, data=vocabularies_of, overrides=measuring)
+            set_threads(config)
+            figures = {"dev": measure(family, config, model, dev, widths, label="shipped dev", log=log),
+                       f"dev_first_{FIRST}": measure(family, config, model, dev, widths, limit=FIRST,
+                                                     label=f"shipped dev[:{FIRST}]", log=log)}
+            record.update({"figures": figures, "measured_on": {"file": dev.name, "md5": shipped.file_md5(dev),
+                                                               "threads": threads},
+                           "size_bytes": sum(f.stat().st_size for f in tmp.iterdir())})
+            _write(tmp / shipped.MODEL_FILE, {**read_json(tmp / shipped.MODEL_FILE), **record})
+        _say(log, f"[mathtune] pretrained:{weights} written to {shown_path(dest)} "
+                  f"({record['size_bytes'] / 1e6:.1f} MB)")
+        return out
+    finally:
+        torch.set_num_threads(before)
