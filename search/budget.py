@@ -18,10 +18,13 @@ Three parts, all in the driver process:
   trials seen so far.
 
 A search with ``--confirm-top K --confirm-seeds S`` keeps back what its confirmation will need out of the same
-budget: ceil(K x S x factor values / concurrency) rounds of full trials at the current estimate (each with the
-longest trial start-up seen), plus what the search took to start before its first trial reported. The search's
-trials stop (and no new one starts) before that reserve is touched; the confirmation then runs to its end,
-counted on the same clock.
+budget: the S new-seed runs of each of today's K leaders per factor value (the trials with the best validation
+value so far), each run costing that leader's own epochs x its own seconds per epoch plus the longest trial
+start-up seen, packed onto the concurrent slots (longest first); plus what the search took to start before its
+first trial reported. Until K trials of every factor value have reported, it keeps ceil(K x S x factor values /
+concurrency) rounds of full trials at the current estimate (the most epochs any trial may run). The estimate
+follows the leaders as they change. The search's trials stop (and no new one starts) before that reserve is
+touched; the confirmation then runs to its end, counted on the same clock.
 
 The stopper and the gate are pickled into Tune's experiment state; they keep only the folder's path and
 find the clock of this process through :meth:`BudgetClock.of`.
@@ -41,7 +44,7 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
@@ -50,6 +53,7 @@ from mathtune.analysis.store import BUDGET_FILE
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import format_duration as format_budget
+from mathtune.trainables.metrics import is_better, rank
 
 __all__ = ["BUDGET_FILE", "BudgetError", "BudgetClock", "BudgetStopper", "BudgetGate", "parse_duration",
            "format_budget"]
@@ -199,12 +203,19 @@ class BudgetGate(Searcher):
     time (start-up plus ``epochs`` x the median seconds per epoch of the trials seen so far); trials start
     freely until one has reported an epoch. Everything else goes to the wrapped searcher."""
 
-    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int, reserve_rounds: int = 0):
+    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int, reserve_rounds: int = 0,
+                 confirm: tuple[int, int] | None = None, concurrent: int = 1, group_keys: Sequence[str] = (),
+                 groups: int = 1):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.exp_dir = str(exp_dir)
         self.epochs = int(epochs)
-        self.reserve_rounds = int(reserve_rounds)  # rounds of full trials kept for the confirmation
+        self.reserve_rounds = int(reserve_rounds)  # rounds of full trials kept for the confirmation (before leaders)
+        self.confirm = tuple(confirm) if confirm else None  # (top K per factor value, seeds S) of --confirm-*
+        self.concurrent = max(1, int(concurrent))
+        self.group_keys = tuple(group_keys)  # the factors: the confirmation takes its top K within each value
+        self.expected_groups = int(groups)  # how many factor values the search has
+        self.trials: dict[str, dict[str, Any]] = {}  # trial id -> {"group", "epochs", "best"} for the leaders
         self.warned = False
         self.epoch_s: dict[str, float] = {}  # trial id -> the seconds of its latest epoch
         self.startup_s: dict[str, float] = {}  # trial id -> its first report's seconds beyond its first epoch
@@ -220,13 +231,57 @@ class BudgetGate(Searcher):
         return startup + self.epochs * statistics.median(self.epoch_s.values())
 
     def reserve_s(self) -> float:
-        """Seconds kept back for the confirmation: its rounds of full trials, each with the longest start-up seen
-        (the confirmation is a new Tune experiment: its trials start new actors, as the search's first did)."""
+        """Seconds kept back for the confirmation: the new-seed runs of today's leaders at their own cost, packed
+        onto the concurrent slots, or (before every factor value has its leaders) rounds of full trials; each run
+        with the longest start-up seen (the confirmation is a new Tune experiment: its trials start new actors,
+        as the search's first did)."""
         if not self.epoch_s or not self.reserve_rounds:
             return 0.0
         startup = max(getattr(self, "startup_s", {}).values(), default=0.0)
         setup = getattr(self, "setup_s", None) or 0.0  # a new experiment's start before its first report
-        return setup + self.reserve_rounds * (startup + self.epochs * statistics.median(self.epoch_s.values()))
+        runs = self._leader_runs_s()
+        if runs is None:
+            return setup + self.reserve_rounds * (startup + self.epochs * statistics.median(self.epoch_s.values()))
+        slots = [0.0] * self.concurrent
+        for seconds in sorted(runs, reverse=True):  # longest first, each onto the slot that frees first
+            slots[slots.index(min(slots))] += startup + seconds
+        return setup + max(slots)
+
+    def _leader_runs_s(self) -> list[float] | None:
+        """Seconds of training of each confirmation run (S per leader, K leaders per factor value), or None while
+        some factor value has fewer than K trials with a reported value."""
+        confirm, trials = getattr(self, "confirm", None), getattr(self, "trials", {})
+        if not confirm:
+            return None
+        top, seeds = confirm
+        groups: dict[Any, list[tuple[float, str]]] = {}
+        for trial_id, t in trials.items():
+            if t.get("best") is not None and trial_id in self.epoch_s:
+                groups.setdefault(t["group"], []).append((t["best"], trial_id))
+        expected = getattr(self, "expected_groups", 0)
+        if not groups or len(groups) < expected or any(len(g) < top for g in groups.values()):
+            return None
+        runs = []
+        for entries in groups.values():
+            for _, trial_id in rank(entries, self.mode, key=lambda e: e[0])[:top]:
+                runs.extend([trials[trial_id]["epochs"] * self.epoch_s[trial_id]] * seeds)
+        return runs
+
+    def _note(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Keep what the reserve needs of a trial: its factor value, its epochs and its best value so far."""
+        if not hasattr(self, "trials"):
+            self.trials = {}
+        t = self.trials.setdefault(trial_id, {"group": None, "epochs": self.epochs, "best": None})
+        config = result.get("config") if isinstance(result.get("config"), dict) else {}
+        def value(key):
+            return config.get(key, result.get(f"config/{key}"))
+        epochs = value("epochs")
+        if isinstance(epochs, (int, float)) and epochs > 0:
+            t["epochs"] = int(epochs)
+        t["group"] = tuple(value(k) for k in getattr(self, "group_keys", ()))
+        metric = result.get(self.metric)
+        if isinstance(metric, (int, float)) and math.isfinite(metric) and is_better(metric, t["best"], self.mode):
+            t["best"] = float(metric)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         clock = BudgetClock.of(self.exp_dir)
@@ -252,6 +307,7 @@ class BudgetGate(Searcher):
         this = result.get("epoch_time_s", result.get("time_this_iter_s"))
         if isinstance(epoch, (int, float)) and epoch > 0 and isinstance(this, (int, float)) and this > 0:
             self.epoch_s[trial_id] = float(this)
+            self._note(trial_id, result)
             if not hasattr(self, "startup_s"):
                 self.startup_s = {}
             if int(epoch) == 1 and isinstance(total, (int, float)):
@@ -263,12 +319,20 @@ class BudgetGate(Searcher):
             clock = BudgetClock.of(self.exp_dir)
             if clock is not None:
                 clock.reserve_s = self.reserve_s()
+                leaders = getattr(self, "confirm", None) and self._leader_runs_s() is not None
+                if leaders and not getattr(self, "announced_leaders", False):
+                    self.announced_leaders = True
+                    print(f"[mathtune] the confirmation's reserve now follows the leaders: "
+                          f"{format_budget(clock.reserve_s)} kept (their new-seed runs at their own epochs and "
+                          f"seconds per epoch)", flush=True)
                 if clock.reserve_s > clock.budget_s / 2 and not getattr(self, "warned", False):
                     self.warned = True
+                    basis = "the leaders' new-seed runs" if leaders else \
+                        f"{self.reserve_rounds} round(s) of {format_budget(self.estimate_s() or 0)} full trials until " \
+                        f"there are leaders"
                     print(f"[mathtune] warning: the confirmation (--confirm-top) needs about "
-                          f"{format_budget(clock.reserve_s)} of the {format_budget(clock.budget_s)} budget, "
-                          f"{self.reserve_rounds} round(s) of {format_budget(self.estimate_s() or 0)} trials; "
-                          f"the search keeps that back and gets the rest", flush=True)
+                          f"{format_budget(clock.reserve_s)} of the {format_budget(clock.budget_s)} budget "
+                          f"({basis}); the search keeps that back and gets the rest", flush=True)
         self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:

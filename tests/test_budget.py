@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray.tune.search import Searcher
 
 from mathtune.analysis import load_trials
 from mathtune.search import SearchError, SearchOptions, run_search
-from mathtune.search.budget import BudgetError, format_budget, parse_duration
+from mathtune.search.budget import BudgetError, BudgetGate, format_budget, parse_duration
 
 from .conftest import MATHTUNE, ROOT
 
@@ -157,3 +158,50 @@ def test_budget_keeps_back_what_the_confirmation_needs(ray_session, tmp_path, ca
     assert stored["spent_s"] <= budget + 10.0, stored
     confirm = load_trials(outcome.experiment_dir / "confirm")
     assert len(confirm) == 2 and all(t.epochs_run == 15 for t in confirm)
+
+
+class _Proposals(Searcher):
+    """A searcher that proposes nothing of its own: the gate's bookkeeping is what is under test."""
+
+    def suggest(self, trial_id):
+        return {}
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        pass
+
+
+def _epoch(gate, trial_id, *, epoch, seconds, value, epochs, split=0.5):
+    # what Tune hands a searcher: the flattened result, the trial's config under config/
+    gate.on_trial_result(trial_id, {"epoch": epoch, "epoch_time_s": seconds, "time_total_s": seconds * epoch + 1.0,
+                                    "val_exact_match": value, "config/epochs": epochs, "config/split": split})
+
+
+def test_confirmation_reserve_follows_the_leaders(tmp_path):
+    """Before every factor value has its top K, the reserve is rounds of the longest possible trial; then it is
+    the leaders' own new-seed runs (their epochs x their seconds per epoch), packed on the slots, and it moves
+    when the leaders change."""
+    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=240, reserve_rounds=3,
+                      confirm=(2, 2), concurrent=2, group_keys=["split"], groups=1)
+    _epoch(gate, "a", epoch=1, seconds=10.0, value=0.1, epochs=120)
+    # one trial of the two leaders: 3 rounds of a 240-epoch trial at the median 10 s, plus the 1 s start-up
+    assert gate.reserve_s() == pytest.approx(3 * (1.0 + 240 * 10.0))
+    _epoch(gate, "b", epoch=1, seconds=20.0, value=0.3, epochs=240)
+    _epoch(gate, "c", epoch=1, seconds=2.0, value=0.2, epochs=120)
+    # leaders b (240 x 20 s) and c (120 x 2 s), two seeds each, on two slots: b's runs one per slot, c's after
+    assert gate.reserve_s() == pytest.approx(1.0 + 4800.0 + 1.0 + 240.0)
+    # a overtakes c: its 120 x 10 s runs replace c's
+    _epoch(gate, "a", epoch=2, seconds=10.0, value=0.5, epochs=120)
+    assert gate.reserve_s() == pytest.approx(1.0 + 4800.0 + 1.0 + 1200.0)
+    # c now leads at 30 s an epoch: leaders c and a, b drops out (120 x 30 s and 120 x 10 s runs)
+    _epoch(gate, "c", epoch=2, seconds=30.0, value=0.9, epochs=120)
+    assert gate.reserve_s() == pytest.approx(1.0 + 3600.0 + 1.0 + 1200.0)
+
+
+def test_confirmation_reserve_waits_for_every_factor_value(tmp_path):
+    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=100, reserve_rounds=1,
+                      confirm=(1, 2), concurrent=2, group_keys=["split"], groups=2)
+    _epoch(gate, "a", epoch=1, seconds=5.0, value=0.4, epochs=50, split=0.5)
+    assert gate.reserve_s() == pytest.approx(1.0 + 100 * 5.0)  # split 0.6 has no leader yet
+    _epoch(gate, "b", epoch=1, seconds=1.0, value=0.2, epochs=50, split=0.6)
+    # a's two runs (250 s) on the slots, then b's two (50 s each): one slot carries 251 + 51
+    assert gate.reserve_s() == pytest.approx(251.0 + 51.0)
