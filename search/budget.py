@@ -49,7 +49,7 @@ from typing import Any, ClassVar, Sequence
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from mathtune.analysis.store import BUDGET_FILE
+from mathtune.analysis.store import BUDGET_FILE, EXPERIMENT_FILE, load_trials
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import format_duration as format_budget
@@ -346,13 +346,43 @@ class BudgetGate(Searcher):
 
     def get_state(self) -> dict[str, Any]:
         return {"epoch_s": dict(self.epoch_s), "startup_s": dict(getattr(self, "startup_s", {})),
-                "setup_s": getattr(self, "setup_s", None), "closed_reason": self.closed_reason}
+                "setup_s": getattr(self, "setup_s", None), "closed_reason": self.closed_reason,
+                "trials": {k: dict(v) for k, v in getattr(self, "trials", {}).items()}}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.epoch_s = dict(state.get("epoch_s", {}))
         self.startup_s = dict(state.get("startup_s", {}))
         self.setup_s = state.get("setup_s")
         self.closed_reason = state.get("closed_reason")
+        self.trials = {k: dict(v) for k, v in state.get("trials", {}).items()}
+        if not hasattr(self, "confirm"):
+            self._adopt_record()
+
+    def _adopt_record(self) -> None:
+        """A gate saved before it kept the confirmation's plan and the leaders: read the plan from the
+        experiment's record and the leaders from its trial folders (what they reported is on disk)."""
+        exp_dir = Path(self.exp_dir)
+        try:
+            record = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
+            options, factors = record.get("options") or {}, list(record.get("factors") or [])
+            records = load_trials(exp_dir)
+        except (OSError, ValueError, MathtuneError):
+            self.confirm = None  # the rounds of full trials, as the gate kept before
+            return
+        top, seeds = int(options.get("confirm_top") or 0), int(options.get("confirm_seeds") or 0)
+        self.confirm = (top, seeds) if top and seeds else None
+        self.concurrent = max(1, int(options.get("max_concurrent") or 1))
+        self.group_keys = tuple(factors)
+        # the searcher takes the factor values in turn, so every value the search has shows among its trials
+        self.expected_groups = max(1, len({tuple(r.config.get(k) for k in factors) for r in records}))
+        saved = set(self.epoch_s)  # the saved gate's latest seconds per epoch stand; the folders fill the rest
+        for record in records:
+            for row in record.history:  # in epoch order: the latest epoch's seconds are kept
+                this = row.get("epoch_time_s")
+                if isinstance(this, (int, float)) and this > 0:
+                    if record.trial_id not in saved:
+                        self.epoch_s[record.trial_id] = float(this)
+                    self._note(record.trial_id, {**row, "config": record.config})
 
     def save(self, checkpoint_path: str) -> None:
         self.searcher.save(checkpoint_path)

@@ -205,3 +205,25 @@ def test_confirmation_reserve_waits_for_every_factor_value(tmp_path):
     _epoch(gate, "b", epoch=1, seconds=1.0, value=0.2, epochs=50, split=0.6)
     # a's two runs (250 s) on the slots, then b's two (50 s each): one slot carries 251 + 51
     assert gate.reserve_s() == pytest.approx(251.0 + 51.0)
+
+
+def test_a_gate_saved_before_it_kept_leaders_reads_them_from_the_folder(ray_session, tmp_path):
+    """Resuming an experiment whose saved gate predates the leaders' bookkeeping: the plan comes from
+    mathtune.json and the leaders from the trial folders, so the reserve is theirs, not rounds of full trials."""
+    outcome = run_search(_replay_space(tmp_path, time_scale=0.01),
+                         SearchOptions(num_samples=3, storage_path=str(tmp_path), name="old", verbose=0,
+                                       max_concurrent=2, scheduler="none"))
+    exp = outcome.experiment_dir
+    record = json.loads((exp / "mathtune.json").read_text())
+    record["options"].update(confirm_top=1, confirm_seeds=2)
+    (exp / "mathtune.json").write_text(json.dumps(record))
+    trials = load_trials(exp)
+    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), exp, epochs=15, reserve_rounds=1)
+    for name in ("confirm", "concurrent", "group_keys", "expected_groups", "trials"):
+        delattr(gate, name)  # what an older saved gate holds
+    gate.set_state({"epoch_s": {}, "startup_s": {}, "setup_s": 0.0, "closed_reason": None})
+    assert gate.confirm == (1, 2) and gate.concurrent == 2 and gate.group_keys == ("split",)
+    leader = max(trials, key=lambda t: max(r["val_exact_match"] for r in t.history))
+    seconds = leader.epochs_planned * gate.epoch_s[leader.trial_id]
+    assert gate.reserve_s() == pytest.approx(seconds)  # its two seeds side by side on the two slots
+    assert gate.epoch_s[leader.trial_id] == leader.history[-1]["epoch_time_s"]  # its latest epoch's seconds
