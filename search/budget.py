@@ -21,9 +21,11 @@ A search with ``--confirm-top K --confirm-seeds S`` keeps back what its confirma
 budget: the S new-seed runs of each of today's K leaders per factor value (the trials with the best validation
 value so far), each run costing that leader's own epochs x its own seconds per epoch plus the longest trial
 start-up seen, packed onto the concurrent slots (longest first); plus what the search took to start before its
-first trial reported. Until K trials of every factor value have reported, it keeps ceil(K x S x factor values /
-concurrency) rounds of full trials at the current estimate (the most epochs any trial may run). The estimate
-follows the leaders as they change. The search's trials stop (and no new one starts) before that reserve is
+first trial reported. Until K trials of every factor value have reported an epoch there are no leaders and
+nothing is kept back (the first trials are the search's, whatever they cost). The reserve follows the leaders
+as they change, and is at most half the budget: leaders that would need more (say the first ones are the
+slowest configurations of the space) must not end the search before it has searched; a warning then says the
+confirmation may run past the budget. The search's trials stop (and no new one starts) before the reserve is
 touched; the confirmation then runs to its end, counted on the same clock.
 
 The stopper and the gate are pickled into Tune's experiment state; they keep only the folder's path and
@@ -203,14 +205,13 @@ class BudgetGate(Searcher):
     time (start-up plus ``epochs`` x the median seconds per epoch of the trials seen so far); trials start
     freely until one has reported an epoch. Everything else goes to the wrapped searcher."""
 
-    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int, reserve_rounds: int = 0,
+    def __init__(self, searcher: Searcher, exp_dir: str | Path, *, epochs: int,
                  confirm: tuple[int, int] | None = None, concurrent: int = 1, group_keys: Sequence[str] = (),
                  groups: int = 1):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.exp_dir = str(exp_dir)
         self.epochs = int(epochs)
-        self.reserve_rounds = int(reserve_rounds)  # rounds of full trials kept for the confirmation (before leaders)
         self.confirm = tuple(confirm) if confirm else None  # (top K per factor value, seeds S) of --confirm-*
         self.concurrent = max(1, int(concurrent))
         self.group_keys = tuple(group_keys)  # the factors: the confirmation takes its top K within each value
@@ -231,18 +232,26 @@ class BudgetGate(Searcher):
         return startup + self.epochs * statistics.median(self.epoch_s.values())
 
     def reserve_s(self) -> float:
-        """Seconds kept back for the confirmation: the new-seed runs of today's leaders at their own cost, packed
-        onto the concurrent slots, or (before every factor value has its leaders) rounds of full trials; each run
-        with the longest start-up seen (the confirmation is a new Tune experiment: its trials start new actors,
-        as the search's first did)."""
-        if not self.epoch_s or not self.reserve_rounds:
+        """Seconds kept back for the confirmation: what the confirmation of today's leaders needs
+        (:meth:`confirmation_s`), at most half the budget; nothing before there are leaders."""
+        if not self.epoch_s or not getattr(self, "confirm", None):
             return 0.0
+        needed = self.confirmation_s()
+        if needed is None:
+            return 0.0
+        clock = BudgetClock.of(self.exp_dir)
+        return min(needed, clock.budget_s / 2) if clock is not None else needed
+
+    def confirmation_s(self) -> float | None:
+        """Seconds the confirmation of today's leaders needs (their new-seed runs at their own cost, packed onto
+        the concurrent slots, each with the longest start-up seen, after a new experiment's set-up), or None
+        before every factor value has its leaders."""
+        runs = self._leader_runs_s()
+        if runs is None or not self.epoch_s:
+            return None
         startup = max(getattr(self, "startup_s", {}).values(), default=0.0)
         setup = getattr(self, "setup_s", None) or 0.0  # a new experiment's start before its first report
-        runs = self._leader_runs_s()
-        if runs is None:
-            return setup + self.reserve_rounds * (startup + self.epochs * statistics.median(self.epoch_s.values()))
-        slots = [0.0] * self.concurrent
+        slots = [0.0] * max(1, getattr(self, "concurrent", 1))
         for seconds in sorted(runs, reverse=True):  # longest first, each onto the slot that frees first
             slots[slots.index(min(slots))] += startup + seconds
         return setup + max(slots)
@@ -319,20 +328,18 @@ class BudgetGate(Searcher):
             clock = BudgetClock.of(self.exp_dir)
             if clock is not None:
                 clock.reserve_s = self.reserve_s()
-                leaders = getattr(self, "confirm", None) and self._leader_runs_s() is not None
-                if leaders and not getattr(self, "announced_leaders", False):
+                needed = self.confirmation_s() if getattr(self, "confirm", None) else None
+                if needed is not None and not getattr(self, "announced_leaders", False):
                     self.announced_leaders = True
-                    print(f"[mathtune] the confirmation's reserve now follows the leaders: "
+                    print(f"[mathtune] the confirmation's reserve follows the leaders from now on: "
                           f"{format_budget(clock.reserve_s)} kept (their new-seed runs at their own epochs and "
                           f"seconds per epoch)", flush=True)
-                if clock.reserve_s > clock.budget_s / 2 and not getattr(self, "warned", False):
+                if needed is not None and needed > clock.budget_s / 2 and not getattr(self, "warned", False):
                     self.warned = True
-                    basis = "the leaders' new-seed runs" if leaders else \
-                        f"{self.reserve_rounds} round(s) of {format_budget(self.estimate_s() or 0)} full trials until " \
-                        f"there are leaders"
-                    print(f"[mathtune] warning: the confirmation (--confirm-top) needs about "
-                          f"{format_budget(clock.reserve_s)} of the {format_budget(clock.budget_s)} budget "
-                          f"({basis}); the search keeps that back and gets the rest", flush=True)
+                    print(f"[mathtune] warning: the confirmation of today's leaders needs about "
+                          f"{format_budget(needed)}, more than half the {format_budget(clock.budget_s)} budget; "
+                          f"the search keeps half back, so the confirmation may run past the budget unless cheaper "
+                          f"leaders take over (fewer --confirm-top or --confirm-seeds would fit)", flush=True)
         self.searcher.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:

@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "running trials stop at their last checkpointed epoch and the report is written. "
                         "`mathtune resume` keeps counting from where the search stopped (EXP/budget.json); time "
                         "between sessions does not count. With --confirm-top the confirmation comes out of the same "
-                        "budget: the search keeps back the rounds of full trials it needs")
+                        "budget: the search keeps back what retraining its current leaders needs (at most half the budget)")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials running at once (default: as many as the cluster's CPUs/GPUs allow)")
     p.add_argument("--cpus-per-trial", type=float, default=None,

@@ -176,6 +176,9 @@ def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainabl
         return None
     if any(t.status not in ("TERMINATED", "ERROR") for t in grid._experiment_analysis.trials):
         return None  # Ctrl-C: Tune stopped the runs and saved their state
+    runs = load_trials(confirm_dir)
+    if len(runs) < len(points) or any(not r.finished and r.tune_status != "ERROR" for r in runs):
+        return None  # Ctrl-C before every run started, or Tune ended runs short of their epochs: not a result
     score_decode_settings(space, confirm_dir)  # each new seed's checkpoint at every decode-time setting too
     summary = summarise(exp_dir, plan)
     write_json(exp_dir / CONFIRM_FILE, summary)

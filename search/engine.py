@@ -222,7 +222,6 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
         # the confirmation's retraining (--confirm-top) comes out of the same budget: rounds of full trials kept back
         runs = int(opts.get("confirm_top") or 0) * int(opts.get("confirm_seeds") or 0) * len(space.factor_combos())
         searcher = BudgetGate(searcher, _exp_dir(meta), epochs=space.epochs,
-                              reserve_rounds=math.ceil(runs / max(1, int(opts["max_concurrent"]))),
                               confirm=(int(opts["confirm_top"]), int(opts["confirm_seeds"])) if runs else None,
                               concurrent=int(opts["max_concurrent"]), group_keys=list(space.factors),
                               groups=len(space.factor_combos()))

@@ -177,14 +177,13 @@ def _epoch(gate, trial_id, *, epoch, seconds, value, epochs, split=0.5):
 
 
 def test_confirmation_reserve_follows_the_leaders(tmp_path):
-    """Before every factor value has its top K, the reserve is rounds of the longest possible trial; then it is
-    the leaders' own new-seed runs (their epochs x their seconds per epoch), packed on the slots, and it moves
-    when the leaders change."""
-    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=240, reserve_rounds=3,
+    """Before every factor value has its top K nothing is kept back; then the reserve is the leaders' own
+    new-seed runs (their epochs x their seconds per epoch), packed on the slots, and it moves when the leaders
+    change."""
+    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=240,
                       confirm=(2, 2), concurrent=2, group_keys=["split"], groups=1)
     _epoch(gate, "a", epoch=1, seconds=10.0, value=0.1, epochs=120)
-    # one trial of the two leaders: 3 rounds of a 240-epoch trial at the median 10 s, plus the 1 s start-up
-    assert gate.reserve_s() == pytest.approx(3 * (1.0 + 240 * 10.0))
+    assert gate.reserve_s() == 0.0 and gate.confirmation_s() is None  # one trial of the two leaders
     _epoch(gate, "b", epoch=1, seconds=20.0, value=0.3, epochs=240)
     _epoch(gate, "c", epoch=1, seconds=2.0, value=0.2, epochs=120)
     # leaders b (240 x 20 s) and c (120 x 2 s), two seeds each, on two slots: b's runs one per slot, c's after
@@ -198,10 +197,10 @@ def test_confirmation_reserve_follows_the_leaders(tmp_path):
 
 
 def test_confirmation_reserve_waits_for_every_factor_value(tmp_path):
-    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=100, reserve_rounds=1,
+    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=100,
                       confirm=(1, 2), concurrent=2, group_keys=["split"], groups=2)
     _epoch(gate, "a", epoch=1, seconds=5.0, value=0.4, epochs=50, split=0.5)
-    assert gate.reserve_s() == pytest.approx(1.0 + 100 * 5.0)  # split 0.6 has no leader yet
+    assert gate.reserve_s() == 0.0  # split 0.6 has no leader yet
     _epoch(gate, "b", epoch=1, seconds=1.0, value=0.2, epochs=50, split=0.6)
     # a's two runs (250 s) on the slots, then b's two (50 s each): one slot carries 251 + 51
     assert gate.reserve_s() == pytest.approx(251.0 + 51.0)
@@ -218,7 +217,7 @@ def test_a_gate_saved_before_it_kept_leaders_reads_them_from_the_folder(ray_sess
     record["options"].update(confirm_top=1, confirm_seeds=2)
     (exp / "mathtune.json").write_text(json.dumps(record))
     trials = load_trials(exp)
-    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), exp, epochs=15, reserve_rounds=1)
+    gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), exp, epochs=15)
     for name in ("confirm", "concurrent", "group_keys", "expected_groups", "trials"):
         delattr(gate, name)  # what an older saved gate holds
     gate.set_state({"epoch_s": {}, "startup_s": {}, "setup_s": 0.0, "closed_reason": None})
@@ -227,3 +226,22 @@ def test_a_gate_saved_before_it_kept_leaders_reads_them_from_the_folder(ray_sess
     seconds = leader.epochs_planned * gate.epoch_s[leader.trial_id]
     assert gate.reserve_s() == pytest.approx(seconds)  # its two seeds side by side on the two slots
     assert gate.epoch_s[leader.trial_id] == leader.history[-1]["epoch_time_s"]  # its latest epoch's seconds
+
+
+
+def test_confirmation_reserve_is_at_most_half_the_budget(tmp_path, capsys):
+    """Slow first leaders must not end the search before it searched: the reserve stops at half the budget,
+    and the search says the confirmation may run past it."""
+    from mathtune.search.budget import BudgetClock
+
+    clock = BudgetClock.start(tmp_path, 3600.0)
+    try:
+        gate = BudgetGate(_Proposals(metric="val_exact_match", mode="max"), tmp_path, epochs=240,
+                          confirm=(1, 2), concurrent=2, group_keys=["split"], groups=1)
+        _epoch(gate, "slow", epoch=1, seconds=60.0, value=0.1, epochs=240)  # two 4 h runs
+        assert gate.confirmation_s() == pytest.approx(1.0 + 240 * 60.0)
+        assert gate.reserve_s() == pytest.approx(1800.0) and clock.reserve_s == pytest.approx(1800.0)
+        printed = capsys.readouterr().out
+        assert "follows the leaders" in printed and "may run past the budget" in printed, printed
+    finally:
+        clock.close()

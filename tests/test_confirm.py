@@ -97,3 +97,46 @@ def test_bad_confirmation_options_are_one_line_errors(tmp_path):
     with pytest.raises(SearchError, match="--confirm-seeds must be at least 1"):
         run_search("arith-text2text-addsub", SearchOptions(storage_path=str(tmp_path), confirm_top=2,
                                                            confirm_seeds=0))
+
+
+def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
+    """Ctrl-C while the seed runs train: no winner is announced and no confirm.json written from runs cut short;
+    `mathtune resume` trains them to their last epoch and then summarises."""
+    import os
+    import signal
+    import time
+
+    from .test_budget import _replay_space
+
+    space = _replay_space(tmp_path, time_scale=0.3)
+    exp = tmp_path / "runs" / "conf-int"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [MATHTUNE, "search", space, "--num-samples", "2", "--max-concurrent", "2", "--scheduler", "none",
+           "--confirm-top", "1", "--confirm-seeds", "2", "--storage-path", str(tmp_path / "runs"),
+           "--name", "conf-int", "--no-dashboard", "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            rows = sum(len(p.read_text().splitlines()) for p in exp.glob("confirm/trial_*/result.json"))
+            if rows >= 3:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    first = proc.stdout.read()
+    assert "confirmation interrupted" in first and "confirmed winner" not in first, first[-3000:]
+    assert not (exp / "confirm.json").exists()
+    resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "confirmed winner" in resumed.stdout, resumed.stdout[-3000:]
+    runs = load_trials(exp / "confirm")
+    assert len(runs) == 2 and all(r.epochs_run == 15 for r in runs)
+    summary = json.loads((exp / "confirm.json").read_text())
+    assert all(c["complete"] for combo in summary["combos"].values() for c in combo["candidates"])
