@@ -69,7 +69,8 @@ class ShippedConfig:
     @property
     def extra_supervision(self) -> str | None:
         """What this configuration trains with that the reference's model did not have (its family says), or None."""
-        return get_family(self.family).extra_supervision(self.config)
+        family = get_family(self.family)
+        return family.extra_supervision(family.read_config(self.config, where=str(self.path)))
 
     def value(self, metric: str) -> float:
         v = self.figure.get(metric)

@@ -120,10 +120,12 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     family = get_family(args.family)
-    overrides = _load_config_file(args.config) if args.config else {}
-    overrides = {k: v for k, v in overrides.items() if k in family.all_params() or not args.config}
-    overrides.update(_parse_sets(args.set))
-    config = family.make_config(overrides, where="--set" if not args.config else f"{args.config} / --set")
+    saved = _load_config_file(args.config) if args.config else None
+    sets = _parse_sets(args.set)
+    if saved is not None:  # a saved configuration: keys of older versions are left out, --set checked on top
+        config = family.read_config(saved, sets, where=f"{args.config} / --set")
+    else:
+        config = family.make_config(sets, where="--set")
     out = Path(args.out or Path("runs") / "train" / f"{family.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     created = [d for d in (out, *out.parents) if not d.exists()]  # leaf first
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # a resumed run's wall time is the whole run's: this process's plus the epochs the earlier ones trained
     resumed_after = int(result.get("resumed_after") or 0)
     earlier = sum(float(h.get("epoch_time_s") or 0) for h in result["history"] if int(h["epoch"]) <= resumed_after)
-    summary = {"family": family.name, "config": config, "best": result["best"], "last": result["last"],
+    summary = {"family": family.name, "config": config.as_dict(), "best": result["best"], "last": result["last"],
                "wall_time_s": wall + earlier, "data": family.describe_data(result["data"]),
                "provenance": result["provenance"]}
     if resumed_after:

@@ -76,8 +76,8 @@ def plan_confirmation(exp_dir: Path, space: Space, top: int, seeds: int) -> dict
             if key in seen:
                 continue
             seen.add(key)
-            config = family.make_config(trial.config, where=f"trial {trial.trial_id}")
-            base = int(config.get("seed", 0))
+            config = family.make_config(trial.config, where=f"trial {trial.trial_id}").as_dict()  # the plan is JSON
+            base = int(config["seed"])
             candidates.append({"trial_id": trial.trial_id, "factors": label, "config": config,
                                "single": figures, "seeds": [base + 1 + i for i in range(seeds)]})
             runs.extend({"candidate": trial.trial_id, "config": {**config, "seed": base + 1 + i}}

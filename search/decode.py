@@ -35,6 +35,7 @@ import torch
 from mathtune.analysis.store import DECODE_FILE, load_trials
 from mathtune.spaces.loader import Space
 from mathtune.trainables.atomic import write_json
+from mathtune.trainables.base import FamilyConfig
 from mathtune.trainables.checkpoints import load_trained
 from mathtune.trainables.device import resolve_device
 from mathtune.trainables.metrics import best_of, test_metric_for
@@ -102,7 +103,7 @@ def score_decode_settings(space: Space, exp_dir: str | Path, *,
     return done
 
 
-def _dataset(family, config: dict[str, Any], cache: dict[tuple, Any]) -> Any:
+def _dataset(family, config: FamilyConfig, cache: dict[tuple, Any]) -> Any:
     """The dataset of ``config``, built once per data key for all the trials scored."""
     key = family.data_key(config)
     if key not in cache:

@@ -259,7 +259,7 @@ class _DefineByRun:
         params = self.space.suggest(trial)
         combo = {k: trial.suggest_categorical(k, v) for k, v in self.space.factors.items()}
         config = self.space.config(combo, params)
-        return {k: v for k, v in config.items() if k not in params and k not in combo}
+        return {k: v for k, v in config.as_dict().items() if k not in params and k not in combo}
 
 
 def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):

@@ -216,7 +216,7 @@ class FactorOptunaSearch(Searcher):
                 self._points.pop(0)  # that warm-start point is the adopted trial
             self._trials[trial_id] = {"combo": combo_index, "number": number, "last_epoch": 0}
             logger.info("tune trial %s adopts optuna trial %s of %s", trial_id, number, study.study_name)
-            return self.space.config(self.combos[combo_index], params)
+            return self.space.config(self.combos[combo_index], params).as_dict()
         if self._points:
             point = self._points.pop(0)
             combo_index = self._combo_of(point)
@@ -232,7 +232,7 @@ class FactorOptunaSearch(Searcher):
         trial.set_user_attr(TUNE_ID_ATTR, trial_id)
         self._asked[combo_index] += 1
         self._trials[trial_id] = {"combo": combo_index, "number": trial.number, "last_epoch": 0}
-        return self.space.config(self.combos[combo_index], params)
+        return self.space.config(self.combos[combo_index], params).as_dict()  # Tune's trial parameters: a plain dict
 
     def _ask_new(self, study: optuna.Study) -> tuple[optuna.Trial, dict[str, Any]]:
         """Ask for a configuration no trial of the study has run or is running.

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from mathtune.trainables.base import ConfigError
+from mathtune.trainables.base import ConfigError, FamilyConfig
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.registry import get_family
 
@@ -147,8 +147,8 @@ class Space:
         except SpaceError as exc:
             raise SpaceError(f"{self.path}: {exc}") from None
 
-    def config(self, factors: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        """The full trial config (validated by the family)."""
+    def config(self, factors: dict[str, Any], params: dict[str, Any]) -> FamilyConfig:
+        """The full trial config, the family's typed record (``.as_dict()`` for Tune's plain parameters)."""
         overrides = {**self.constants, **{k: v[0] for k, v in self.decode.items()}, **factors, **params}
         return get_family(self.family).make_config(overrides, where=str(self.path))
 

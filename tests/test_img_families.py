@@ -165,9 +165,9 @@ def test_img2text_data_is_deterministic_disjoint_and_follows_the_text_split(i2t)
     assert data.images.shape == (len(data.x), 5, 28, 28) and data.images.dtype == np.uint8
     assert data.y.shape == (len(data.x), 3)
     assert np.array_equal(data.images, again.images) and np.array_equal(data.x, again.x)
-    other = fam.build_data({**cfg, "data_seed": 1})
+    other = fam.build_data(cfg.replace(data_seed=1))
     assert not np.array_equal(other.source_index, data.source_index) or not np.array_equal(other.images, data.images)
-    text = build_arith("+-", cfg["split"], cfg["data_seed"], cfg["val_fraction"], limit=cfg["limit"])
+    text = build_arith("+-", cfg.split, cfg.data_seed, cfg.val_fraction, limit=cfg.limit)
     for part in ("train", "val", "test"):
         assert np.array_equal(data.source_index[data.part(part)], text.part(part))
     assert np.array_equal(data.x, text.x[data.source_index]) and np.array_equal(data.y, text.y[data.source_index])
@@ -177,7 +177,7 @@ def test_img2text_data_is_deterministic_disjoint_and_follows_the_text_split(i2t)
     assert ((data.image_index >= 0) == (data.x < 10)).all()  # a digit image exactly where the query has a digit
     assert "disjoint pools" in fam.describe_data(data) and str(MNIST_DIR) in fam.describe_data(data)
     assert " / val " in fam.describe_data(data)
-    shared = fam.build_data({**cfg, "val_pool": False})  # the earlier datasets: validation from the train pool
+    shared = fam.build_data(cfg.replace(val_pool=False))  # the earlier datasets: validation from the train pool
     assert len(shared.pools.val) == 0 and np.array_equal(shared.x, data.x)
     val_idx, train_pool = shared.image_index[shared.val_index], set(shared.pools.train.tolist())
     assert set(val_idx[val_idx >= 0].tolist()) <= train_pool
@@ -209,7 +209,7 @@ def test_img2text_loop_learns_on_tiny_data(i2t):
     assert hist[-1]["val_char_acc"] > 0.3  # above the all-blank answer (about 1/3 of positions are blank)
     assert "test_read_acc" not in hist[-1]  # no per-image head, no reading accuracy
     # the same config trains to the same numbers (augmentation draws from the seeded batch generator)
-    again = train(fam, {**cfg, "epochs": 1}, data=data, progress=None)["history"][0]
+    again = train(fam, cfg.replace(epochs=1), data=data, progress=None)["history"][0]
     assert again["train_loss"] == hist[0]["train_loss"] and again["val_loss"] == hist[0]["val_loss"]
 
 
@@ -219,7 +219,7 @@ def test_img2text_takes_the_text2text_star_recipe_reverse_decay_and_keras_init(i
     predictions read forwards again; weight_decay switches to AdamW; init=keras re-initialises the LSTMs and
     dense layers as arith-text2text does; the defaults leave the family as it was."""
     fam, cfg, data = i2t
-    assert (cfg["reverse"], cfg["weight_decay"], cfg["init"]) == ("none", 0.0, "torch")
+    assert (cfg.reverse, cfg.weight_decay, cfg.init) == ("none", 0.0, "torch")
     rev_cfg = fam.make_config({**TINY_I2T, "reverse": "both", "weight_decay": 1.0, "init": "keras", "epochs": 2})
     rev = fam.build_data(rev_cfg)
     assert rev.reverse == "both" and rev.queries == data.queries and rev.answers == data.answers
@@ -259,15 +259,16 @@ def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t)
     figures stand); training with it teaches the head to read digits it was never shown."""
     fam, cfg, data = i2t
     cpu = torch.device("cpu")
-    aux_cfg = {**cfg, "aux_weight": 0.5}
+    aux_cfg = cfg.replace(aux_weight=0.5)
     plain = next(fam.batches(data, cfg, torch.Generator().manual_seed(3), cpu))
     x, y, chars = next(fam.batches(data, aux_cfg, torch.Generator().manual_seed(3), cpu))
     assert len(plain) == 2 and torch.equal(plain[0], x) and torch.equal(plain[1], y)
     rows = data.train_index[torch.randperm(len(data.train_index), generator=torch.Generator().manual_seed(3))[:len(y)]]
     assert torch.equal(x, torch.from_numpy(data.images[rows])) and torch.equal(chars, torch.from_numpy(data.x[rows]))
-    shifted = {**cfg, "augment_shift": 2}
+    shifted = cfg.replace(augment_shift=2)
+    with_aux = shifted.replace(aux_weight=1.0)
     assert torch.equal(next(fam.batches(data, shifted, torch.Generator().manual_seed(3), cpu))[0],
-                       next(fam.batches(data, {**shifted, "aux_weight": 1.0}, torch.Generator().manual_seed(3), cpu))[0])
+                       next(fam.batches(data, with_aux, torch.Generator().manual_seed(3), cpu))[0])
 
     model = fam.build_model(aux_cfg, data).eval()
     logits, image_logits = model(x, with_aux=True)
@@ -276,8 +277,8 @@ def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t)
     assert torch.allclose(fam.loss(model, (x, y, chars), aux_cfg), answer + 0.5 * image)
     assert torch.allclose(fam.loss(model, (x, y), aux_cfg), answer)
     assert fam.build_model(cfg, data).aux is None
-    fed = fam.build_model({**cfg, "aux_feed": "concat"}, data)  # a head trained through the encoder alone
-    assert fed.aux is not None and fed.encoder.input_size == cfg["dense_units"] + 14
+    fed = fam.build_model(cfg.replace(aux_feed="concat"), data)  # a head trained through the encoder alone
+    assert fed.aux is not None and fed.encoder.input_size == cfg.dense_units + 14
     with pytest.raises(ConfigError, match="aux_feed"):
         fam.make_config({**TINY_I2T, "aux_feed": "yes"})
 
@@ -286,7 +287,7 @@ def test_img2text_aux_weight_supervises_each_image_with_its_query_character(i2t)
     digits = data.image_index[test_rows] >= 0
     images, truth = torch.from_numpy(data.images[test_rows]), data.x[test_rows][digits]
     untrained = (model(images, with_aux=True)[1].argmax(-1).numpy()[digits] == truth).mean()
-    trained = train(fam, {**cfg, "aux_weight": 1.0, "epochs": 3}, data=data, progress=None)
+    trained = train(fam, cfg.replace(aux_weight=1.0, epochs=3), data=data, progress=None)
     read = (trained["model"].eval()(images, with_aux=True)[1].argmax(-1).numpy()[digits] == truth).mean()
     assert read > max(0.5, untrained + 0.3), (untrained, read)
     last = trained["history"][-1]
@@ -315,14 +316,14 @@ def test_text2img_aux_head_reads_answer_characters_and_leaves_images_alone(t2i):
     fam, cfg, data = t2i
     plain = fam.build_model(cfg, data)
     assert plain.aux is None
-    acfg = {**cfg, "aux_weight": 1.0, "epochs": 4}
+    acfg = cfg.replace(aux_weight=1.0, epochs=4)
     torch.manual_seed(0)
     model = fam.build_model(acfg, data)
     assert model.aux is not None and model.aux.out_features == data.vocab_size
     batch = next(iter(fam.batches(data, acfg, torch.Generator().manual_seed(0), torch.device("cpu"))))
     model.train()
     with_aux = float(fam.loss(model, batch, acfg))
-    pixels = float(fam.loss(model, batch, {**acfg, "aux_weight": 0.0}))
+    pixels = float(fam.loss(model, batch, acfg.replace(aux_weight=0.0)))
     assert with_aux > pixels + 1.0  # an untrained head adds about log(vocab) of cross-entropy
     result = train(fam, acfg, data=data, progress=None)
     assert result["history"][-1]["train_loss"] < result["history"][0]["train_loss"]
@@ -371,14 +372,14 @@ def test_sharpen_redraws_faint_images_without_changing_pixel_figures(t2i):
     cpu = torch.device("cpu")
     true = fam.evaluate(_TrueAnswers(data), data, cfg, cpu)
     faint = _TrueAnswers(data, faint=0.25)
-    plain = fam.evaluate(faint, data, {**cfg, "sharpen": 1.0}, cpu)
-    sharp = fam.evaluate(faint, data, {**cfg, "sharpen": 4.0}, cpu)
+    plain = fam.evaluate(faint, data, cfg.replace(sharpen=1.0), cpu)
+    sharp = fam.evaluate(faint, data, cfg.replace(sharpen=4.0), cpu)
     for part in ("val", "test"):
         assert sharp[f"{part}_exact_match"] == true[f"{part}_exact_match"]
         assert sharp[f"{part}_char_acc"] == true[f"{part}_char_acc"]
         for key in ("pixel_acc", "pixel_acc_exact", "pixel_loss"):
             assert sharp[f"{part}_{key}"] == plain[f"{part}_{key}"]
-    model = fam.build_model({**cfg, "sharpen": 2.0}, data).eval()
+    model = fam.build_model(cfg.replace(sharpen=2.0), data).eval()
     x = torch.from_numpy(data.x[:4])
     with torch.no_grad():
         assert torch.allclose(model(x), torch.sigmoid(2.0 * model(x, logits=True)))
@@ -391,7 +392,7 @@ def test_classifier_is_trained_once_then_read_from_cache(t2i, cache_dir):
     fam, cfg, data = t2i
     assert not data.classifier["metrics"]["from_cache"]  # the module's fresh cache: trained by the fixture
     assert Path(data.classifier["metrics"]["cache_path"]).parent.parent == cache_dir
-    again = fam.build_data({**cfg, "split": 0.6})
+    again = fam.build_data(cfg.replace(split=0.6))
     m = again.classifier["metrics"]
     assert m["from_cache"] and m["cache_path"] == data.classifier["metrics"]["cache_path"]
     assert again.classifier["accuracy"] == data.classifier["accuracy"]
@@ -404,7 +405,7 @@ def test_classifier_is_trained_once_then_read_from_cache(t2i, cache_dir):
 def test_gpu_epoch_with_amp(i2t, t2i):
     """On a GPU both families train an epoch under autocast and report finite metrics."""
     for fam, cfg, data in (i2t, t2i):
-        result = train(fam, {**cfg, "epochs": 1, "device": "cuda"}, data=data, progress=None)
+        result = train(fam, cfg.replace(epochs=1, device="cuda"), data=data, progress=None)
         assert np.isfinite(result["last"]["train_loss"]) and 0.0 <= result["last"]["val_exact_match"] <= 1.0
 
 

@@ -20,7 +20,7 @@ TINY = {"limit": 512, "batch_size": 32, "hidden": 64, "decoder_hidden": 64, "thr
 
 def test_seed_model_shapes_and_defaults():
     cfg = FAM.make_config()
-    assert (cfg["hidden"], cfg["decoder_hidden"], cfg["batch_size"], cfg["epochs"]) == (256, 256, 8, 20)
+    assert (cfg.hidden, cfg.decoder_hidden, cfg.batch_size, cfg.epochs) == (256, 256, 8, 20)
     for extra in (0, 2):
         model = Seq2SeqLSTM(14, 3, hidden=32, extra_layers=extra, decoder_hidden=16)
         assert model.encoder.num_layers == 1 + extra
@@ -34,7 +34,7 @@ def test_default_init_is_keras_and_torch_init_is_kept_on_request():
     data = FAM.build_data(FAM.make_config(TINY))
     cfg = FAM.make_config({**TINY, "extra_layers": 1})
     model = FAM.build_model(cfg, data)
-    h = cfg["hidden"]
+    h = cfg.hidden
     for lstm in (model.encoder, model.decoder):
         for layer in range(lstm.num_layers):
             w_hh = getattr(lstm, f"weight_hh_l{layer}")
@@ -69,7 +69,7 @@ def test_weight_decay_switches_to_decoupled_adamw_that_shrinks_unused_weights():
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()
-    assert torch.allclose(model.out.weight, before * (1 - cfg["lr"] * 0.5))
+    assert torch.allclose(model.out.weight, before * (1 - cfg.lr * 0.5))
     with pytest.raises(ConfigError, match="weight_decay"):
         FAM.make_config({**TINY, "weight_decay": -1})
 
@@ -82,10 +82,10 @@ def test_luong_attention_reads_every_query_character_and_trains():
     model = FAM.build_model(cfg, FAM.build_data(cfg))
     assert FAM.build_model(FAM.make_config(TINY), data).attention is None  # the reference's model by default
     att = model.attention
-    assert not att.combine.bias.any() and att.score.weight.shape == (cfg["decoder_hidden"], cfg["hidden"])
+    assert not att.combine.bias.any() and att.score.weight.shape == (cfg.decoder_hidden, cfg.hidden)
     x = torch.from_numpy(data.x[:8])
     encoded, _ = model.encoder(model.encode_inputs(x))
-    decoded = torch.randn(8, model.answer_len, cfg["decoder_hidden"])
+    decoded = torch.randn(8, model.answer_len, cfg.decoder_hidden)
     weights = att.weights(decoded, encoded)
     assert weights.shape == (8, model.answer_len, x.shape[1])
     assert torch.allclose(weights.sum(-1), torch.ones(8, model.answer_len))

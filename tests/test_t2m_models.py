@@ -100,7 +100,7 @@ def test_family_trains_a_step_and_decodes_through_the_shared_loop(family):
     assert last["val_beam_width"] == 3.0 and "test_exec_acc" not in last
     model, data = result["model"], result["data"]
     preds, _ = decode_part(model, data.parts["val"], widths=[1, 3], config=cfg, device=CPU)
-    assert len(preds[3]) == cfg["limit_dev"] and all(p.endswith("|") for p in preds[3])
+    assert len(preds[3]) == cfg.limit_dev and all(p.endswith("|") for p in preds[3])
     assert score_part(data.parts["val"], preds[3]).exact_match / 100 == last["val_exact_match"]
 
 
@@ -199,7 +199,7 @@ def test_bert_ft_with_finetune_layers_trains_only_the_top_layers(tmp_path, monke
     from mathtune.trainables.t2m.data import DataError
 
     with pytest.raises(DataError, match="finetune_layers: 7 is more than the 6 layers"):
-        fam.build_data(fam.make_config({**cfg, "finetune_layers": 7}))
+        fam.build_data(cfg.replace(finetune_layers=7))
 
 
 def test_validation_slice_from_train_reports_dev_as_test():
@@ -356,9 +356,9 @@ def test_recorded_attention_is_one_distribution_per_step_and_changes_nothing(att
     the decoded output is identical with recording on and off."""
     _, cfg, data, model = attn_model
     batch = collate(data.parts["val"], range(len(data.parts["val"])), CPU)
-    plain = greedy_decode(model, batch, cfg["max_decode_len"])
+    plain = greedy_decode(model, batch, cfg.max_decode_len)
     with record_attention(model) as log:
-        recorded = greedy_decode(model, batch, cfg["max_decode_len"])
+        recorded = greedy_decode(model, batch, cfg.max_decode_len)
     assert model.decoder.attention_log is None
     assert recorded.tokens == plain.tokens and torch.equal(recorded.scores, plain.scores)
     assert torch.equal(recorded.finished, plain.finished)
@@ -378,7 +378,7 @@ def test_report_figures_draw_attention_heat_maps(attn_model):
     part = data.parts["val"]
     figures = fam.report_figures(model, data, cfg, CPU)
     rows = [0, 10, 19]
-    decoded = greedy_decode(model, collate(part, rows, CPU), cfg["max_decode_len"])
+    decoded = greedy_decode(model, collate(part, rows, CPU), cfg.max_decode_len)
     assert len(figures) == 1 + 3 and "by beam width" in next(iter(figures))
     heat_maps = list(figures.items())[1:]
     for (caption, fig), r, ids, ended in zip(heat_maps, rows, decoded.tokens, decoded.finished.tolist()):
@@ -444,4 +444,4 @@ def test_glove_text_file_as_config_value(tmp_path):
     assert data.glove[tokens.index("of")].tolist() == [0.0, 1.0, 0.0] and data.glove_found.sum() == 3
     model = fam.build_model(cfg, data)
     assert torch.equal(model.encoder.embed.weight[tokens.index("of")], torch.tensor([0.0, 1.0, 0.0]))
-    assert model.encoder.proj.in_features == 3 and model.encoder.proj.out_features == cfg["emb"]
+    assert model.encoder.proj.in_features == 3 and model.encoder.proj.out_features == cfg.emb

@@ -67,13 +67,13 @@ def test_default_token_decoder_is_todays_model():
     assert fam.make_config({})["decoder"] == "token"
     data = fam.build_data(cfg)
     model = fam.build_model(cfg, data)
-    before = Seq2Prog(data.meta, fam.make_encoder(cfg, data), emb=cfg["dec_emb"], hidden=cfg["dec_hidden"],
-                      layers=cfg["dec_layers"], dropout=cfg["dropout"], attention=True, copy=cfg["copy"],
-                      constrained=cfg["constrained"])
+    before = Seq2Prog(data.meta, fam.make_encoder(cfg, data), emb=cfg.dec_emb, hidden=cfg.dec_hidden,
+                      layers=cfg.dec_layers, dropout=cfg.dropout, attention=True, copy=cfg.copy,
+                      constrained=cfg.constrained)
     assert type(model.decoder) is Decoder and "decoder" not in model.meta
     assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in before.state_dict().items()}
     assert torch.equal(model.meta_json, before.meta_json)
-    op = fam.build_model(fam.make_config({**cfg, "decoder": "op"}), data)
+    op = fam.build_model(cfg.replace(decoder="op"), data)
     assert type(op.decoder) is OpDecoder and op.meta["decoder"] == "op" and "decoder" not in data.meta
 
 
@@ -91,7 +91,7 @@ def test_op_decoder_trains_through_the_shared_loop(family, extra):
     assert last["val_beam_width"] == 3.0
     part = result["data"].parts["val"]
     preds, _ = decode_part(model, part, widths=[3], config=cfg, device=CPU)
-    assert len(preds[3]) == cfg["limit_dev"] and all(p.endswith("|") for p in preds[3])
+    assert len(preds[3]) == cfg.limit_dev and all(p.endswith("|") for p in preds[3])
     assert score_part(part, preds[3]).exact_match / 100 == last["val_exact_match"]
 
 
@@ -204,7 +204,7 @@ def test_ensemble_of_an_op_and_a_token_model(memorised):
     decoder state carries each member's own tensors); alone, a member decodes as itself."""
     fam, cfg, result, _ = memorised
     model = result["model"].eval()
-    token = fam.build_model(fam.make_config({**cfg, "decoder": "token"}), result["data"]).eval()
+    token = fam.build_model(cfg.replace(decoder="token"), result["data"]).eval()
     examples = load_split(COL775 / "dev.json")[:12]
     pair = decode_ensemble([(model, cfg), (token, cfg)], examples, widths=[1, 3], config=cfg, device=CPU)
     assert all(p.endswith("|") for p in pair[3]) and len(pair[1]) == 12

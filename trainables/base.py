@@ -4,11 +4,15 @@ A family is one folder under ``trainables/`` with a :class:`Family` subclass reg
 ``trainables/registry.py``. The family supplies data, model, loss and metrics; the shared loop in
 ``trainables/loop.py`` does the rest (optimiser, epochs, checkpoints, reporting), with or without Ray.
 
+A family's methods receive its configuration as a typed, frozen record (:mod:`~mathtune.trainables.config`),
+made from its parameters by :meth:`Family.make_config`, and read attributes (``config.hidden``).
+
 Example::
 
     from mathtune.trainables import get_family, train
     fam = get_family("arith-text2text")
-    result = train(fam, {"split": 0.5, "epochs": 2})
+    cfg = fam.make_config({"split": 0.5, "epochs": 2})     # ArithText2TextConfig(epochs=2, split=0.5)
+    result = train(fam, cfg)
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import abc
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import torch
 
+from .config import FamilyConfig, config_type_for
 from .errors import MathtuneError, ShipError
 from .reportviews import ReportFigure, ReportView
 
-__all__ = ["ConfigError", "Family", "Param", "Batch"]
+__all__ = ["ConfigError", "Family", "FamilyConfig", "Param", "Batch"]
 
 Batch = Any
 
@@ -111,6 +116,11 @@ class Family(abc.ABC):
     (the keys that determine the dataset, so a search builds each dataset once and shares it).
     Metrics returned by :meth:`evaluate` are named ``val_*`` (selection) and ``test_*`` (reporting
     only; never used to select or stop).
+
+    Every method given a ``config`` gets the family's typed, frozen config record (:meth:`config_type`, made by
+    :meth:`make_config`) and reads attributes: ``config.hidden``. A parameter the family does not declare is an
+    ``AttributeError`` where it is read; ``config.replace(beam_width=5)`` is a checked copy and
+    ``config.as_dict()`` the plain dict that checkpoints and Tune hold.
     """
 
     name: ClassVar[str]
@@ -125,6 +135,7 @@ class Family(abc.ABC):
     #: other families whose models a value of this family's parameters builds (t2m-attn with attention_style
     #: none is t2m-lstm): a search's report compares its result with their shipped files too
     builds_families: ClassVar[tuple[str, ...]] = ()
+    _config_type: ClassVar[type[FamilyConfig]]  # made by config_type(), once per family class
 
     # ----------------------------------------------------------------- configuration
     @classmethod
@@ -138,46 +149,80 @@ class Family(abc.ABC):
         return {k: p.default for k, p in cls.all_params().items()}
 
     @classmethod
-    def make_config(cls, overrides: dict[str, Any] | None = None, *, where: str = "config") -> dict[str, Any]:
-        """Defaults updated with ``overrides``, each value checked; unknown keys are errors."""
+    def config_type(cls) -> type[FamilyConfig]:
+        """This family's config record type: a frozen dataclass named ``{FamilyClass}Config`` with one typed field
+        per parameter (:mod:`~mathtune.trainables.config`), made once per family class; a subclass with its
+        parent's name and parameters (one that changes only behaviour) shares its parent's."""
+        made = cls.__dict__.get("_config_type")
+        if made is None:
+            same = [b for b in cls.__mro__[1:] if isinstance(b, type) and issubclass(b, Family) and
+                    getattr(b, "name", None) == getattr(cls, "name", None) and hasattr(b, "params") and
+                    b.all_params() == cls.all_params()]
+            made = same[0].config_type() if same else config_type_for(cls)
+            cls._config_type = made
+        return made
+
+    @classmethod
+    def make_config(cls, overrides: Mapping[str, Any] | None = None, *, where: str = "config") -> FamilyConfig:
+        """The typed, frozen config of this family: the defaults updated with ``overrides`` (a plain mapping: Tune's
+        parameters, a JSON file, ``--set`` values), each value checked by its :class:`Param`, then
+        :meth:`check_config`. Unknown keys are errors. ``config.as_dict()`` is the plain dict again."""
+        return cls._configure(cls.defaults(), overrides or {}, where=where)
+
+    @classmethod
+    def read_config(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, *,
+                    where: str = "config") -> FamilyConfig:
+        """The config of a configuration saved earlier (a checkpoint's ``config.json``, a shipped file's
+        ``config``, a ``--config`` file): like :meth:`make_config`, but keys this family does not know (parameters
+        of older versions) are left out; ``overrides`` are then applied and checked as usual."""
+        known = cls.all_params()
+        return cls.make_config({**{k: v for k, v in saved.items() if k in known}, **(overrides or {})}, where=where)
+
+    @classmethod
+    def _configure(cls, base: Mapping[str, Any], overrides: Mapping[str, Any], *, where: str) -> FamilyConfig:
+        """``base`` (every parameter's value, already checked) with ``overrides`` checked on top, as a record."""
         params = cls.all_params()
-        config = cls.defaults()
-        for key, value in (overrides or {}).items():
+        values = dict(base)
+        for key, value in overrides.items():
             if key not in params:
                 known = ", ".join(sorted(params))
                 raise ConfigError(f"{where}: unknown parameter {key!r} for family {cls.name} (known: {known})")
             try:
-                config[key] = params[key].check(key, value)
+                values[key] = params[key].check(key, value)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
+        config_type = cls.config_type()
+        config = object.__new__(config_type)
+        for key in params:
+            object.__setattr__(config, key, values[key])
         cls.check_config(config, where=where)
         return config
 
     @classmethod
-    def check_config(cls, config: dict[str, Any], *, where: str = "config") -> None:
-        """Cross-key checks; override to add family rules. Raise :class:`ConfigError`."""
+    def check_config(cls, config: FamilyConfig, *, where: str = "config") -> None:
+        """Cross-key checks of a config record; override to add family rules. Raise :class:`ConfigError`."""
 
     @classmethod
-    def data_key(cls, config: dict[str, Any]) -> tuple:
+    def data_key(cls, config: FamilyConfig) -> tuple:
         """The values that determine this config's dataset (hashable)."""
-        return tuple((k, config[k]) for k in cls.data_params)
+        return tuple((k, getattr(config, k)) for k in cls.data_params)
 
     # ----------------------------------------------------------------- the task
     @abc.abstractmethod
-    def build_data(self, config: dict[str, Any]) -> Any:
+    def build_data(self, config: FamilyConfig) -> Any:
         """Build the dataset for ``config`` (depends only on :attr:`data_params`). Picklable."""
 
     @abc.abstractmethod
-    def build_model(self, config: dict[str, Any], data: Any) -> torch.nn.Module:
+    def build_model(self, config: FamilyConfig, data: Any) -> torch.nn.Module:
         """A fresh model for ``config``."""
 
     @abc.abstractmethod
-    def batches(self, data: Any, config: dict[str, Any], generator: torch.Generator,
+    def batches(self, data: Any, config: FamilyConfig, generator: torch.Generator,
                 device: torch.device) -> Iterable[Batch]:
         """One epoch of shuffled training batches (on ``device``)."""
 
     @abc.abstractmethod
-    def loss(self, model: torch.nn.Module, batch: Batch, config: dict[str, Any],
+    def loss(self, model: torch.nn.Module, batch: Batch, config: FamilyConfig,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean training loss of one batch (the model is in training mode).
 
@@ -186,7 +231,7 @@ class Family(abc.ABC):
         a resumed run draws the same numbers; None when a caller outside the loop computes one loss."""
 
     @abc.abstractmethod
-    def evaluate(self, model: torch.nn.Module, data: Any, config: dict[str, Any],
+    def evaluate(self, model: torch.nn.Module, data: Any, config: FamilyConfig,
                  device: torch.device, *, final: bool = False) -> dict[str, float]:
         """Validation and test metrics (``val_*``, ``test_*``) with the model in eval mode.
 
@@ -194,24 +239,24 @@ class Family(abc.ABC):
         expensively (e.g. beam search).
         """
 
-    def score_decoded(self, model: torch.nn.Module, data: Any, config: dict[str, Any], device: torch.device,
+    def score_decoded(self, model: torch.nn.Module, data: Any, config: FamilyConfig, device: torch.device,
                       settings: list[dict[str, Any]]) -> list[dict[str, float]]:
         """The final evaluation (``val_*`` and ``test_*``) of a trained model at each of ``settings`` (values of
         :attr:`decode_params`), in their order. The default evaluates once per setting; a family that can score
         several settings in one pass (t2m: every beam width from one beam search) overrides it."""
-        return [self.evaluate(model, data, {**config, **setting}, device, final=True) for setting in settings]
+        return [self.evaluate(model, data, config.replace(**setting), device, final=True) for setting in settings]
 
     # ----------------------------------------------------------------- optional hooks
-    def optimizer(self, model: torch.nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=config["lr"])
+    def optimizer(self, model: torch.nn.Module, config: FamilyConfig) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
 
-    def scheduler(self, optimizer: torch.optim.Optimizer, config: dict[str, Any]):
+    def scheduler(self, optimizer: torch.optim.Optimizer, config: FamilyConfig):
         """A learning-rate scheduler stepped once per epoch (None = constant), from ``lr_schedule``."""
-        if config.get("lr_schedule") == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["epochs"])
+        if config.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
         return None
 
-    def warm_start(self, model: torch.nn.Module, config: dict[str, Any]) -> str | None:
+    def warm_start(self, model: torch.nn.Module, config: FamilyConfig) -> str | None:
         """Copy weights into a freshly built ``model`` before its first epoch (the loop never calls it when a
         run resumes). Returns one line for the progress output, or None when nothing was asked for."""
         return None
@@ -245,14 +290,14 @@ class Family(abc.ABC):
     report_metrics: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @classmethod
-    def extra_supervision(cls, config: dict[str, Any]) -> str | None:
+    def extra_supervision(cls, config: FamilyConfig) -> str | None:
         """What ``config`` trains with beyond the task's own answers, that the reference reports' models did not
         have (e.g. an auxiliary head), as a phrase for ``mathtune reference`` ("a per-image reading head
         (aux_weight)"), or None (the default) for nothing more. A shipped configuration that names some is
         shown beside the best one shipped without it."""
         return None
 
-    def report_views(self, model: torch.nn.Module, data: Any, config: dict[str, Any], device: torch.device, *,
+    def report_views(self, model: torch.nn.Module, data: Any, config: FamilyConfig, device: torch.device, *,
                      name: str, title: str, epoch: Any = None) -> list[ReportView]:
         """The views of a trained model in ``mathtune report`` (``analysis/views.py`` calls it with the best
         checkpoint of each of the best trials, its configuration and its dataset built again): figures, tables
@@ -270,7 +315,7 @@ class Family(abc.ABC):
                                    for i, (caption, fig) in enumerate(figures.items())])
         return [view] if view.figures else []
 
-    def report_figures(self, model: torch.nn.Module, data: Any, config: dict[str, Any],
+    def report_figures(self, model: torch.nn.Module, data: Any, config: FamilyConfig,
                        device: torch.device) -> dict[str, Any]:
         """Figures of a trained model for the report, {caption: matplotlib Figure}, the simple case of
         :meth:`report_views`; none by default."""

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 
 from .atomic import readable_folder
-from .base import Family
+from .base import Family, FamilyConfig
 from .device import resolve_device
 from .errors import CheckpointError
 from .files import CHECKPOINT_FILE
@@ -106,7 +106,7 @@ class Trained(NamedTuple):
     """What :func:`load_trained` returns."""
 
     family: Family
-    config: dict[str, Any]
+    config: FamilyConfig  # the family's typed config, from the checkpoint's config.json
     model: torch.nn.Module  # in eval mode, on the device asked for
     data: Any  # what the model was built with (see load_trained's ``data``)
 
@@ -146,9 +146,7 @@ def load_trained(checkpoint: str | os.PathLike, *, family: str | Family | None =
         family = meta["family"]
     if isinstance(family, str):
         family = get_family(family)
-    known = family.all_params()
-    config = family.make_config({**{k: v for k, v in saved.items() if k in known}, **(overrides or {})},
-                                where=str(ckpt / "config.json"))
+    config = family.read_config(saved, overrides, where=str(ckpt / "config.json"))
     if data is None:
         data = family.build_data(config)
     elif callable(data):

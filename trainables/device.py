@@ -4,15 +4,19 @@ families (which need the device when they build data or place a model), so neith
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import FamilyConfig
 
 __all__ = ["resolve_device", "bf16_autocast_works"]
 
 
-def resolve_device(config: dict[str, Any]) -> torch.device:
-    want = config.get("device", "auto")
+def resolve_device(config: FamilyConfig) -> torch.device:
+    """The torch device of ``config.device``: auto (CUDA when torch sees a GPU), cpu or cuda."""
+    want = config.device
     if want == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if want == "cuda" and not torch.cuda.is_available():

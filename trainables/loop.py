@@ -24,7 +24,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from .atomic import atomic_folder, recover_folder
-from .base import Family
+from .base import Family, FamilyConfig
 from .device import bf16_autocast_works, resolve_device  # noqa: F401  (re-exported)
 from .errors import CheckpointError
 from .files import CHECKPOINT_FILE
@@ -37,9 +37,9 @@ __all__ = ["train", "save_checkpoint", "load_checkpoint", "resolve_device", "set
 Reporter = Callable[[dict[str, Any], str], None]
 
 
-def set_threads(config: dict[str, Any], cpus: float | None = None) -> int:
+def set_threads(config: FamilyConfig, cpus: float | None = None) -> int:
     """Match torch's intra-op threads to the CPUs this run owns (avoids oversubscription)."""
-    n = int(config.get("threads") or 0) or (max(1, int(cpus)) if cpus else os.cpu_count() or 1)
+    n = int(config.threads or 0) or (max(1, int(cpus)) if cpus else os.cpu_count() or 1)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -71,10 +71,10 @@ def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
 
 
 def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, optimizer, scheduler, epoch: int,
-                    generator: torch.Generator, config: dict[str, Any], history: list[dict[str, Any]],
+                    generator: torch.Generator, config: FamilyConfig, history: list[dict[str, Any]],
                     best: dict[str, Any] | None, extra: dict[str, Any] | None = None,
                     ema: AveragedModel | None = None) -> Path:
-    """Write a checkpoint folder: ``state.pt`` (tensors), ``config.json``, ``metrics.json``.
+    """Write a checkpoint folder: ``state.pt`` (tensors), ``config.json`` (``config.as_dict()``), ``metrics.json``.
 
     With ``ema`` (a run with ``ema`` > 0), ``state["model"]`` holds the averaged weights, the ones evaluated,
     and ``state["train_model"]`` / ``state["ema"]`` what resuming needs: the weights the optimizer steps
@@ -92,7 +92,7 @@ def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, opt
         state["scheduler"] = scheduler.state_dict()
     with atomic_folder(directory) as tmp:
         torch.save(state, tmp / CHECKPOINT_FILE)
-        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        (tmp / "config.json").write_text(json.dumps(config.as_dict(), indent=1, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps({"epoch": epoch, "history": history, "best": best,
                                                       **(extra or {})}, indent=1))
     return Path(directory)
@@ -141,10 +141,11 @@ def load_checkpoint(directory: str | os.PathLike, *, need_metrics: bool = True
     return state, files["config.json"], files["metrics.json"]
 
 
-def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoint_dir: str | os.PathLike | None = None,
+def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_dir: str | os.PathLike | None = None,
           resume_from: str | os.PathLike | None = None, report: Reporter | None = None,
           progress: Callable[[str], None] | None = print, cpus: float | None = None) -> dict[str, Any]:
-    """Train ``family`` on ``config`` and return ``{"history", "best", "last", "config"}``.
+    """Train ``family`` on ``config`` (its typed config, from ``family.make_config``) and return ``{"history",
+    "best", "last", "config", ...}``.
 
     * ``data``: a prebuilt dataset (as from ``family.build_data``); built here when None.
     * ``checkpoint_dir``: write ``last/`` and ``best/`` checkpoints there each epoch; when it already
@@ -156,17 +157,20 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
     The selection metric is ``family.metric`` on validation data; test metrics are recorded for
     reporting only.
     """
+    if not isinstance(config, family.config_type()):
+        raise TypeError(f"train: config must be {family.name}'s config record (family.make_config(...)), not "
+                        f"{type(config).__name__}")
     threads = set_threads(config, cpus)
     device = resolve_device(config)
     provenance = [collect_provenance(threads=threads, device=str(device))]
     if data is None:
         data = family.build_data(config)
-    torch.manual_seed(config["seed"])
+    torch.manual_seed(config.seed)
     model = family.build_model(config, data).to(device)
     optimizer = family.optimizer(model, config)
     scheduler = family.scheduler(optimizer, config)
-    generator = torch.Generator().manual_seed(config["seed"])
-    ema = averaged_model(model, config["ema"]) if config.get("ema") else None
+    generator = torch.Generator().manual_seed(config.seed)
+    ema = averaged_model(model, config.ema) if config.ema else None
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
@@ -183,7 +187,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         if ema is not None:
             if "ema" not in state:
                 raise CheckpointError(f"{resume_from}: written without ema, so it cannot resume with "
-                                      f"ema={config['ema']} (resume with ema=0 or start a new --out)")
+                                      f"ema={config.ema} (resume with ema=0 or start a new --out)")
             ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and "scheduler" in state:
@@ -203,7 +207,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         progress(f"[{family.name}] {family.describe_data(data)}; {num_params:,} parameters on {device}")
 
     metric, mode = family.metric, family.mode
-    for epoch in range(start_epoch + 1, config["epochs"] + 1):
+    for epoch in range(start_epoch + 1, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         total, n_batches, n_samples = 0.0, 0, 0
@@ -211,8 +215,8 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
             optimizer.zero_grad(set_to_none=True)
             loss = family.loss(model, batch, config, generator)
             loss.backward()
-            if config.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -223,12 +227,12 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         train_loss = total / max(1, n_batches)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"{family.name}: training loss became {train_loss} in epoch {epoch} "
-                                     f"(lr {config['lr']}); the trial stops here")
+                                     f"(lr {config.lr}); the trial stops here")
         if scheduler is not None:
             scheduler.step()
         evaluated = ema.module if ema is not None else model
         evaluated.eval()
-        metrics = family.evaluate(evaluated, data, config, device, final=epoch == config["epochs"])
+        metrics = family.evaluate(evaluated, data, config, device, final=epoch == config.epochs)
         metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
                    "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
                    "epoch_time_s": time.perf_counter() - t0, "num_params": num_params}
@@ -241,7 +245,7 @@ def train(family: Family, config: dict[str, Any], *, data: Any = None, checkpoin
         ckpt_path = _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config,
                                        history, best, improved, ema, extra={"provenance": provenance})
         if progress:
-            progress(_progress_line(family, epoch, config["epochs"], metrics, history))
+            progress(_progress_line(family, epoch, config.epochs, metrics, history))
         if report is not None:
             if ckpt_path is None:
                 with tempfile.TemporaryDirectory(prefix="mathtune-ckpt-") as tmp:

@@ -32,7 +32,7 @@ from torch import nn
 
 from .arith.text2text import ArithText2Text
 from .atomic import atomic_file
-from .base import Family, Param
+from .base import Family, FamilyConfig, Param
 from .errors import MathtuneError
 
 __all__ = ["ReplayError", "ReplayTable", "ReplayFamily", "ReplayArithText2Text", "replay_family", "write_table",
@@ -100,14 +100,16 @@ class ReplayTable:
                 raise ReplayError(f"table {self.path}: configuration {dict(zip(self.params, key))} has epochs "
                                   f"{[r['epoch'] for r in curve]}, not 1..{len(curve)}")
 
-    def key(self, config: dict[str, Any]) -> tuple:
-        return tuple(_norm(config[p]) for p in self.params)
+    def key(self, values: dict[str, Any]) -> tuple:
+        """The configuration key of ``values`` (a table row, or a config's ``as_dict()``)."""
+        return tuple(_norm(values[p]) for p in self.params)
 
-    def curve(self, config: dict[str, Any]) -> list[dict[str, Any]]:
-        key = self.key(config)
+    def curve(self, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """The recorded epochs of the configuration ``values`` (a plain dict holding the table's parameters)."""
+        key = self.key(values)
         if key not in self.curves:
             raise ReplayError(f"table {self.path}: no recorded configuration "
-                              f"{', '.join(f'{p}={config[p]}' for p in self.params)}")
+                              f"{', '.join(f'{p}={values[p]}' for p in self.params)}")
         return self.curves[key]
 
     def grid(self) -> dict[str, list[Any]]:
@@ -137,17 +139,17 @@ class ReplayFamily(Family):
     source: type[Family]
     data_params = ("table",)
 
-    def build_data(self, config: dict[str, Any]) -> ReplayTable:
-        table = ReplayTable(config["table"])
+    def build_data(self, config: FamilyConfig) -> ReplayTable:
+        table = ReplayTable(config.table)
         if table.meta.get("family") not in (None, self.source.name):
             raise ReplayError(f"table {table.path}: recorded for family {table.meta['family']}, not "
                               f"{self.source.name}")
         return table
 
-    def build_model(self, config: dict[str, Any], data: ReplayTable) -> nn.Module:
-        curve = data.curve(config)
-        if config["epochs"] > len(curve):
-            raise ReplayError(f"table {data.path}: epochs {config['epochs']} asked for, {len(curve)} recorded")
+    def build_model(self, config: FamilyConfig, data: ReplayTable) -> nn.Module:
+        curve = data.curve(config.as_dict())
+        if config.epochs > len(curve):
+            raise ReplayError(f"table {data.path}: epochs {config.epochs} asked for, {len(curve)} recorded")
         return _Cursor(curve)
 
     def batches(self, data, config, generator, device) -> Iterable[Any]:
@@ -155,8 +157,8 @@ class ReplayFamily(Family):
 
     def loss(self, model: _Cursor, batch, config, generator=None) -> torch.Tensor:
         row = model.curve[int(model.epoch)]
-        if config["time_scale"] > 0:
-            time.sleep(float(row["epoch_s"]) * config["time_scale"])
+        if config.time_scale > 0:
+            time.sleep(float(row["epoch_s"]) * config.time_scale)
         model.epoch += 1
         return (model.weight * 0.0).sum()
 

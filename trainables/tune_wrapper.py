@@ -38,6 +38,7 @@ def quiet_swallowed_exits() -> None:
 
 
 def run_trial(config: dict[str, Any], family_name: str, datasets: dict | None = None) -> None:
+    """One Tune trial: ``config`` is Tune's plain parameter dict, made the family's typed config here, once."""
     quiet_swallowed_exits()
     # Datasets from the object store are read-only numpy arrays; the loop only reads them, so torch's
     # warning on wrapping them (once per trial process) is noise in every trial's log.

@@ -8,13 +8,13 @@ On a GPU, models run channels-last and under bfloat16 autocast (``amp``); on CPU
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..base import Param
+from ..base import FamilyConfig, Param
 from ..device import resolve_device
 from .image_data import ImageArithData, build_image_arith
 from .text2text import ArithFamily
@@ -22,9 +22,9 @@ from .text2text import ArithFamily
 __all__ = ["ImageArithFamily", "autocast_for", "shift_images", "warp_images"]
 
 
-def autocast_for(device: torch.device, config: dict[str, Any]):
-    """bfloat16 autocast on CUDA when ``config["amp"]``; a no-op context elsewhere (CPU stays float32)."""
-    if device.type == "cuda" and config.get("amp", True):
+def autocast_for(device: torch.device, config: FamilyConfig):
+    """bfloat16 autocast on CUDA when ``config.amp``; a no-op context elsewhere (CPU stays float32)."""
+    if device.type == "cuda" and config.amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -101,26 +101,28 @@ class ImageArithFamily(ArithFamily):
                            "stays float32)", bool),
     }
 
-    def load_images(self, config: dict[str, Any], mnist: tuple[np.ndarray, np.ndarray] | None = None,
-                    mnist_source: str = "") -> ImageArithData:
-        return build_image_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
-                                 limit=config["limit"], render=self.render, mnist_dir=config["mnist_dir"],
-                                 mnist=mnist, mnist_source=mnist_source, val_pool=config["val_pool"],
-                                 reverse=config.get("reverse", "none"))
+    def load_images(self, config: FamilyConfig, mnist: tuple[np.ndarray, np.ndarray] | None = None,
+                    mnist_source: str = "", *, reverse: str = "none") -> ImageArithData:
+        """The queries and their images for ``config``; ``reverse`` as arith-text2text's (a family with that
+        parameter passes its value)."""
+        return build_image_arith(config.ops, config.split, config.data_seed, config.val_fraction,
+                                 limit=config.limit, render=self.render, mnist_dir=config.mnist_dir,
+                                 mnist=mnist, mnist_source=mnist_source, val_pool=config.val_pool,
+                                 reverse=reverse)
 
-    def build_data(self, config: dict[str, Any]) -> ImageArithData:
+    def build_data(self, config: FamilyConfig) -> ImageArithData:
         return self.load_images(config)
 
     @classmethod
-    def extra_supervision(cls, config: dict[str, Any]) -> str | None:
+    def extra_supervision(cls, config: FamilyConfig) -> str | None:
         """The ``aux_weight`` head, when a configuration trains it (``mathtune reference`` names it)."""
-        return f"{cls.aux_head} (aux_weight)" if float(config.get("aux_weight") or 0.0) > 0.0 else None
+        return f"{cls.aux_head} (aux_weight)" if config.aux_weight > 0.0 else None
 
     def describe_data(self, data: ImageArithData) -> str:
         return data.describe()
 
-    def place_model(self, model: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
+    def place_model(self, model: torch.nn.Module, config: FamilyConfig) -> torch.nn.Module:
         """Channels-last weights when the run will be on a GPU with ``amp``."""
-        if resolve_device(config).type == "cuda" and config.get("amp", True):
+        if resolve_device(config).type == "cuda" and config.amp:
             model = model.to(memory_format=torch.channels_last)
         return model

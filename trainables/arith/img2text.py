@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from ..base import Param
+from ..base import FamilyConfig, Param
 from .image_family import ImageArithFamily, autocast_for, shift_images, warp_images
 from .img_models import AUX_FEEDS, IMG2TEXT_SEED, Img2TextModel
 from .init import INITS, apply_init
@@ -105,28 +105,31 @@ class ArithImg2Text(ImageArithFamily):
     data_params = ImageArithFamily.data_params + ("reverse",)
 
     @classmethod
-    def model_kwargs(cls, config: dict[str, Any]) -> dict[str, Any]:
+    def model_kwargs(cls, config: FamilyConfig) -> dict[str, Any]:
         """Keyword arguments of :class:`Img2TextModel` for ``config``, the 0 = seed-default keys resolved."""
-        seed = IMG2TEXT_SEED[config["ops"]]
-        blocks = config["conv_blocks"] or len(seed["filters"])
-        first = config["filters"] or seed["filters"][0]
-        later = config["filters_next"] or (seed["filters"][1] if len(seed["filters"]) > 1 else first)
+        seed = IMG2TEXT_SEED[config.ops]
+        blocks = config.conv_blocks or len(seed["filters"])
+        first = config.filters or seed["filters"][0]
+        later = config.filters_next or (seed["filters"][1] if len(seed["filters"]) > 1 else first)
         return {"filters": [first] + [later] * (blocks - 1),
-                "kernel": [config["kernel"] or seed["kernel"][0]] + [config["kernel_next"]] * (blocks - 1),
-                "conv_blocks": blocks, "dropout": config["dropout"],
-                "dense_units": config["dense_units"] or seed["dense_units"], "hidden": config["hidden"],
-                "extra_layers": config["extra_layers"],
-                "decoder_hidden": config["decoder_hidden"] or seed["decoder_hidden"],
-                "batch_norm": config["batch_norm"]}
+                "kernel": [config.kernel or seed["kernel"][0]] + [config.kernel_next] * (blocks - 1),
+                "conv_blocks": blocks, "dropout": config.dropout,
+                "dense_units": config.dense_units or seed["dense_units"], "hidden": config.hidden,
+                "extra_layers": config.extra_layers,
+                "decoder_hidden": config.decoder_hidden or seed["decoder_hidden"],
+                "batch_norm": config.batch_norm}
+
+    def build_data(self, config):
+        return self.load_images(config, reverse=config.reverse)
 
     def inputs(self, data):
         return data.images
 
     def build_model(self, config, data):
-        aux_vocab = data.vocab_size if config["aux_weight"] > 0 or config["aux_feed"] != "off" else 0
-        model = Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab, aux_feed=config["aux_feed"],
+        aux_vocab = data.vocab_size if config.aux_weight > 0 or config.aux_feed != "off" else 0
+        model = Img2TextModel(data.answer_len, data.vocab_size, aux_vocab=aux_vocab, aux_feed=config.aux_feed,
                               **self.model_kwargs(config))
-        return self.place_model(apply_init(model, config["init"]), config)
+        return self.place_model(apply_init(model, config.init), config)
 
     def optimizer(self, model, config):
         return lstm_optimizer(model, config)
@@ -134,11 +137,11 @@ class ArithImg2Text(ImageArithFamily):
     def batches(self, data, config, generator, device):
         """Training batches ``(images, answers)``, augmented on the CPU; with ``aux_weight`` also the query
         characters the images render, ``(images, answers, query_chars)``."""
-        shift, rotate, scale = config["augment_shift"], config["augment_rotate"], config["augment_scale"]
+        shift, rotate, scale = config.augment_shift, config.augment_rotate, config.augment_scale
         idx = torch.from_numpy(data.train_index)
         images, answers = torch.from_numpy(data.images), torch.from_numpy(data.y)
-        chars = torch.from_numpy(data.x) if config["aux_weight"] > 0 else None
-        for sel in iterate_batches(len(idx), config["batch_size"], generator):
+        chars = torch.from_numpy(data.x) if config.aux_weight > 0 else None
+        for sel in iterate_batches(len(idx), config.batch_size, generator):
             rows = idx[sel]
             x = shift_images(warp_images(images[rows], rotate, scale, generator), shift, generator)
             batch = (x.to(device, non_blocking=True), answers[rows].to(device))
@@ -152,7 +155,7 @@ class ArithImg2Text(ImageArithFamily):
             logits, image_logits = model(x, with_aux=True)
             answer_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             image_loss = F.cross_entropy(image_logits.reshape(-1, image_logits.shape[-1]), chars.reshape(-1))
-            return answer_loss + config["aux_weight"] * image_loss
+            return answer_loss + config.aux_weight * image_loss
 
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):

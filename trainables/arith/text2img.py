@@ -36,14 +36,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..base import Param
+from ..base import FamilyConfig, Param
 from .classifier import (ClassifierConfig, DigitCNN, classes_to_ids, classes_to_strings, classifier_for_pools,
                          read_digits)
 from .image_data import ImageArithData
@@ -104,13 +102,13 @@ class ArithText2Img(ImageArithFamily):
         self._reader: tuple[int, torch.device, DigitCNN] | None = None
 
     # ------------------------------------------------------------------ data
-    def build_data(self, config: dict[str, Any]) -> ImageArithData:
+    def build_data(self, config: FamilyConfig) -> ImageArithData:
         """Answer images, plus the digit classifier (trained once, then read from its cache)."""
-        folder = find_mnist_folder(config["mnist_dir"] or None)
+        folder = find_mnist_folder(config.mnist_dir or None)
         images, labels = load_mnist(folder)
         data = self.load_images(config, mnist=(images, labels), mnist_source=str(folder))
         model, acc = classifier_for_pools(images, labels, data.pools,
-                                          config=ClassifierConfig(epochs=config["classifier_epochs"]))
+                                          config=ClassifierConfig(epochs=config.classifier_epochs))
         metrics = {k: v for k, v in model.metrics.items() if isinstance(v, (int, float, str, bool))}
         data.classifier = {"state_dict": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
                            "metrics": metrics, "accuracy": float(acc)}
@@ -128,24 +126,24 @@ class ArithText2Img(ImageArithFamily):
     decode_params = ("sharpen",)
 
     def build_model(self, config, data):
-        model = Text2ImgModel(data.answer_len, data.vocab_size, embed_dim=config["embed_dim"],
-                              hidden=config["hidden"], extra_layers=config["extra_layers"],
-                              dropout=config["dropout"], decoder_hidden=config["decoder_hidden"],
-                              proj_channels=config["proj_channels"], up_channels=config["up_channels"],
-                              aux_vocab=data.vocab_size if config["aux_weight"] > 0 else 0,
-                              sharpen=config["sharpen"])
+        model = Text2ImgModel(data.answer_len, data.vocab_size, embed_dim=config.embed_dim,
+                              hidden=config.hidden, extra_layers=config.extra_layers,
+                              dropout=config.dropout, decoder_hidden=config.decoder_hidden,
+                              proj_channels=config.proj_channels, up_channels=config.up_channels,
+                              aux_vocab=data.vocab_size if config.aux_weight > 0 else 0,
+                              sharpen=config.sharpen)
         return self.place_model(model, config)
 
     def batches(self, data, config, generator, device):
         idx = torch.from_numpy(data.train_index)
         x, images, y = torch.from_numpy(data.x), torch.from_numpy(data.images), torch.from_numpy(data.y)
-        for sel in iterate_batches(len(idx), config["batch_size"], generator):
+        for sel in iterate_batches(len(idx), config.batch_size, generator):
             rows = idx[sel]
             yield x[rows].to(device), images[rows].to(device, non_blocking=True), y[rows].to(device)
 
     def loss(self, model, batch, config, generator=None):
         x, target, y = batch
-        weight = config["aux_weight"]
+        weight = config.aux_weight
         with autocast_for(x.device, config):
             out = model(x, logits=True, with_aux=weight > 0)
         logits, aux = out if weight > 0 else (out, None)
@@ -175,7 +173,7 @@ class ArithText2Img(ImageArithFamily):
             with autocast_for(device, config):
                 logits = model(x, logits=True)
             logits = logits.float()
-            pred = torch.sigmoid(logits * config["sharpen"])
+            pred = torch.sigmoid(logits * config.sharpen)
             loss += float(F.binary_cross_entropy_with_logits(logits, target, reduction="sum"))
             b, e = pixel_scores(pred, target)
             binarised, exact_px = binarised + b, exact_px + e

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..base import Family, Param
+from ..base import Family, FamilyConfig, Param
 from ..reportviews import ReportView
 from .data import ALPHABET, DIGITS, ArithData, build_arith
 from .init import INITS, KERAS_ADAM_EPS, apply_init
@@ -86,12 +86,12 @@ def char_metrics(logits_or_pred: torch.Tensor, target: torch.Tensor) -> tuple[fl
     return float(eq.all(dim=1).sum()), float(eq.sum()), target.shape[0]
 
 
-def lstm_optimizer(model: nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
-    """Adam with ``config["init"]``'s epsilon (Keras's 1e-7 or PyTorch's 1e-8); AdamW when ``weight_decay`` > 0."""
-    eps = KERAS_ADAM_EPS if config["init"] == "keras" else 1e-8
-    if config["weight_decay"] > 0:
-        return torch.optim.AdamW(model.parameters(), lr=config["lr"], eps=eps, weight_decay=config["weight_decay"])
-    return torch.optim.Adam(model.parameters(), lr=config["lr"], eps=eps)
+def lstm_optimizer(model: nn.Module, config: FamilyConfig) -> torch.optim.Optimizer:
+    """Adam with ``config.init``'s epsilon (Keras's 1e-7 or PyTorch's 1e-8); AdamW when ``weight_decay`` > 0."""
+    eps = KERAS_ADAM_EPS if config.init == "keras" else 1e-8
+    if config.weight_decay > 0:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, eps=eps, weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, eps=eps)
 
 
 def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterable[torch.Tensor]:
@@ -118,9 +118,9 @@ class ArithFamily(Family):
         "batch_size": Param(8, "training batch size (the seed recipe used 8)", int, 1, 65_536),
     }
 
-    def build_data(self, config: dict[str, Any]) -> ArithData:
-        return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
-                           limit=config["limit"])
+    def build_data(self, config: FamilyConfig) -> ArithData:
+        return build_arith(config.ops, config.split, config.data_seed, config.val_fraction,
+                           limit=config.limit)
 
     def describe_data(self, data: ArithData) -> str:
         return data.describe()
@@ -131,7 +131,7 @@ class ArithFamily(Family):
     def batches(self, data, config, generator, device):
         idx = torch.from_numpy(data.train_index)
         x, y = torch.from_numpy(self.inputs(data)), torch.from_numpy(data.y)
-        for sel in iterate_batches(len(idx), config["batch_size"], generator):
+        for sel in iterate_batches(len(idx), config.batch_size, generator):
             rows = idx[sel]
             yield x[rows].to(device), y[rows].to(device)
 
@@ -236,14 +236,14 @@ class ArithText2Text(ArithFamily):
     data_params = ArithFamily.data_params + ("reverse", "digits")
 
     def build_data(self, config):
-        return build_arith(config["ops"], config["split"], config["data_seed"], config["val_fraction"],
-                           limit=config["limit"], reverse=config["reverse"], digits=config["digits"])
+        return build_arith(config.ops, config.split, config.data_seed, config.val_fraction,
+                           limit=config.limit, reverse=config.reverse, digits=config.digits)
 
     def build_model(self, config, data):
-        model = Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config["hidden"],
-                            extra_layers=config["extra_layers"], decoder_hidden=config["decoder_hidden"],
-                            dropout=config["dropout"], attention=config["attention"])
-        return apply_init(model, config["init"])
+        model = Seq2SeqLSTM(data.vocab_size, data.answer_len, hidden=config.hidden,
+                            extra_layers=config.extra_layers, decoder_hidden=config.decoder_hidden,
+                            dropout=config.dropout, attention=config.attention)
+        return apply_init(model, config.init)
 
     def optimizer(self, model, config):
         return lstm_optimizer(model, config)

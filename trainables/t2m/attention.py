@@ -18,11 +18,12 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
+from ..config import FamilyConfig
 from .beam import greedy_decode
 from .data import Example, problem_number_alignment
 from .dataset import Part, T2MData, collate
@@ -63,11 +64,11 @@ def spread_rows(n: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, min(count, n)).round().astype(int).tolist()))
 
 
-def _source_tokens(model: Seq2Prog, part: Part, row: int, config: dict[str, Any]) -> list[str]:
+def _source_tokens(model: Seq2Prog, part: Part, row: int, config: FamilyConfig) -> list[str]:
     if model.meta["kind"] == "glove":
         tokens = problem_number_alignment(part.examples[row].problem)[0] or ["<unk>"]  # as encode_part
     else:
-        tokens = load_encoder(config["encoder"])[0].convert_ids_to_tokens(part.src[row].tolist())
+        tokens = load_encoder(config.encoder)[0].convert_ids_to_tokens(part.src[row].tolist())
     tokens = list(tokens)
     marks: dict[int, list[str]] = {}
     for k in range(int(part.num_count[row])):
@@ -79,7 +80,7 @@ def _source_tokens(model: Seq2Prog, part: Part, row: int, config: dict[str, Any]
 
 
 @torch.no_grad()
-def attention_maps(model: Seq2Prog, part: Part, rows: Sequence[int], *, config: dict[str, Any],
+def attention_maps(model: Seq2Prog, part: Part, rows: Sequence[int], *, config: FamilyConfig,
                    device: torch.device) -> list[AttentionMap]:
     """Greedy decoding of ``rows`` of ``part`` (one batch) with the attention of every step recorded."""
     rows = [int(r) for r in rows]
@@ -88,7 +89,7 @@ def attention_maps(model: Seq2Prog, part: Part, rows: Sequence[int], *, config: 
     model.eval()
     batch = collate(part, rows, device)
     with record_attention(model) as log:
-        out = greedy_decode(model, batch, config["max_decode_len"])
+        out = greedy_decode(model, batch, config.max_decode_len)
     steps = torch.stack(log, 1).float().cpu().numpy() if log else np.zeros((len(rows), 0, batch["src"].shape[1]))
     maps = []
     for j, r in enumerate(rows):
@@ -156,7 +157,7 @@ def _caption(m: AttentionMap, kind: str, max_source: int, max_steps: int) -> str
     return text
 
 
-def attention_figures(model: Seq2Prog, data: T2MData, config: dict[str, Any], device: torch.device, *,
+def attention_figures(model: Seq2Prog, data: T2MData, config: FamilyConfig, device: torch.device, *,
                       count: int = 3, part: str = "val", max_source: int = MAX_SOURCE,
                       max_steps: int = MAX_STEPS) -> dict[str, "Figure"]:
     """``{caption: heat map}`` for ``count`` problems spread over ``part``; ``{}`` without attention."""

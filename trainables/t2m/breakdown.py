@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..config import FamilyConfig
 from .dataset import Part
 from .decoding import decode_part
 from .scoring import score_items
@@ -39,7 +40,7 @@ def _bucket_order(key: str) -> int:
     return int(key.rstrip("+"))
 
 
-def accuracy_breakdown(model, part: Part, *, config: dict[str, Any], device: torch.device,
+def accuracy_breakdown(model, part: Part, *, config: FamilyConfig, device: torch.device,
                        widths: Sequence[int] = (1, 5, 10)) -> dict[str, Any]:
     """``{"by_width": {w: {exec_acc, exact_match, n}}, "by_ops": {w: {bucket: {exec_acc, exact_match, n}}}}``
     in percent, for ``part``'s problems; ``by_ops`` holds the narrowest and the widest width."""

@@ -62,9 +62,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                             f"(ensemble members must share their training file)") from None
         ensemble.append((o_model, o_config))
         print(f"[mathtune] ensemble member: {o_family.name} checkpoint {o_ckpt}", flush=True)
-    widths = sorted(set(args.beam_width or [1, config["beam_width"]]))
+    widths = sorted(set(args.beam_width or [1, config.beam_width]))
     print(f"[mathtune] {family.name} checkpoint {ckpt}; decoding {args.data_file} at beam width "
-          f"{', '.join(map(str, widths))} ({config['beam_mode']} beam)"
+          f"{', '.join(map(str, widths))} ({config.beam_mode} beam)"
           f"{f', an ensemble of {len(ensemble) + 1} models' if ensemble else ''}", flush=True)
     t0 = time.perf_counter()
     out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0,

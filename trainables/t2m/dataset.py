@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..config import FamilyConfig
 from .data import DataError, Example, Vocab, load_split, problem_number_alignment, tokenize_problem
 from .glove import glove_matrix, load_glove
 from .pretrained import cached_encoder_states, load_encoder, wordpiece_inputs
@@ -127,24 +128,24 @@ def _subsample(examples: list[Example], limit: int, rng: np.random.Generator) ->
     return [examples[i] for i in keep]
 
 
-def build_t2m_data(config: dict[str, Any], *, family: str, kind: str,
+def build_t2m_data(config: FamilyConfig, *, family: str, kind: str,
                    device: torch.device | str = "cpu") -> T2MData:
     """Load, split, build vocabularies from the training part and encode every part (see module doc)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    train_path = resolve_file(config["train_file"], "train_file", "train.json")
-    dev_path = resolve_file(config["dev_file"], "dev_file", "dev.json")
-    rng = np.random.default_rng(config["data_seed"])
-    train = _subsample(load_split(train_path), config["limit_train"], rng)
+    train_path = resolve_file(config.train_file, "train_file", "train.json")
+    dev_path = resolve_file(config.dev_file, "dev_file", "dev.json")
+    rng = np.random.default_rng(config.data_seed)
+    train = _subsample(load_split(train_path), config.limit_train, rng)
     dev = load_split(dev_path)
-    if config["limit_dev"]:
-        dev = dev[:config["limit_dev"]]
+    if config.limit_dev:
+        dev = dev[:config.limit_dev]
     named: dict[str, tuple[list[Example], str]] = {}
-    if config["val_fraction"] > 0:
+    if config.val_fraction > 0:
         order = rng.permutation(len(train))
-        n_val = max(1, int(round(config["val_fraction"] * len(train))))
+        n_val = max(1, int(round(config.val_fraction * len(train))))
         if n_val >= len(train):
-            raise DataError(f"val_fraction: {config['val_fraction']} leaves no training examples out of {len(train)}")
+            raise DataError(f"val_fraction: {config.val_fraction} leaves no training examples out of {len(train)}")
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         named["val"] = ([train[i] for i in val_idx], f"{train_path.name} slice")
         named["test"] = (dev, dev_path.name)
@@ -167,23 +168,23 @@ def build_t2m_data(config: dict[str, Any], *, family: str, kind: str,
         for e in train:
             for t in tokenize_problem(e.problem):
                 counts[t] = counts.get(t, 0) + 1
-        index = load_glove(config["glove"])[1]
-        kept = sorted((t for t, c in counts.items() if c >= config["min_freq"] or t in index or t.lower() in index),
+        index = load_glove(config.glove)[1]
+        kept = sorted((t for t, c in counts.items() if c >= config.min_freq or t in index or t.lower() in index),
                       key=lambda t: (-counts[t], t))
         in_vocab = Vocab([*Vocab.SPECIALS, *[t for t in kept if t not in Vocab.SPECIALS]])
-        glove, found = glove_matrix(in_vocab.tokens, config["glove"])
+        glove, found = glove_matrix(in_vocab.tokens, config.glove)
         meta["input_vocab"] = in_vocab.to_dict()
         meta["glove_dim"] = int(glove.shape[1])
         info["input_vocab"] = len(in_vocab)
         info["glove_coverage"] = float(found[len(Vocab.SPECIALS):].mean()) if len(in_vocab) > 4 else 0.0
     else:
-        encoder = load_encoder(config["encoder"])[1]
+        encoder = load_encoder(config.encoder)[1]
         meta["enc_dim"] = int(encoder.config.hidden_size)
-        if kind == "finetune" and config.get("finetune_layers", 0):
-            layers, trained = int(encoder.config.num_hidden_layers), int(config["finetune_layers"])
+        if kind == "finetune" and config.finetune_layers:
+            layers, trained = int(encoder.config.num_hidden_layers), int(config.finetune_layers)
             if trained > layers:
                 raise DataError(f"finetune_layers: {trained} is more than the {layers} layers of encoder "
-                                f"{config['encoder']!r}")
+                                f"{config.encoder!r}")
             meta["frozen_layers"] = layers - trained
     parts = {"train": encode_part("train", train, meta, config, source=train_path.name, device=device)}
     for name, (exs, source) in named.items():
@@ -191,9 +192,10 @@ def build_t2m_data(config: dict[str, Any], *, family: str, kind: str,
     return T2MData(meta=meta, parts=parts, glove=glove, glove_found=found, info=info)
 
 
-def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config: dict[str, Any], *,
+def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config: FamilyConfig, *,
                 source: str = "", device: torch.device | str = "cpu") -> Part:
-    """Encode ``examples`` with the vocabularies in ``meta`` (training or a checkpoint's)."""
+    """Encode ``examples`` with the vocabularies in ``meta`` (training or a checkpoint's); ``config`` (the model's
+    own) says which encoder and how many word pieces."""
     K = int(meta["max_numbers"])
     vocab = Vocab.from_dict(meta["program_vocab"])
     tgt = Ragged.from_rows([vocab.encode(program_to_tokens(e.program), add_eos=True) for e in examples])
@@ -216,8 +218,8 @@ def encode_part(name: str, examples: list[Example], meta: dict[str, Any], config
             tok_of = al.token_of_number[:K]
             num_pos[i, :len(tok_of)] = tok_of
         return Part(name, source, examples, src, num_pos, num_count, tgt, num_slot=Ragged.from_rows(slots))
-    tokenizer, encoder = load_encoder(config["encoder"])
-    pieces = wordpiece_inputs(tokenizer, tokens, config["max_input_tokens"])
+    tokenizer, encoder = load_encoder(config.encoder)
+    pieces = wordpiece_inputs(tokenizer, tokens, config.max_input_tokens)
     for i, ((ids, first), al) in enumerate(zip(pieces, aligns)):
         tok_of = np.asarray(al.token_of_number[:K], dtype=np.int64)
         num_pos[i, :len(tok_of)] = first[tok_of] if len(tok_of) else []

@@ -13,10 +13,11 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
+from ..config import FamilyConfig
 from .beam import decode_widths
 from .dataset import Part, eval_batches
 from .models import Seq2Prog
@@ -27,16 +28,16 @@ __all__ = ["decode_part", "score_part"]
 
 
 @torch.no_grad()
-def decode_part(model: Seq2Prog, part: Part, *, widths: Sequence[int], config: dict[str, Any],
+def decode_part(model: Seq2Prog, part: Part, *, widths: Sequence[int], config: FamilyConfig,
                 device: torch.device, with_loss: bool = True) -> tuple[dict[int, list[str]], float]:
     """Predicted programs of every problem of ``part`` at each width, and the teacher-forced validation
     loss (mean per scored token; NaN without ``with_loss``). Nested beams decode all widths in one pass."""
     model.eval()
     widths = sorted(set(int(w) for w in widths))
-    vocab, max_len, mode = model.vocab, config["max_decode_len"], config["beam_mode"]
+    vocab, max_len, mode = model.vocab, config.max_decode_len, config.beam_mode
     preds: dict[int, list[str]] = {w: [""] * len(part) for w in widths}
     total, count = 0.0, 0
-    for rows, batch in eval_batches(part, config["eval_batch_size"], device):
+    for rows, batch in eval_batches(part, config.eval_batch_size, device):
         start = model.start(batch)
         if with_loss:
             s, n = model.token_losses(model.teacher_forced(*start, batch["tgt"]), batch["tgt"])

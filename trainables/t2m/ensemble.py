@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..config import FamilyConfig
 from .beam import decode_widths
 from .dataset import Part, collate, encode_part
 from .programs import tokens_to_program
@@ -101,8 +102,8 @@ class Ensemble:
 
 
 @torch.no_grad()
-def decode_ensemble(members: Sequence[tuple[Any, dict[str, Any]]], examples: Sequence[Any], *,
-                    widths: Sequence[int], config: dict[str, Any], device: torch.device,
+def decode_ensemble(members: Sequence[tuple[Any, FamilyConfig]], examples: Sequence[Any], *,
+                    widths: Sequence[int], config: FamilyConfig, device: torch.device,
                     parts: Sequence[Part] | None = None, source: str = "") -> dict[int, list[str]]:
     """Programs of ``examples`` at each width, decoded by the ensemble of ``members`` ((model, its config)
     pairs; each config says how that model reads problems). ``config`` gives ``max_decode_len``,
@@ -112,7 +113,7 @@ def decode_ensemble(members: Sequence[tuple[Any, dict[str, Any]]], examples: Seq
         parts = [encode_part("eval", list(examples), m.meta, cfg, source=source, device=device)
                  for m, cfg in members]
     widths = sorted(set(int(w) for w in widths))
-    max_len, mode, size = config["max_decode_len"], config["beam_mode"], config["eval_batch_size"]
+    max_len, mode, size = config.max_decode_len, config.beam_mode, config.eval_batch_size
     n = len(parts[0])
     preds: dict[int, list[str]] = {w: [""] * n for w in widths}
     order = np.argsort(parts[-1].src.lengths, kind="stable")  # the slowest encoder last: batch by its lengths

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..base import ConfigError
+from ..base import ConfigError, FamilyConfig
 from ..checkpoints import best_checkpoint, run_checkpoint
 from ..device import resolve_device
 from ..errors import CheckpointError
@@ -60,7 +60,7 @@ def _meta(model_state: dict[str, Any], where: Path) -> dict[str, Any]:
         raise ConfigError(f"{where}: not a text-to-program checkpoint (its model state has no vocabularies)") from None
 
 
-def vocabularies_of(config: dict[str, Any], model_state: dict[str, Any]) -> T2MData:
+def vocabularies_of(config: FamilyConfig, model_state: dict[str, Any]) -> T2MData:
     """The data a text-to-program model is built with when it is rebuilt from its checkpoint alone: the
     vocabularies its state carries, no problems (``data=`` of :func:`~mathtune.trainables.checkpoints.load_trained`;
     the problems to decode come from a data file, :func:`evaluate_file`)."""
@@ -101,8 +101,8 @@ class EvalOutput:
     scores: dict[int, ScoreResult]
 
 
-def evaluate_file(family, config: dict[str, Any], model, data_file: str | Path, *, widths: Sequence[int],
-                  limit: int = 0, ensemble: Sequence[tuple[Any, dict[str, Any]]] = ()) -> EvalOutput:
+def evaluate_file(family, config: FamilyConfig, model, data_file: str | Path, *, widths: Sequence[int],
+                  limit: int = 0, ensemble: Sequence[tuple[Any, FamilyConfig]] = ()) -> EvalOutput:
     """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them.
     With ``ensemble`` ((model, config) pairs) those models decode beside ``model`` as one (see
     :mod:`.ensemble`)."""

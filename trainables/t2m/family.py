@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..base import ConfigError, Family, Param
+from ..base import ConfigError, Family, FamilyConfig, Param
 from ..device import bf16_autocast_works, resolve_device
 from .attention import attention_figures
 from .beam import MODES
@@ -140,36 +140,41 @@ class T2MFamily(Family):
     mode = "max"
     ships_model = "text-to-program"  # `mathtune ship`: one run, its dev figures per beam width, its model (ship.py)
 
-    def build_data(self, config: dict[str, Any]) -> T2MData:
+    def build_data(self, config: FamilyConfig) -> T2MData:
         return build_t2m_data(config, family=self.name, kind=self.kind, device=resolve_device(config))
 
-    def make_encoder(self, config: dict[str, Any], data: T2MData) -> torch.nn.Module:
+    def make_encoder(self, config: FamilyConfig, data: T2MData) -> torch.nn.Module:
         raise NotImplementedError
 
-    def build_model(self, config: dict[str, Any], data: T2MData) -> Seq2Prog:
+    def attention_style(self, config: FamilyConfig) -> str:
+        """The decoder's attention: ``config.attention_style`` for the families that have it, none (t2m-lstm's
+        decoder) for the one that does not."""
+        return config.attention_style if self.attention else NO_ATTENTION
+
+    def build_model(self, config: FamilyConfig, data: T2MData) -> Seq2Prog:
         """The model of ``config``; the decoder kind a checkpoint's state records (``data`` from
         :func:`~.evaluation.vocabularies_of`) wins over the configuration's."""
-        style = config.get("attention_style", "bahdanau")
-        return Seq2Prog(data.meta, self.make_encoder(config, data), emb=config["dec_emb"],
-                        hidden=config["dec_hidden"], layers=config["dec_layers"], dropout=config["dropout"],
-                        attention=self.attention and style != NO_ATTENTION, copy=config["copy"],
-                        constrained=config["constrained"],
+        style = self.attention_style(config)
+        return Seq2Prog(data.meta, self.make_encoder(config, data), emb=config.dec_emb,
+                        hidden=config.dec_hidden, layers=config.dec_layers, dropout=config.dropout,
+                        attention=style != NO_ATTENTION, copy=config.copy,
+                        constrained=config.constrained,
                         attention_style="bahdanau" if style == NO_ATTENTION else style,
-                        decoder=data.meta.get("decoder", config.get("decoder", "token")))
+                        decoder=data.meta.get("decoder", config.decoder))
 
     def batches(self, data, config, generator, device):
-        return train_batches(data.parts["train"], config["batch_size"], generator, device)
+        return train_batches(data.parts["train"], config.batch_size, generator, device)
 
     def loss(self, model, batch, config, generator=None):
         tgt = batch["tgt"]
         # teacher forcing below 1: one coin per target step, from the run's generator (resume repeats them)
-        coins = torch.rand(tgt.shape, generator=generator).to(tgt.device) if config["teacher_forcing"] < 1.0 else None
-        amp = bool(config.get("amp")) and bf16_autocast_works(tgt.device)
+        coins = torch.rand(tgt.shape, generator=generator).to(tgt.device) if config.teacher_forcing < 1.0 else None
+        amp = config.amp and bf16_autocast_works(tgt.device)
         with torch.autocast(tgt.device.type, dtype=torch.bfloat16, enabled=amp):
             mem, state = model.start(batch)
-            logp = model.teacher_forced(mem, state, tgt, teacher_forcing=config["teacher_forcing"],
+            logp = model.teacher_forced(mem, state, tgt, teacher_forcing=config.teacher_forcing,
                                         coins=coins)
-        total, count = model.token_losses(logp.float(), tgt, config["label_smoothing"])
+        total, count = model.token_losses(logp.float(), tgt, config.label_smoothing)
         return total / count.clamp(min=1)
 
     decode_params = ("beam_width",)
@@ -194,7 +199,7 @@ class T2MFamily(Family):
 
     @torch.no_grad()
     def evaluate(self, model, data, config, device, *, final=False):
-        width = config["beam_width"] if final else 1
+        width = config.beam_width if final else 1
         metrics: dict[str, float] = {}
         for name in ("val", "test"):
             if name not in data.parts:
@@ -209,10 +214,10 @@ class T2MFamily(Family):
         return metrics
 
     def optimizer(self, model, config):
-        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config["lr"])
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
 
     def scheduler(self, optimizer, config):
-        kind, epochs, floor = config["lr_schedule"], max(1, config["epochs"]), 0.05
+        kind, epochs, floor = config.lr_schedule, max(1, config.epochs), 0.05
         if kind == "constant":
             return None
         if kind == "cosine":
@@ -223,7 +228,7 @@ class T2MFamily(Family):
 
     def warm_start(self, model, config):
         """``init_from``: copy the matching tensors of another run's best checkpoint into ``model``."""
-        source = config.get("init_from") or ""
+        source = config.init_from
         if not source:
             return None
         ckpt = find_checkpoint(source)
@@ -281,10 +286,10 @@ class _GloveFamily(T2MFamily):
 
     def make_encoder(self, config, data):
         meta = data.meta
-        return GloveEncoder(len(meta["input_vocab"]["tokens"]), meta["glove_dim"], emb=config["emb"],
-                            hidden=config["hidden"], layers=config["enc_layers"], dropout=config["dropout"],
+        return GloveEncoder(len(meta["input_vocab"]["tokens"]), meta["glove_dim"], emb=config.emb,
+                            hidden=config.hidden, layers=config.enc_layers, dropout=config.dropout,
                             max_numbers=meta["max_numbers"], glove=data.glove, found=data.glove_found,
-                            freeze=config["freeze_glove"])
+                            freeze=config.freeze_glove)
 
 
 class T2MLstm(_GloveFamily):
@@ -328,11 +333,11 @@ class T2MBertFT(T2MFamily):
 
     def make_encoder(self, config, data):
         if data.meta.get("frozen_layers"):
-            return TopLayers(fresh_encoder(config["encoder"]), int(config["finetune_layers"]))
-        return PretrainedEncoder(fresh_encoder(config["encoder"]))
+            return TopLayers(fresh_encoder(config.encoder), int(config.finetune_layers))
+        return PretrainedEncoder(fresh_encoder(config.encoder))
 
     def optimizer(self, model, config):
         enc = [p for p in model.encoder.parameters() if p.requires_grad]
         ids = {id(p) for p in enc}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-        return torch.optim.Adam([{"params": enc, "lr": config["encoder_lr"]}, {"params": rest, "lr": config["lr"]}])
+        return torch.optim.Adam([{"params": enc, "lr": config.encoder_lr}, {"params": rest, "lr": config.lr}])

@@ -113,8 +113,8 @@ def ship_text2program(name: str, run: str | Path, *, out: Path, produced_by: str
         measuring = {"threads": threads, "device": "cpu"}
         family, config, model, _ = load_trained(ckpt, data=vocabularies_of, overrides=measuring)
         set_threads(config)
-        train_file = resolve_file(config["train_file"], "train_file", "train.json")
-        dev = resolve_file(config["dev_file"], "dev_file", "dev.json")
+        train_file = resolve_file(config.train_file, "train_file", "train.json")
+        dev = resolve_file(config.dev_file, "dev_file", "dev.json")
         wall = round(sum(float(h.get("epoch_time_s", 0.0)) for h in history), 1)
         provenance = provenance_of(metrics.get("provenance"), run_config)  # recorded at its start and resumes
         machine = f"trained on {machine_of([provenance])}; measured with {threads} torch thread(s)"
@@ -126,7 +126,7 @@ def ship_text2program(name: str, run: str | Path, *, out: Path, produced_by: str
             "family": family.name,
             "figure": {"val_exec_acc": best.get("val_exec_acc"), "val_exact_match": best.get("val_exact_match"),
                        "epoch": best.get("epoch"), "dev_percent_by_beam_width": by_width},
-            "measured_on": (f"a seeded subset of {config['limit_train']}" if config["limit_train"] else
+            "measured_on": (f"a seeded subset of {config.limit_train}" if config.limit_train else
                             f"all {len(read_json(train_file))}") + f" training problems of {train_file}; all "
                            f"{by_width[str(widths[0])]['problems']} problems of {dev} (md5 {shipped.file_md5(dev)}) "
                            f"as validation: selection and figures; the COL775 test split held apart",

@@ -22,10 +22,11 @@ def _run(args) -> int:
     from mathtune.trainables import get_family
     from mathtune.trainables.loop import load_checkpoint
 
-    state, config, _ = load_checkpoint(Path(args.run) / "best")
-    if len(args.bits) != config["bits"] or set(args.bits) - {"0", "1"}:
-        raise CommandError(f"BITS {args.bits!r}: expected {config['bits']} characters of 0 and 1")
+    state, saved, _ = load_checkpoint(Path(args.run) / "best")
     family = get_family("parity-mlp")
+    config = family.read_config(saved, where=str(Path(args.run) / "best" / "config.json"))  # the typed config
+    if len(args.bits) != config.bits or set(args.bits) - {"0", "1"}:
+        raise CommandError(f"BITS {args.bits!r}: expected {config.bits} characters of 0 and 1")
     model = family.build_model(config, None)
     model.load_state_dict(state["model"])
     x = torch.tensor([[float(b) for b in args.bits]])

@@ -1,8 +1,9 @@
 """parity-mlp: the parity of a random bit string, with a small MLP.
 
 Everything a family needs: its parameters, data that depends only on ``data_params``, a model, batches,
-a loss and validation/test metrics. Bad input raises ``ConfigError`` (a ``MathtuneError``), which the
-mathtune CLI prints as one line.
+a loss and validation/test metrics. Every method gets the family's typed, frozen config, made from its
+parameters, and reads attributes (``config.bits``). Bad input raises ``ConfigError`` (a ``MathtuneError``),
+which the mathtune CLI prints as one line.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ class ParityMLP(Family):
 
     @classmethod
     def check_config(cls, config, *, where="config"):
-        if config["hidden"] < config["bits"]:
-            raise ConfigError(f"{where}: hidden: {config['hidden']} is narrower than the {config['bits']} bits")
+        if config.hidden < config.bits:
+            raise ConfigError(f"{where}: hidden: {config.hidden} is narrower than the {config.bits} bits")
 
     def build_data(self, config):
-        rng = np.random.default_rng(config["data_seed"])
-        n = config["examples"] + 2 * (config["examples"] // 4)
-        x = rng.integers(0, 2, size=(n, config["bits"])).astype(np.float32)
+        rng = np.random.default_rng(config.data_seed)
+        n = config.examples + 2 * (config.examples // 4)
+        x = rng.integers(0, 2, size=(n, config.bits)).astype(np.float32)
         y = (x.sum(axis=1) % 2).astype(np.int64)
-        cut = config["examples"]
-        quarter = config["examples"] // 4
+        cut = config.examples
+        quarter = config.examples // 4
         return {"x": x, "y": y, "train": np.arange(cut), "val": np.arange(cut, cut + quarter),
                 "test": np.arange(cut + quarter, n)}
 
@@ -45,16 +46,16 @@ class ParityMLP(Family):
         return f"parity: train {len(data['train'])} / val {len(data['val'])} / test {len(data['test'])}"
 
     def build_model(self, config, data):
-        return nn.Sequential(nn.Linear(config["bits"], config["hidden"]), nn.ReLU(),
-                             nn.Linear(config["hidden"], config["hidden"]), nn.ReLU(),
-                             nn.Linear(config["hidden"], 2))
+        return nn.Sequential(nn.Linear(config.bits, config.hidden), nn.ReLU(),
+                             nn.Linear(config.hidden, config.hidden), nn.ReLU(),
+                             nn.Linear(config.hidden, 2))
 
     def batches(self, data, config, generator, device):
         idx = torch.from_numpy(data["train"])
         order = idx[torch.randperm(len(idx), generator=generator)]
         x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
-        for start in range(0, len(order), config["batch_size"]):
-            rows = order[start:start + config["batch_size"]]
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start:start + config.batch_size]
             yield x[rows].to(device), y[rows].to(device)
 
     def loss(self, model, batch, config, generator=None):
