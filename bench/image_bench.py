@@ -117,9 +117,9 @@ def part_search(family: str, num_samples: int, epochs: int, storage: str, concur
     data = fam.make_config(config)
     from mathtune.trainables.arith.mnist import find_mnist_folder
 
-    folder = find_mnist_folder(data["mnist_dir"] or None)
-    data_line = (f"ops {data['ops']}, split {data['split']} (val_fraction {data['val_fraction']}), data_seed "
-                 f"{data['data_seed']}, all 20,000 queries; MNIST t10k-images-idx3-ubyte.gz md5 {mnist_md5(folder)} "
+    folder = find_mnist_folder(data.mnist_dir or None)
+    data_line = (f"ops {data.ops}, split {data.split} (val_fraction {data.val_fraction}), data_seed "
+                 f"{data.data_seed}, all 20,000 queries; MNIST t10k-images-idx3-ubyte.gz md5 {mnist_md5(folder)} "
                  f"(shared/data/mnist); test queries drawn from a disjoint MNIST pool")
     trial_wall = _trial_wall(best.get("trial_dir"))
     print(f"(c) {space}: {num_samples} trials x up to {epochs} epochs, TPE + ASHA, 1 CPU each, {concurrent} at a "

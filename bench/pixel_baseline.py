@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         cfg, scores = model_scores(args.checkpoint, args.part, args.shifts)
-        print(f"\n{args.checkpoint} (split {cfg['split']}), {args.part}: ink where logit > threshold")
+        print(f"\n{args.checkpoint} (split {cfg.split}), {args.part}: ink where logit > threshold")
         print("| threshold | " + " | ".join(f"{b:+.1f}" for b in args.shifts) + " |")
         print("|---|" + "---|" * len(args.shifts))
         print("| pixel_acc_exact | " + " | ".join(f"{scores[b]:.2%}" for b in args.shifts) + " |")

@@ -26,7 +26,7 @@ def breakdown(run: Path) -> None:
     saved = json.loads((best / "config.json").read_text())
     legacy = {"aux_feed": "concat"} if saved.get("aux_feed") is True else None  # before aux_feed took a mode
     _, config, model, data = load_trained(best, family="arith-img2text", overrides=legacy, device="cpu")
-    if config.get("aux_weight", 0) <= 0 and config.get("aux_feed", "off") == "off":
+    if config.aux_weight <= 0 and config.aux_feed == "off":
         sys.exit(f"read_breakdown: {run}: the run has no per-image head (aux_weight 0, aux_feed off)")
     for part in ("val", "test"):
         rows = data.part(part)

@@ -92,7 +92,7 @@ def bench_family(name: str, args: argparse.Namespace, out: Path) -> dict[str, An
            "train_wall_s": round(train_time, 1), "data_build_s": round(data_time, 1),
            "decode_wall_s": round(decode_time, 1), "threads": args.threads,
            "train_file": data.info["train_file"], "dev_file": data.info["dev_file"],
-           "config": cfg, "scores": {w: {"exact_match": r.exact_match, "exec_acc": r.execution_accuracy}
+           "config": cfg.as_dict(), "scores": {w: {"exact_match": r.exact_match, "exec_acc": r.execution_accuracy}
                                      for w, r in scored.scores.items()}}
     for w, r in scored.scores.items():
         print(f"[bench] {name} beam {w}: exact match {r.exact_match:.2f}%, execution accuracy "

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def minimal_model(family, config: dict[str, Any], data):
+def minimal_model(family, config, data):
     """Same encoder, plain LSTM decoder of the family's decoder sizes, linear output, cross-entropy."""
     import torch
     from torch import nn
@@ -53,11 +53,11 @@ def minimal_model(family, config: dict[str, Any], data):
             super().__init__()
             self.encoder = family.make_encoder(config, data)
             V = len(data.meta["program_vocab"]["tokens"])
-            H, L = config["dec_hidden"], config["dec_layers"]
+            H, L = config.dec_hidden, config.dec_layers
             self.H, self.L = H, L
-            self.embed = nn.Embedding(V, config["dec_emb"])
+            self.embed = nn.Embedding(V, config.dec_emb)
             self.bridge = nn.Linear(self.encoder.summary_dim, 2 * L * H)
-            self.lstm = nn.LSTM(config["dec_emb"], H, L, batch_first=True)
+            self.lstm = nn.LSTM(config.dec_emb, H, L, batch_first=True)
             self.out = nn.Linear(H, V)
 
         def loss(self, batch, sos: int, pad: int):
@@ -113,10 +113,10 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     ours = fam.build_model(config, data)
     mini = minimal_model(fam, config, data)
     opt_ours = fam.optimizer(ours, config)
-    opt_mini = torch.optim.Adam([p for p in mini.parameters() if p.requires_grad], lr=config["lr"])
+    opt_mini = torch.optim.Adam([p for p in mini.parameters() if p.requires_grad], lr=config.lr)
     vocab = ours.vocab
     step_ours = lambda b: fam.loss(ours, b, config)  # noqa: E731
-    amp = bool(config.get("amp")) and bf16_autocast_works(torch.device("cpu"))  # as the family's loss decides
+    amp = config.amp and bf16_autocast_works(torch.device("cpu"))  # as the family's loss decides
 
     def step_mini(b):  # under the same autocast as ours (``amp``)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
@@ -133,13 +133,13 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     ours_rate = len(rates["ours"]) / sum(1 / x for x in rates["ours"])       # harmonic mean: total samples / time
     mini_rate = len(rates["minimal"]) / sum(1 / x for x in rates["minimal"])
     params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    row: dict[str, Any] = {"family": name, "batch_size": config["batch_size"], "threads": args.threads, "amp": amp,
-                           "teacher_forcing": config["teacher_forcing"],
-                           "attention_style": config.get("attention_style", "-"),
+    row: dict[str, Any] = {"family": name, "batch_size": config.batch_size, "threads": args.threads, "amp": amp,
+                           "teacher_forcing": config.teacher_forcing,
+                           "attention_style": config.attention_style if fam.attention else "-",
                            "ours_samples_per_s": round(ours_rate, 1), "minimal_samples_per_s": round(mini_rate, 1),
                            "ratio": round(ours_rate / mini_rate, 3), "ours_params": params(ours),
                            "minimal_params": params(mini)}
-    print(f"[speed] {name} (batch {config['batch_size']}, teacher forcing {config['teacher_forcing']}, attention "
+    print(f"[speed] {name} (batch {config.batch_size}, teacher forcing {config.teacher_forcing}, attention "
           f"{row['attention_style']}, {args.threads} threads): ours {ours_rate:.0f} samples/s, minimal "
           f"{mini_rate:.0f} samples/s, ratio {ours_rate / mini_rate:.2f}", flush=True)
     ckpts = dict(pair.split("=", 1) for pair in args.checkpoint)
@@ -153,7 +153,7 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
         _, cfg, model, _ = load_trained(find_checkpoint(ckpts[name]), data=vocabularies_of,
                                         overrides={"threads": args.threads, "device": "cpu"})
         set_threads(cfg)
-        dev = resolve_file(cfg.get("dev_file", ""), "dev_file", "dev.json")
+        dev = resolve_file(cfg.dev_file, "dev_file", "dev.json")
         part = encode_part("dev", load_split(dev), model.meta, cfg, source=dev.name)
         for width in (1, 10):
             t0 = time.perf_counter()
