@@ -16,14 +16,16 @@ from .plots import importance_plot, learning_curves, metric_vs_params, optimisat
 from .reference import load_reference, versus_reference
 from .report import FORMATS, Report, Section, build_report, markdown_report, write_report
 from .ship import ShipError, ship
-from .store import STATUSES, TrialRecord, load_experiment_meta, load_trials, searched_params, tune_trial_states
+from .store import (STATUSES, ExperimentRecord, TrialRecord, load_experiment_meta, load_trials, read_experiment,
+                    searched_params, tune_trial_states)
 from .tables import Table, best_per_factor, family_summary, per_param_value, top_k, trial_overview
 from .tidy import Tables, load_tables, test_metric_for
 from .views import View, family_views
 
 __all__ = [
     # store and tidy tables
-    "TrialRecord", "load_trials", "load_experiment_meta", "searched_params", "tune_trial_states", "STATUSES",
+    "ExperimentRecord", "read_experiment", "TrialRecord", "load_trials", "load_experiment_meta", "searched_params",
+    "tune_trial_states", "STATUSES",
     "Tables", "load_tables", "test_metric_for",
     # comparison tables
     "Table", "best_per_factor", "per_param_value", "top_k", "family_summary", "trial_overview",

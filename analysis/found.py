@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from mathtune.trainables.registry import get_family
 from .plots import PALETTE, save_figure
 from .reference import _same
 from .shipped import ShippedConfig, load_shipped
-from .store import read_budget, searched_params
+from .store import read_budget, read_experiment, searched_params
 from .tables import CONFIG_PREFIX, Table, _sort_best, metric_label
 from .tidy import Tables, test_metric_for
 
@@ -49,11 +48,11 @@ def _fixed(exp_dir: Path) -> dict[str, Any]:
 
     try:
         spec = yaml.safe_load((exp_dir / "space.yaml").read_text()) or {}
-        meta = json.loads((exp_dir / "mathtune.json").read_text())
-    except (OSError, ValueError):
+        record = read_experiment(exp_dir)
+    except (OSError, ValueError):  # ExperimentError is a ValueError
         return {}
     fixed = dict(spec.get("constants") or {})
-    fixed.update((meta.get("options") or {}).get("overrides") or {})
+    fixed.update(record.options.get("overrides") or {})
     return fixed
 
 

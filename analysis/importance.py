@@ -26,7 +26,7 @@ from typing import Any
 
 from mathtune.trainables.metrics import best_of
 
-from .store import load_experiment_meta, open_study_storage
+from .store import open_study_storage, read_experiment
 
 __all__ = ["StudyInfo", "Importance", "load_studies", "param_importances", "history_points", "MIN_TRIALS"]
 
@@ -62,8 +62,8 @@ def load_studies(exp_dir: str | Path, meta: dict[str, Any] | None = None) -> lis
     """The experiment's studies, in name order; empty when the storage cannot be read."""
     import optuna
 
-    meta = meta or load_experiment_meta(exp_dir)
-    storage = open_study_storage(exp_dir, meta)
+    meta = meta or read_experiment(exp_dir).to_dict()
+    storage = open_study_storage(exp_dir, meta.get("optuna_storage") or "")
     if storage is None:
         return []
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from mathtune.trainables.atomic import readable_folder
 from mathtune.trainables.metrics import best_of
+from mathtune.trainables.records import RUN_FILE, RunRecord
 from mathtune.trainables.registry import family_names, get_family
 
 from .plots import GREY, PALETTE, save_figure
@@ -56,21 +57,22 @@ def _read_json(path: Path) -> Any:
 
 
 def load_run(folder: str | Path) -> dict[str, Any]:
-    """Config, per-epoch history, family, wall time and whether the run has ended."""
+    """Config, per-epoch history, family, wall time, whether the run has ended and its record (``result``, a
+    :class:`~mathtune.trainables.records.RunRecord`, None while it trains)."""
     folder = Path(folder)
     last = _last(folder)
     if last is None:
         raise ExperimentError(f"{folder}: not a mathtune train folder (no last/config.json and last/metrics.json)")
     config = _read_json(last / "config.json")
     metrics = _read_json(last / "metrics.json")
-    result = _read_json(folder / "result.json") if (folder / "result.json").is_file() else None
+    result = RunRecord.read(folder, error=ExperimentError) if (folder / RUN_FILE).is_file() else None
     history = metrics.get("history") if isinstance(metrics, dict) else None
     if not isinstance(config, dict) or not isinstance(history, list):
         raise ExperimentError(f"{last}: unreadable checkpoint metadata (no config or epoch history)")
-    family = (result or {}).get("family") or _infer_family(config)
+    family = (result.family if result else None) or _infer_family(config)
     return {"folder": folder, "config": config, "history": history, "family": family, "result": result,
-            "wall_time_s": (result or {}).get("wall_time_s") or sum(float(h.get("epoch_time_s") or 0)
-                                                                    for h in history),
+            "wall_time_s": (result.wall_time_s if result else None) or sum(float(h.get("epoch_time_s") or 0)
+                                                                           for h in history),
             "finished": result is not None}
 
 

@@ -34,27 +34,26 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import re
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from mathtune.trainables.atomic import read_json, write_text
 from mathtune.trainables.base import ConfigError, Family
 from mathtune.trainables.checkpoints import load_trained, run_checkpoint, state_meta
 from mathtune.trainables.errors import MathtuneError, ShipError
 from mathtune.trainables.files import CHECKPOINT_FILE
 from mathtune.trainables.loop import load_state_file
 from mathtune.trainables.provenance import EXECUTION_KEYS, configuration_of, machine_of, provenance_of, shown_path
+from mathtune.trainables.records import CONFIGS_DIR, RUN_FILE, RunRecord, ShippedRecord
 from mathtune.trainables.registry import family_names, get_family
 
-from .shipped import CONFIGS_DIR
+from .store import ExperimentError, read_budget, read_experiment
 
 __all__ = ["ShipError", "ship", "ship_config", "add_train_figures", "configuration_of"]
 
-RESULT_FILE = "result.json"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 Log = Callable[[str], None]
@@ -72,60 +71,47 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
-def _write(path: Path, payload: dict[str, Any]) -> Path:
-    return write_text(path, json.dumps(payload, indent=1, default=str) + "\n")
-
-
 # -- `mathtune train` runs -> a shipped configuration -----------------------------------------------------------
 
 
-def read_run(folder: Path) -> dict[str, Any]:
-    """``result.json`` of a finished ``mathtune train`` folder."""
-    if not folder.is_dir():
-        raise ShipError(f"{folder}: no such run folder")
-    try:
-        result = read_json(folder / RESULT_FILE)
-    except (OSError, ValueError) as exc:
-        detail = "no result.json" if isinstance(exc, FileNotFoundError) else str(exc).splitlines()[0]
-        raise ShipError(f"{folder}: not a finished `mathtune train` run ({detail})") from None
-    if not isinstance(result, dict) or not {"family", "config", "best"} <= result.keys():
-        raise ShipError(f"{folder / RESULT_FILE}: not a `mathtune train` summary (needs family, config and best)")
-    return result
+def read_run(folder: Path) -> RunRecord:
+    """The record (``result.json``) of a finished ``mathtune train`` folder that selected an epoch."""
+    record = RunRecord.read(folder, error=ShipError)
+    if "epoch" not in record.best:
+        raise ShipError(f"{folder / RUN_FILE}: the run selected no epoch (its best is empty)")
+    return record
 
 
 def _has_checkpoint(folder: Path) -> bool:
     return run_checkpoint(folder, "best") is not None
 
 
-def figure_of(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def figure_of(results: Sequence[RunRecord]) -> dict[str, Any]:
     """The best epochs' validation and test figures: the run's, or the mean over runs with each run's value."""
-    keys = [k for k, v in results[0]["best"].items()
+    keys = [k for k, v in results[0].best.items()
             if (k.startswith(("val_", "test_")) or k == "classifier_acc") and isinstance(v, (int, float))]
     if len(results) == 1:
-        return {**{k: results[0]["best"][k] for k in keys}, "epoch": int(results[0]["best"]["epoch"])}
-    figure: dict[str, Any] = {k: statistics.fmean(r["best"][k] for r in results) for k in keys}
-    figure["epoch"] = int(results[0]["best"]["epoch"])
-    figure["seeds"] = {k: [r["best"][k] for r in results] for k in keys}
-    figure["seed_values"] = [r["config"].get("seed") for r in results]
-    figure["epochs_selected"] = [int(r["best"]["epoch"]) for r in results]
+        return {**{k: results[0].best[k] for k in keys}, "epoch": int(results[0].best["epoch"])}
+    figure: dict[str, Any] = {k: statistics.fmean(r.best[k] for r in results) for k in keys}
+    figure["epoch"] = int(results[0].best["epoch"])
+    figure["seeds"] = {k: [r.best[k] for r in results] for k in keys}
+    figure["seed_values"] = [r.config.get("seed") for r in results]
+    figure["epochs_selected"] = [int(r.best["epoch"]) for r in results]
     return figure
 
 
 def search_of(exp: Path) -> dict[str, Any]:
     """What a shipped file records of the search that found it: experiment, space, options, budget spent."""
     try:
-        record = read_json(exp / "mathtune.json")
-    except (OSError, ValueError) as exc:
-        raise ShipError(f"--search {exp}: not a mathtune experiment ({str(exc).splitlines()[0]})") from None
-    try:
-        budget = read_json(exp / "budget.json")
-    except (OSError, ValueError):
-        budget = {}
-    opts = record.get("options") or {}
+        record = read_experiment(exp, need=())
+    except ExperimentError as exc:
+        raise ShipError(f"--search {exc}") from None
+    budget = read_budget(exp) or {}
+    opts = record.options
     sets = " ".join(f"--set {k}={v}" for k, v in (opts.get("overrides") or {}).items())
-    return {"experiment": record.get("name", exp.name), "space": record.get("space_name"),
-            "command": f"mathtune search {record.get('space_name')} {sets}".strip(),
-            "budget_s": opts.get("budget"), "spent_s": budget.get("spent_s"), "created": record.get("created")}
+    return {"experiment": record.name or exp.name, "space": record.space_name,
+            "command": f"mathtune search {record.space_name} {sets}".strip(),
+            "budget_s": opts.get("budget"), "spent_s": budget.get("spent_s"), "created": record.created}
 
 
 def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1) -> list[dict[str, float]]:
@@ -160,7 +146,7 @@ def with_train_figures(figure: dict[str, Any], scored: Sequence[dict[str, float]
     return figure
 
 
-def _runs_with_checkpoints(runs: Sequence[str | Path]) -> tuple[list[Path], list[dict[str, Any]]]:
+def _runs_with_checkpoints(runs: Sequence[str | Path]) -> tuple[list[Path], list[RunRecord]]:
     folders = [Path(r) for r in runs]
     results = [read_run(f) for f in folders]
     for folder in folders:
@@ -182,39 +168,39 @@ def ship_config(name: str, runs: Sequence[str | Path], *, produced_by: str, note
     if not runs:
         raise ShipError("no run to ship")
     folders, results = _runs_with_checkpoints(runs)
-    family = results[0]["family"]
-    if any(r["family"] != family for r in results):
+    family = results[0].family
+    if any(r.family != family for r in results):
         raise ShipError("the runs belong to different families: "
-                        + ", ".join(f"{f} is {r['family']}" for f, r in zip(folders, results)))
-    base = configuration_of({k: v for k, v in results[0]["config"].items() if k != "seed"})
+                        + ", ".join(f"{f} is {r.family}" for f, r in zip(folders, results)))
+    base = configuration_of({k: v for k, v in results[0].config.items() if k != "seed"})
     for r, folder in zip(results[1:], folders[1:]):
-        other = configuration_of({k: v for k, v in r["config"].items() if k != "seed"})
+        other = configuration_of({k: v for k, v in r.config.items() if k != "seed"})
         if other != base:
             diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
             raise ShipError(f"{folder} differs from {folders[0]} in {', '.join(diff)} (only seed may differ)")
     searched = search_of(Path(search)) if search else None
-    provenance = [provenance_of(r.get("provenance"), r["config"]) for r in results]
+    provenance = [provenance_of(r.provenance, r.config) for r in results]
     out = Path(configs_dir or CONFIGS_DIR) / f"{name}.json"
     _say(log, f"[mathtune] measuring the train figures of {len(folders)} run(s) ({family})")
-    payload = {
-        "family": family,
-        "figure": with_train_figures(figure_of(results), train_figures(folders, family, threads=threads)),
-        "measured_on": results[0].get("data", ""),
-        "selected": "the epoch with the best validation metric of each run (test reported only)"
-                    + (f"; figure = mean over {len(results)} training seeds" if len(results) > 1 else ""),
-        "wall_time_s": round(statistics.fmean(float(r.get("wall_time_s") or 0.0) for r in results), 1),
-        "machine": machine_of(provenance),
-        "provenance": provenance,
-        "date": dt.date.today().isoformat(),
-        "produced_by": produced_by,
-        "train_command": f"mathtune train {family} --config trainables/configs/{name}.json",
-        **({"note": note} if note else {}),
-        **({"search": searched} if searched else {}),
-        "config": configuration_of(results[0]["config"]),
-    }
-    _write(out, payload)
+    record = ShippedRecord(
+        family=family,
+        figure=with_train_figures(figure_of(results), train_figures(folders, family, threads=threads)),
+        measured_on=results[0].data,
+        selected="the epoch with the best validation metric of each run (test reported only)"
+                 + (f"; figure = mean over {len(results)} training seeds" if len(results) > 1 else ""),
+        wall_time_s=round(statistics.fmean(float(r.wall_time_s or 0.0) for r in results), 1),
+        machine=machine_of(provenance),
+        provenance=provenance,
+        date=dt.date.today().isoformat(),
+        produced_by=produced_by,
+        train_command=f"mathtune train {family} --config trainables/configs/{name}.json",
+        note=note or None,
+        search=searched or None,
+        config=configuration_of(results[0].config),
+    )
+    record.write(out)
     _say(log, f"[mathtune] wrote {shown_path(out)}: " + ", ".join(
-        f"{k} {v:.4f}" for k, v in payload["figure"].items() if isinstance(v, float) and k.startswith("test_")))
+        f"{k} {v:.4f}" for k, v in record.figure.items() if isinstance(v, float) and k.startswith("test_")))
     return out
 
 
@@ -227,29 +213,29 @@ def add_train_figures(name: str, runs: Sequence[str | Path], *, configs_dir: str
     out = Path(configs_dir or CONFIGS_DIR) / f"{name}.json"
     if not out.is_file():
         raise ShipError(f"{name}: no shipped configuration {shown_path(out)} to add train figures to")
-    try:
-        payload = read_json(out)
-        figure, family = payload["figure"], payload["family"]
-        epochs = figure.get("epochs_selected", [figure["epoch"]])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ShipError(f"{out}: not a shipped configuration ({type(exc).__name__}: {exc})") from None
+    record = ShippedRecord.read(out, error=ShipError)
+    figure, family = record.figure, record.family
+    epochs = figure.get("epochs_selected", [figure.get("epoch")])
+    if not isinstance(epochs, list) or not all(isinstance(e, int) for e in epochs):
+        raise ShipError(f"{out}: unreadable shipped configuration (its figure names no selected epoch)")
     folders, results = _runs_with_checkpoints(runs)
-    got = {r["family"] for r in results}
+    got = {r.family for r in results}
     if got != {family} or len(epochs) != len(results):
         raise ShipError(f"{out} is {family} from {len(epochs)} run(s); got {len(results)} "
                         f"{'/'.join(sorted(got))} run(s)")
     ignored = ("seed", *EXECUTION_KEYS)
-    shipped = {k: v for k, v in payload["config"].items() if k not in ignored}
+    shipped = {k: v for k, v in record.config.items() if k not in ignored}
     for r, folder, epoch in zip(results, folders, epochs):
-        cfg = {k: v for k, v in r["config"].items() if k not in ignored}
-        if cfg != shipped or int(r["best"]["epoch"]) != int(epoch):
+        cfg = {k: v for k, v in r.config.items() if k not in ignored}
+        if cfg != shipped or int(r.best["epoch"]) != int(epoch):
             diff = sorted(k for k in cfg.keys() | shipped.keys() if cfg.get(k) != shipped.get(k))
             raise ShipError(f"{folder} did not produce {out.name} (config differs in {diff or 'nothing'}; "
-                            f"selected epoch {r['best']['epoch']}, the file's {epoch})")
-    payload["figure"] = with_train_figures(figure, train_figures(folders, family, threads=threads))
-    _write(out, payload)
-    _say(log, f"[mathtune] {shown_path(out)}: train_char_acc {payload['figure']['train_char_acc']:.4f}, "
-              f"train_exact_match {payload['figure']['train_exact_match']:.4f}")
+                            f"selected epoch {r.best['epoch']}, the file's {epoch})")
+    record = dataclasses.replace(record, figure=with_train_figures(figure, train_figures(folders, family,
+                                                                                         threads=threads)))
+    record.write(out)
+    _say(log, f"[mathtune] {shown_path(out)}: train_char_acc {record.figure['train_char_acc']:.4f}, "
+              f"train_exact_match {record.figure['train_exact_match']:.4f}")
     return out
 
 
@@ -295,8 +281,8 @@ def _model_family(run: Path) -> Family | None:
     way, by the family its model names."""
     if not run.is_dir():
         raise ShipError(f"{run}: no such run folder")
-    if (run / RESULT_FILE).is_file():
-        family = get_family(str(read_run(run)["family"]))
+    if (run / RUN_FILE).is_file():
+        family = get_family(read_run(run).family)
         return family if family.ships_model else None
     family = _checkpoint_family(run)
     if family is None or not family.ships_model:
@@ -335,7 +321,7 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
     for given, option in ((weights, f"--weights {weights}"), (widths, "--widths")):
         if given:
             raise ShipError(f"{option}: only a {_model_kinds()} run is measured at beam widths and ships its model; "
-                            f"{runs[0]} is {read_run(runs[0])['family']}")
+                            f"{runs[0]} is {read_run(runs[0]).family}")
     if train_only:
         return add_train_figures(name, runs, configs_dir=configs_dir, threads=threads or 1, log=log)
     return ship_config(name, runs, produced_by=produced_by or "", note=note, search=search,

@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -29,27 +28,41 @@ import pandas as pd
 
 from mathtune.trainables.loop import format_duration
 from mathtune.trainables.metrics import best_of
+from mathtune.trainables.records import CONFIGS_DIR, ShippedRecord
 from mathtune.trainables.registry import get_family
 
 from .reference import _same, load_reference
-
 from .tables import Table, metric_label
 
 __all__ = ["CONFIGS_DIR", "ShippedConfig", "load_shipped", "shipped_versus_reference", "NOT_RUN"]
 
-CONFIGS_DIR = Path(__file__).resolve().parents[1] / "trainables" / "configs"
 NOT_RUN = "not run"
 
 
 @dataclass(frozen=True)
 class ShippedConfig:
-    """One shipped configuration file: its family, recorded figure and configuration."""
+    """One shipped configuration file (its :class:`ShippedRecord`) as the reference table compares it: its
+    family, recorded figure and configuration, how it was found and selected."""
 
     path: Path
-    family: str
-    figure: dict[str, Any]
-    config: dict[str, Any]
-    search: dict[str, Any] | None = None  # the search that found it: experiment, command, budget_s
+    record: ShippedRecord
+
+    @property
+    def family(self) -> str:
+        return self.record.family
+
+    @property
+    def figure(self) -> dict[str, Any]:
+        return self.record.figure
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.record.config
+
+    @property
+    def search(self) -> dict[str, Any] | None:
+        """The search that found it (experiment, command, budget_s), None for a hand run."""
+        return self.record.search
 
     @property
     def found_by(self) -> str:
@@ -85,18 +98,10 @@ class ShippedConfig:
 
 
 def load_shipped(folder: str | Path | None = None) -> list[ShippedConfig]:
-    """The shipped configurations in ``folder`` (default: the package's ``trainables/configs``)."""
-    out = []
-    for path in sorted(Path(folder or CONFIGS_DIR).glob("*.json")):
-        try:
-            payload = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable shipped configuration: {exc}") from None
-        if not isinstance(payload, dict) or not {"family", "figure", "config"} <= payload.keys():
-            raise ValueError(f"{path}: a shipped configuration needs family, figure and config")
-        search = payload.get("search") if isinstance(payload.get("search"), dict) else None
-        out.append(ShippedConfig(path, payload["family"], dict(payload["figure"]), dict(payload["config"]), search))
-    return out
+    """The shipped configurations in ``folder`` (default: the package's ``trainables/configs``), each read
+    through :class:`ShippedRecord` (a file it cannot read: a one-line :class:`RecordError`)."""
+    paths = sorted(Path(folder or CONFIGS_DIR).glob("*.json"))
+    return [ShippedConfig(path, ShippedRecord.read(path)) for path in paths]
 
 
 def _matches(cfg: ShippedConfig, family: str, match: dict[str, Any]) -> bool:

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import yaml
 
-from mathtune.trainables.atomic import write_json
+from mathtune.trainables.atomic import write_text
 from mathtune.trainables.checkpoints import best_checkpoint, trial_checkpoints
-from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.errors import RecordError
 from mathtune.trainables.metrics import best_of
+from mathtune.trainables.records import Record
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
            "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "BUDGET_FILE", "read_budget", "EXPERIMENT_FILE", "ExperimentRecord",
@@ -31,14 +32,14 @@ __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_sta
            "open_study_storage", "ExperimentError", "TRIAL_PREFIX", "trial_dirname"]
 
 CONFIRM_FILE = "confirm.json"
+"""The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
 DECODE_FILE = "decode.json"
 BUDGET_FILE = "budget.json"  # a budgeted search's clock, written by mathtune.search.budget
 EXPERIMENT_FILE = "mathtune.json"
 OPTUNA_JOURNAL = "optuna.journal"  # an experiment's Optuna studies (Optuna's JournalStorage, one file)
 OPTUNA_SQLITE = "optuna.db"  # where experiments before the journal kept them
 JOURNAL_PREFIX = "journal:"  # journal:/path/to/optuna.journal, beside Optuna's SQLAlchemy URLs
-RECORD_VERSION = 2
-"""The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
+RECORD_VERSION = 2  # the format of mathtune.json this code writes and reads up to (ExperimentRecord)
 
 STATUSES = ("finished", "stopped early", "errored", "running", "pending")
 """Trial statuses in the tables: ran every epoch; stopped by the scheduler; failed (after retries);
@@ -48,7 +49,7 @@ ERROR_FILES = ("error.txt", "error.pkl")
 TRIAL_PREFIX = "trial_"  # a trial's folder: trial_ID (the engine names them, load_trials reads the ID back)
 
 
-class ExperimentError(MathtuneError, ValueError):
+class ExperimentError(RecordError):
     """An experiment folder (or a ``mathtune train`` folder) that is missing or that mathtune cannot read."""
 
 
@@ -139,10 +140,19 @@ def _is_number(value: Any) -> bool:
 
 
 @dataclass
-class ExperimentRecord:
-    """What ``mathtune.json`` holds: written once by the engine when a search starts, read by resume (which
-    needs every field) and by analysis (which needs the family and the metric). ``version`` 2 added
-    ``objectives`` and ``version``; files without them read as version 1 with a single objective."""
+class ExperimentRecord(Record):
+    """``EXP/mathtune.json``: what the engine knows of a search, written once when the search starts. The record is
+    the file's only writer and reader: resume needs every field, analysis the family and the metric (``need``).
+    ``version`` 2 added ``objectives`` and ``version``; files without them read as version 1 with a single
+    objective (``version`` says what the file holds; the file is written in the current one). A file written by
+    a newer mathtune is refused in one line. ``options`` are the search's options as ``mathtune search`` took
+    them (``SearchOptions``, with the trial count and concurrency it settled on).
+
+    Example::
+
+        record = read_experiment("runs/arith-text2text-addsub-20261122-101500")
+        record.family, record.metric, record.options["seed"], record.optuna_storage
+    """
 
     family: str
     metric: str
@@ -158,43 +168,48 @@ class ExperimentRecord:
     factors: list[str] = field(default_factory=list)
     objectives: list[list[str]] = field(default_factory=list)  # [[metric, mode], ...] when several
     created: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of the file this version does not know
     version: int = RECORD_VERSION
 
+    KIND = "experiment file"
+    VERSION = RECORD_VERSION
+    REQUIRED = ("family", "metric")
     RESUME_KEYS: ClassVar[tuple[str, ...]] = ("name", "storage_path", "study_name", "resources", "options",
                                               "optuna_storage")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def location(self) -> str:
+        """Where the search writes the experiment: ``storage_path/name`` (a URL on remote storage)."""
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    @classmethod
+    def read(cls, exp_dir: str | Path, *, need: Sequence[str] = REQUIRED, error: type[Exception] = ExperimentError,
+             problem: str = "unreadable") -> "ExperimentRecord":
+        """The record of the experiment folder ``exp_dir``; ``error`` (one line naming the file) when it has no
+        ``mathtune.json``, or the file is not JSON, was written by a newer mathtune, lacks a key of ``need`` or
+        holds a value of the wrong type."""
+        path = Path(exp_dir) / EXPERIMENT_FILE
+        if not path.is_file():
+            raise error(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
+        return cls._load(path, need=need, error=error, problem=problem)
 
     def write(self, exp_dir: str | Path) -> Path:
-        return write_json(Path(exp_dir) / EXPERIMENT_FILE, self.to_dict())
+        """Write ``exp_dir/mathtune.json`` whole (:mod:`mathtune.trainables.atomic`); returns its path."""
+        return write_text(Path(exp_dir) / EXPERIMENT_FILE, self.to_json())
 
 
-def read_experiment(exp_dir: str | Path, *, need: Sequence[str] = ("family", "metric"),
-                    error: type[Exception] = ExperimentError, problem: str = "unreadable") -> dict[str, Any]:
-    """``mathtune.json`` of an experiment as a dict with every :class:`ExperimentRecord` field (defaults filled
-    for older files); ``error`` (one line naming the file) when it is missing, not JSON, or lacks a key of
-    ``need`` or has one of the wrong type."""
-    path = Path(exp_dir) / EXPERIMENT_FILE
-    if not path.is_file():
-        raise error(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: {problem} experiment file ({exc})") from None
-    missing = [k for k in need if not isinstance(raw, dict) or k not in raw]
-    if missing:
-        raise error(f"{path}: {problem} experiment file (no {missing[0]!r})")
-    defaults = ExperimentRecord(family="", metric="").to_dict()
-    for key in need:
-        if not isinstance(raw[key], type(defaults[key])):
-            raise error(f"{path}: {problem} experiment file ({key!r} is not a {type(defaults[key]).__name__})")
-    return {**defaults, "version": 1, **raw}
+def read_experiment(exp_dir: str | Path, *, need: Sequence[str] = ExperimentRecord.REQUIRED,
+                    error: type[Exception] = ExperimentError, problem: str = "unreadable") -> ExperimentRecord:
+    """``mathtune.json`` of an experiment (:meth:`ExperimentRecord.read`): every field typed, defaults filled for
+    older files; ``error`` (one line naming the file) when it is missing, not JSON, newer than this mathtune
+    reads, or lacks a key of ``need`` or has one of the wrong type."""
+    return ExperimentRecord.read(exp_dir, need=need, error=error, problem=problem)
 
 
 def load_experiment_meta(exp_dir: str | Path) -> dict[str, Any]:
-    """``mathtune.json`` of an experiment (family, metric, mode, factors, resources, options)."""
-    return read_experiment(exp_dir)
+    """``mathtune.json`` of an experiment as the plain dict the tidy tables keep (``Tables.metas``):
+    :func:`read_experiment`'s record, as its file holds it."""
+    return read_experiment(exp_dir).to_dict()
 
 
 def read_budget(exp_dir: str | Path) -> dict[str, Any] | None:
@@ -215,7 +230,7 @@ def searched_params(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
     exp_dir = Path(exp_dir)
     try:
         space = yaml.safe_load((exp_dir / "space.yaml").read_text()) or {}
-        overrides = (load_experiment_meta(exp_dir).get("options") or {}).get("overrides") or {}
+        overrides = read_experiment(exp_dir).options.get("overrides") or {}
     except (OSError, yaml.YAMLError, ExperimentError):
         return {}
     params = space.get("params") or {}
@@ -317,8 +332,9 @@ def open_optuna_storage(url: str):
     return optuna.storages.RDBStorage(url)
 
 
-def study_storage_url(exp_dir: str | Path, meta: dict[str, Any]) -> str | None:
-    """Where the experiment's Optuna studies live, or None when they cannot be read.
+def study_storage_url(exp_dir: str | Path, recorded: str | None) -> str | None:
+    """Where the experiment's Optuna studies live, or None when they cannot be read; ``recorded`` is the storage
+    its record names (:attr:`ExperimentRecord.optuna_storage`).
 
     A journal or SQLite file inside the experiment folder wins over the storage recorded at search time, so a
     copied or moved experiment folder reads its own studies; a recorded file that is gone gives None (never
@@ -328,7 +344,7 @@ def study_storage_url(exp_dir: str | Path, meta: dict[str, Any]) -> str | None:
         local = Path(exp_dir) / name
         if local.is_file():
             return make(local)
-    url = meta.get("optuna_storage")
+    url = recorded
     if not url:
         return None
     for prefix in (JOURNAL_PREFIX, "sqlite:///"):
@@ -337,9 +353,10 @@ def study_storage_url(exp_dir: str | Path, meta: dict[str, Any]) -> str | None:
     return url
 
 
-def open_study_storage(exp_dir: str | Path, meta: dict[str, Any] | None = None):
-    """The experiment's Optuna storage (see :func:`study_storage_url`), or None when it cannot be read."""
-    if meta is None:
-        meta = read_experiment(exp_dir, need=())
-    url = study_storage_url(exp_dir, meta)
+def open_study_storage(exp_dir: str | Path, recorded: str | None = None):
+    """The experiment's Optuna storage (see :func:`study_storage_url`; ``recorded`` read from its
+    ``mathtune.json`` when not given), or None when it cannot be read."""
+    if recorded is None:
+        recorded = read_experiment(exp_dir, need=()).optuna_storage
+    url = study_storage_url(exp_dir, recorded)
     return None if url is None else open_optuna_storage(url)

@@ -33,7 +33,7 @@ from mathtune.spaces.loader import COST_METRICS
 from mathtune.trainables.atomic import atomic_file, write_json
 from mathtune.trainables.metrics import test_metric_for  # noqa: F401  (re-exported)
 
-from .store import TrialRecord, load_experiment_meta, load_trials, open_study_storage, searched_params, study_storage_url  # noqa: F401
+from .store import TrialRecord, load_trials, open_study_storage, read_experiment, searched_params, study_storage_url
 
 __all__ = ["Tables", "load_tables", "test_metric_for", "metric_keys", "factor_label", "CONFIG_PREFIX",
            "study_storage_url"]
@@ -68,7 +68,7 @@ def _optuna_index(exp_dir: Path, meta: dict[str, Any]) -> dict[str, dict[str, An
     try:
         import optuna
 
-        storage = open_study_storage(exp_dir, meta)
+        storage = open_study_storage(exp_dir, meta.get("optuna_storage") or "")
         if storage is None:
             return {}
 
@@ -250,7 +250,7 @@ def load_tables(exp_dirs: str | Path | Sequence[str | Path], *, optuna: bool = T
     metas: dict[str, dict[str, Any]] = {}
     for exp_dir in exp_dirs:
         exp_dir = Path(exp_dir).expanduser().resolve()
-        meta = dict(load_experiment_meta(exp_dir))
+        meta = read_experiment(exp_dir).to_dict()  # the record as the tables keep it (experiments.json)
         name = meta.get("name") or exp_dir.name
         if name in metas:  # two folders with the same experiment name (e.g. a copy): keep both apart
             name = f"{name} ({exp_dir.name})" if f"{name} ({exp_dir.name})" not in metas else str(exp_dir)

@@ -24,12 +24,13 @@ import torch
 
 from mathtune.trainables.atomic import write_text
 from mathtune.trainables.checkpoints import load_trained, run_checkpoint
+from mathtune.trainables.records import RUN_FILE, RunRecord
 from mathtune.trainables.arith.text2text import char_metrics
 
 
 def load_member(folder: Path):
     """(family, model in eval mode, data, config, selected epoch) of a run's ``best/`` checkpoint."""
-    family_name = json.loads((folder / "result.json").read_text())["family"]
+    family_name = RunRecord.read(folder).family
     best = run_checkpoint(folder, "best")
     family, config, model, data = load_trained(best, family=family_name, device="cpu")
     return family, model, data, config, json.loads((best / "metrics.json").read_text())["epoch"]
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     members = []
     for folder in args.runs:
-        if run_checkpoint(folder, "best") is None or not (folder / "result.json").is_file():
+        if run_checkpoint(folder, "best") is None or not (folder / RUN_FILE).is_file():
             print(f"arith_ensemble: {folder}: not a finished `mathtune train` run (no best/ or result.json)",
                   file=sys.stderr)
             return 2

@@ -113,17 +113,17 @@ def record_table(exp_dir: str, table_path: str, *, partial: bool = False, merge:
     base = ReplayTable(merge) if merge else None
     if base is not None:
         space_text = base.meta.get("space", space_text)  # the grid's own space (without completion points)
-    info = {"space": space_text, "metric": record["metric"], "mode": record["mode"], "experiment": exp.name,
-            "command": f"mathtune search {record['space']} --sampler grid --scheduler none "
-                       f"--num-samples {record['options'].get('num_samples')} --max-concurrent "
-                       f"{record['options'].get('max_concurrent')}",
-            "recorded": record["created"], "written": time.strftime("%Y-%m-%d"),
+    info = {"space": space_text, "metric": record.metric, "mode": record.mode, "experiment": exp.name,
+            "command": f"mathtune search {record.space} --sampler grid --scheduler none "
+                       f"--num-samples {record.options.get('num_samples')} --max-concurrent "
+                       f"{record.options.get('max_concurrent')}",
+            "recorded": record.created, "written": time.strftime("%Y-%m-%d"),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
                        f"1 torch thread per trial"}
     if base is not None:
         info["parts"] = [base.meta.get("experiment"), exp.name]
         info["recorded"] = base.meta.get("recorded", info["recorded"])
-    n = write_table(trials, table_path, family=record["family"], params=params, info=info, merge=base)
+    n = write_table(trials, table_path, family=record.family, params=params, info=info, merge=base)
     print(f"wrote {table_path}: {n} configurations, {sum(len(t.history) for t in trials)} epochs "
           f"({Path(table_path).stat().st_size / 1024:.0f} KiB)")
 

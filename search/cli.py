@@ -39,11 +39,12 @@ from mathtune.search.budget import parse_duration
 from mathtune.search.dashboard import open_dashboard
 from mathtune.search.engine import SearchOptions, resume_search, run_search
 from mathtune.spaces.loader import load_space, space_names
-from mathtune.trainables.atomic import write_json, write_text
+from mathtune.trainables.atomic import write_text
 from mathtune.trainables.commands import family_commands
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import train
 from mathtune.trainables.metrics import test_metric_for
+from mathtune.trainables.records import RunRecord, ShippedRecord
 from mathtune.trainables.registry import family_names, get_family
 
 __all__ = ["main", "build_parser"]
@@ -82,7 +83,9 @@ def _load_config_file(path: str) -> dict[str, Any]:
         payload = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"--config {path}: not valid JSON ({exc})") from None
-    if isinstance(payload, dict) and isinstance(payload.get("config"), dict):
+    if isinstance(payload, dict) and set(ShippedRecord.REQUIRED) <= payload.keys():
+        payload = ShippedRecord.from_dict(payload, where=path).config  # a shipped configuration (trainables/configs)
+    elif isinstance(payload, dict) and isinstance(payload.get("config"), dict):
         payload = payload["config"]  # files written by `mathtune best` carry metadata around the config
     if not isinstance(payload, dict):
         raise UserError(f"--config {path}: expected a JSON object of parameter values")
@@ -145,19 +148,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     # a resumed run's wall time is the whole run's: this process's plus the epochs the earlier ones trained
     resumed_after = int(result.get("resumed_after") or 0)
     earlier = sum(float(h.get("epoch_time_s") or 0) for h in result["history"] if int(h["epoch"]) <= resumed_after)
-    summary = {"family": family.name, "config": config.as_dict(), "best": result["best"], "last": result["last"],
-               "wall_time_s": wall + earlier, "data": family.describe_data(result["data"]),
-               "provenance": result["provenance"]}
-    if resumed_after:
-        summary.update({"resumed_after_epoch": resumed_after, "this_process_wall_time_s": wall})
-    write_json(out / "result.json", summary)
-    best = result["best"] or {}
+    record = RunRecord(family=family.name, config=config.as_dict(), best=result["best"] or {}, last=result["last"],
+                       wall_time_s=wall + earlier, data=family.describe_data(result["data"]),
+                       provenance=result["provenance"], resumed_after_epoch=resumed_after or None,
+                       this_process_wall_time_s=wall if resumed_after else None)
+    path = record.write(out)
+    best = record.best
     metric = family.metric
     test_metric = test_metric_for(metric)
     test_part = f", {test_metric} {best[test_metric]:.4f}" if test_metric in best else ""
     print(f"[mathtune] best epoch {best.get('epoch')}: {metric} {best.get(metric, float('nan')):.4f}{test_part}; "
           f"{wall + earlier:.0f} s" + (f" ({wall:.0f} s since resuming after epoch {resumed_after})"
-                                       if resumed_after else "") + f"; summary in {out / 'result.json'}")
+                                       if resumed_after else "") + f"; summary in {path}")
     return 0
 
 

@@ -23,7 +23,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mathtune.analysis.store import CONFIRM_FILE, TrialRecord, load_confirmation, load_trials, trial_dirname
+from mathtune.analysis.store import (CONFIRM_FILE, ExperimentRecord, TrialRecord, load_confirmation, load_trials,
+                                     trial_dirname)
 from mathtune.search.decode import score_decode_settings
 from mathtune.spaces.loader import Space
 from mathtune.trainables.atomic import write_json
@@ -125,15 +126,17 @@ def _fmt(value: float | None, sd: float | None = None) -> str:
     return f"{value:.4f}" + (f" +- {sd:.4f}" if sd is not None else "")
 
 
-def run_confirmation(space: Space, meta: dict[str, Any], exp_dir: Path, trainable, run_config_for) -> dict | None:
+def run_confirmation(space: Space, record: ExperimentRecord, exp_dir: Path, trainable,
+                     run_config_for) -> dict | None:
     """Plan (once; the plan is kept, so a resume runs the same trials), run and summarise the confirmation.
 
+    ``record`` is the experiment's (its options: how many trials, how many seeds, how many at a time);
     ``trainable`` is the search's own (same datasets and resources); ``run_config_for(name)`` builds the
     RunConfig of the second experiment. Returns the summary, or None when interrupted."""
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    opts = meta["options"]
+    opts = record.options
     confirm_dir = exp_dir / CONFIRM_DIR
     plan_path = confirm_dir / PLAN_FILE
     if plan_path.is_file():

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import errno
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from mathtune.analysis.store import JOURNAL_PREFIX, open_optuna_storage, study_storage_url
+from mathtune.analysis.store import JOURNAL_PREFIX, open_optuna_storage, read_experiment, study_storage_url
 
 from .engine import EXPERIMENT_FILE, SearchError
 
@@ -73,19 +72,13 @@ class DashboardServer:
 def experiment_storage(exp_dir: str | Path) -> str:
     """The Optuna storage URL an experiment folder records (one-line :class:`SearchError` otherwise)."""
     exp_dir = Path(exp_dir).expanduser()
-    meta_path = exp_dir / EXPERIMENT_FILE
     if not exp_dir.is_dir():
         raise SearchError(f"{exp_dir}: no such experiment folder")
-    if not meta_path.is_file():
-        raise SearchError(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SearchError(f"{meta_path}: corrupt experiment file ({exc})") from None
-    url = meta.get("optuna_storage") if isinstance(meta, dict) else None
-    if not isinstance(url, str) or not url:
-        raise SearchError(f"{meta_path}: corrupt experiment file (no 'optuna_storage')")
-    local = study_storage_url(exp_dir, meta)  # the folder's own file first: a moved folder reads its studies
+    record = read_experiment(exp_dir, need=("optuna_storage",), error=SearchError, problem="corrupt")
+    url = record.optuna_storage
+    if not url:
+        raise SearchError(f"{exp_dir / EXPERIMENT_FILE}: corrupt experiment file (no 'optuna_storage')")
+    local = study_storage_url(exp_dir, url)  # the folder's own file first: a moved folder reads its studies
     if local is None:  # a recorded file that is gone: opening it would create an empty storage
         path = url.split("sqlite:///", 1)[-1] if url.startswith("sqlite:///") else url[len(JOURNAL_PREFIX):]
         raise SearchError(f"{exp_dir}: no Optuna study yet ({path} does not exist)")

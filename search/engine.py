@@ -193,11 +193,11 @@ def _resources(space: Space, options: SearchOptions) -> dict[str, float]:
     return {"cpu": cpus, "gpu": gpus}
 
 
-def _build_tuner_parts(space: Space, meta: dict[str, Any]):
+def _build_tuner_parts(space: Space, record: ExperimentRecord):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    opts = meta["options"]
+    opts = record.options
     if opts["num_samples"] < 0:  # a budget without a trial cap: Optuna's own default of 10 random trials first
         n_startup = opts.get("startup_trials") or 10
     else:
@@ -212,16 +212,16 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
         pruner = optuna.pruners.HyperbandPruner(min_resource=min(grace, space.epochs), max_resource=space.epochs,
                                                 reduction_factor=int(eta))
     if opts.get("searcher", "mathtune") == "stock":
-        searcher = _stock_searcher(space, meta, n_startup)
+        searcher = _stock_searcher(space, record, n_startup)
     else:
-        searcher = FactorOptunaSearch(space, storage=meta["optuna_storage"], study_name=meta["study_name"],
+        searcher = FactorOptunaSearch(space, storage=record.optuna_storage, study_name=record.study_name,
                                       seed=opts["seed"], n_startup_trials=n_startup, sampler=opts["sampler"],
                                       rungs=asha_rungs(space.epochs, grace, eta, brackets)
                                       if opts["scheduler"] != "none" else [space.epochs], pruner=pruner)
     if opts.get("budget"):
         # the confirmation's retraining (--confirm-top) comes out of the same budget: rounds of full trials kept back
         runs = int(opts.get("confirm_top") or 0) * int(opts.get("confirm_seeds") or 0) * len(space.factor_combos())
-        searcher = BudgetGate(searcher, _exp_dir(meta), epochs=space.epochs,
+        searcher = BudgetGate(searcher, record.location, epochs=space.epochs,
                               confirm=(int(opts["confirm_top"]), int(opts["confirm_seeds"])) if runs else None,
                               concurrent=int(opts["max_concurrent"]), group_keys=list(space.factors),
                               groups=len(space.factor_combos()))
@@ -232,9 +232,9 @@ def _build_tuner_parts(space: Space, meta: dict[str, Any]):
                                 max_t=space.epochs, grace_period=grace, reduction_factor=eta, brackets=brackets,
                                 seed=opts["seed"])
     elif opts["scheduler"] == "optuna":
-        scheduler = OptunaPruning(storage=meta["optuna_storage"], study_name=meta["study_name"],
+        scheduler = OptunaPruning(storage=record.optuna_storage, study_name=record.study_name,
                                   combos=space.factor_combos(), metric=space.metric, mode=space.mode, pruner=pruner)
-    trainable = tune.with_resources(make_trainable(space.family, _datasets(space)), meta["resources"])
+    trainable = tune.with_resources(make_trainable(space.family, _datasets(space)), record.resources)
     return trainable, search_alg, scheduler
 
 
@@ -262,26 +262,26 @@ class _DefineByRun:
         return {k: v for k, v in config.as_dict().items() if k not in params and k not in combo}
 
 
-def _stock_searcher(space: Space, meta: dict[str, Any], n_startup: int):
+def _stock_searcher(space: Space, record: ExperimentRecord, n_startup: int):
     """Ray's own OptunaSearch on the same space, for comparison (factors become categorical choices)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    seed = meta["options"]["seed"]
-    sampler = optuna.samplers.RandomSampler(seed=seed) if meta["options"]["sampler"] == "random" else \
+    seed = record.options["seed"]
+    sampler = optuna.samplers.RandomSampler(seed=seed) if record.options["sampler"] == "random" else \
         optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, constant_liar=True)
     return OptunaSearch(space=_DefineByRun(space), metric=space.metric, mode=space.mode, sampler=sampler,
-                        points_to_evaluate=space.points_to_evaluate or None, study_name=meta["study_name"],
-                        storage=open_storage(meta["optuna_storage"]))
+                        points_to_evaluate=space.points_to_evaluate or None, study_name=record.study_name,
+                        storage=open_storage(record.optuna_storage))
 
 
-def _run_config(space: Space, meta: dict[str, Any], *, sub: str | None = None, params: list[str] | None = None,
+def _run_config(space: Space, record: ExperimentRecord, *, sub: str | None = None, params: list[str] | None = None,
                 num_samples: int | None = None):
     """The search's RunConfig; ``sub`` names a second experiment inside the experiment folder (the seed
     confirmation), with its own progress parameters and trial count, always run to the end."""
     from ray import tune
 
-    opts = meta["options"]
+    opts = record.options
     verbose = int(opts.get("verbose", 0))
     callbacks = []
     if verbose == 0:
@@ -291,13 +291,12 @@ def _run_config(space: Space, meta: dict[str, Any], *, sub: str | None = None, p
                                         max_epochs=space.epochs,
                                         num_samples=num_samples or opts["num_samples"],
                                         scheduler="none" if sub else opts["scheduler"],
-                                        budget_dir=None if sub or not opts.get("budget") else _exp_dir(meta)))
-    name, storage_path = (meta["name"], meta["storage_path"]) if sub is None else \
-        (sub, f"{meta['storage_path'].rstrip('/')}/{meta['name']}")
-    stop = BudgetStopper(_exp_dir(meta)) if sub is None and opts.get("budget") else None
+                                        budget_dir=None if sub or not opts.get("budget") else record.location))
+    name, storage_path = (record.name, record.storage_path) if sub is None else (sub, record.location)
+    stop = BudgetStopper(record.location) if sub is None and opts.get("budget") else None
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=verbose, callbacks=callbacks, stop=stop,
-        failure_config=tune.FailureConfig(max_failures=meta["options"]["max_failures"]),
+        failure_config=tune.FailureConfig(max_failures=opts["max_failures"]),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=space.metric,
                                                 checkpoint_score_order=space.mode))
 
@@ -382,8 +381,7 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         space_name=space.name, storage_path=storage_path, study_name=name, resources=resources, options=opts,
         optuna_storage=options.optuna_storage or journal_url(exp_dir / OPTUNA_JOURNAL), factors=list(space.factors),
         objectives=[list(o) for o in space.objectives], created=time.strftime("%Y-%m-%d %H:%M:%S"))
-    meta = record.to_dict()
-    trainable, search_alg, scheduler = _build_tuner_parts(space, meta)
+    trainable, search_alg, scheduler = _build_tuner_parts(space, record)
     record.write(exp_dir)  # after the datasets built: a bad data file leaves no experiment
     _record_provenance(exp_dir)
     tuner = tune.Tuner(trainable,
@@ -392,20 +390,20 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
                                                    mode=space.mode, trial_dirname_creator=trial_dirname,
                                                    trial_name_creator=trial_dirname,
                                                    reuse_actors=options.reuse_actors),
-                       run_config=_run_config(space, meta))
+                       run_config=_run_config(space, record))
     trials = "trials until the budget is spent" if num_samples == -1 else f"{num_samples} trials"
     budget = f", budget {format_budget(options.budget)} wall-clock" if options.budget else ""
     print(f"[mathtune] experiment {exp_dir} ({space.family}, {trials}, {max_concurrent} at a time, "
           f"{resources['cpu']:g} CPU / {resources['gpu']:g} GPU each{budget})", flush=True)
     print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
-    return _finish_and_confirm(tuner, trainable, space, meta, exp_dir)
+    return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
 
 
-def _finish_and_confirm(tuner, trainable, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+def _finish_and_confirm(tuner, trainable, space: Space, record: ExperimentRecord, exp_dir: Path) -> SearchOutcome:
     """The search to its end, then its confirmation; a budget's clock counts both and stops at the end."""
     clock = BudgetClock.of(exp_dir)
     try:
-        outcome = _confirm(_finish(tuner, space, meta, exp_dir), trainable, space, meta, exp_dir)
+        outcome = _confirm(_finish(tuner, space, record, exp_dir), trainable, space, record, exp_dir)
     finally:
         close_storages()  # the shared Optuna storage (searcher and Optuna pruning) of this search
         if clock is not None:
@@ -465,29 +463,29 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     if not (exp_dir / EXPERIMENT_FILE).is_file():
         raise SearchError(f"{exp_dir}: not a mathtune experiment (no {EXPERIMENT_FILE})")
     check_trusted_folder(exp_dir)
-    meta = read_experiment(exp_dir, need=ExperimentRecord.RESUME_KEYS, error=SearchError, problem="corrupt")
-    space = apply_overrides(load_space(exp_dir / "space.yaml"), meta["options"].get("overrides") or {})
+    record = read_experiment(exp_dir, need=ExperimentRecord.RESUME_KEYS, error=SearchError, problem="corrupt")
+    space = apply_overrides(load_space(exp_dir / "space.yaml"), record.options.get("overrides") or {})
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
-    ensure_ray(address, dashboard=dashboard, worker_logs=int(meta["options"].get("verbose", 0)) > 0)
+    ensure_ray(address, dashboard=dashboard, worker_logs=int(record.options.get("verbose", 0)) > 0)
     _record_provenance(exp_dir)
-    clock = BudgetClock.resume(exp_dir) if meta["options"].get("budget") else None
+    clock = BudgetClock.resume(exp_dir) if record.options.get("budget") else None
     if clock is not None:
         print(f"[mathtune] budget: {clock.describe()} before this resume", flush=True)
-    trainable, _, _ = _build_tuner_parts(space, meta)
+    trainable, _, _ = _build_tuner_parts(space, record)
     tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                restart_errored=False)
     print(f"[mathtune] resuming {exp_dir}", flush=True)
-    return _finish_and_confirm(tuner, trainable, space, meta, exp_dir)
+    return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
 
 
-def _confirm(outcome: SearchOutcome, trainable, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+def _confirm(outcome: SearchOutcome, trainable, space: Space, record: ExperimentRecord, exp_dir: Path) -> SearchOutcome:
     """After a search that ended, its seed confirmation when asked for (``--confirm-top``)."""
-    if outcome.interrupted or not int(meta["options"].get("confirm_top") or 0):
+    if outcome.interrupted or not int(record.options.get("confirm_top") or 0):
         return outcome
-    with _tune_console(meta):
-        summary = run_confirmation(space, meta, exp_dir, trainable,
-                                   lambda sub, params, n: _run_config(space, meta, sub=sub, params=params,
+    with _tune_console(record):
+        summary = run_confirmation(space, record, exp_dir, trainable,
+                                   lambda sub, params, n: _run_config(space, record, sub=sub, params=params,
                                                                       num_samples=n))
     if summary is None:
         print(f"[mathtune] confirmation interrupted; continue it with: mathtune resume {exp_dir}", flush=True)
@@ -530,10 +528,6 @@ def _record_provenance(exp_dir: Path) -> None:
     write_json(path, {"sessions": [*sessions, collect_provenance(role="search driver")]})
 
 
-def _exp_dir(meta: dict[str, Any]) -> str:
-    return f"{meta['storage_path'].rstrip('/')}/{meta['name']}"
-
-
 def _default_concurrency(resources: dict[str, float]) -> int:
     import ray
 
@@ -547,11 +541,11 @@ def _default_concurrency(resources: dict[str, float]) -> int:
 
 
 @contextlib.contextmanager
-def _tune_console(meta: dict[str, Any]):
+def _tune_console(record: ExperimentRecord):
     """While a Tuner fits at verbosity 0: Tune's classic console output, which then prints nothing (its newer
     output prints an experiment box and a TensorBoard hint even when silent), leaving the terminal to
     mathtune's progress lines. The variable is restored afterwards."""
-    quiet = int(meta["options"].get("verbose", 0)) == 0
+    quiet = int(record.options.get("verbose", 0)) == 0
     previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
     if quiet:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
@@ -563,9 +557,9 @@ def _tune_console(meta: dict[str, Any]):
                 os.environ.__setitem__("RAY_AIR_NEW_OUTPUT", previous)
 
 
-def _finish(tuner, space: Space, meta: dict[str, Any], exp_dir: Path) -> SearchOutcome:
+def _finish(tuner, space: Space, record: ExperimentRecord, exp_dir: Path) -> SearchOutcome:
     interrupted = False
-    with _tune_console(meta):
+    with _tune_console(record):
         try:
             grid = tuner.fit()
         except KeyboardInterrupt:

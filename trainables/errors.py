@@ -7,7 +7,7 @@ for bad input and gets the same treatment. Kept free of imports so that light mo
 
 from __future__ import annotations
 
-__all__ = ["MathtuneError", "CheckpointError", "ShipError"]
+__all__ = ["MathtuneError", "CheckpointError", "ShipError", "RecordError"]
 
 
 class MathtuneError(Exception):
@@ -21,3 +21,8 @@ class CheckpointError(MathtuneError, ValueError):
 
 class ShipError(MathtuneError, ValueError):
     """Runs that cannot ship as asked (a missing folder or checkpoint, differing runs, an unknown name)."""
+
+
+class RecordError(MathtuneError, ValueError):
+    """A record file (a run's ``result.json``, a shipped configuration, an experiment's ``mathtune.json``) that is
+    missing, not JSON, lacks a key, holds a value of the wrong type or was written by a newer mathtune."""

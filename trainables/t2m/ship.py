@@ -32,6 +32,7 @@ from ..errors import CheckpointError, ShipError
 from ..files import CHECKPOINT_FILE
 from ..loop import load_checkpoint, load_state_file, set_threads
 from ..provenance import configuration_of, machine_of, provenance_of, shown_path
+from ..records import ShippedRecord
 from . import shipped
 from .dataset import resolve_file
 from .evaluation import evaluate_file, find_checkpoint, vocabularies_of
@@ -122,25 +123,24 @@ def ship_text2program(name: str, run: str | Path, *, out: Path, produced_by: str
                             "validation); the COL775 test split was not used")
         by_width = measure(family, config, model, dev, widths, log=log)
         train_command = f"mathtune train {family.name} --config trainables/configs/{name}.json"
-        payload = {
-            "family": family.name,
-            "figure": {"val_exec_acc": best.get("val_exec_acc"), "val_exact_match": best.get("val_exact_match"),
-                       "epoch": best.get("epoch"), "dev_percent_by_beam_width": by_width},
-            "measured_on": (f"a seeded subset of {config.limit_train}" if config.limit_train else
-                            f"all {len(read_json(train_file))}") + f" training problems of {train_file}; all "
-                           f"{by_width[str(widths[0])]['problems']} problems of {dev} (md5 {shipped.file_md5(dev)}) "
-                           f"as validation: selection and figures; the COL775 test split held apart",
-            "wall_time_s": wall,
-            "machine": machine,
-            "provenance": provenance,
-            "date": dt.date.today().isoformat(),
-            "selected": selected,
-            "train_command": train_command,
-            "produced_by": produced_by,
-            **({"search": searched} if searched else {}),
-            "config": configuration_of(run_config),
-        }
-        _write(out, payload)
+        ShippedRecord(
+            family=family.name,
+            figure={"val_exec_acc": best.get("val_exec_acc"), "val_exact_match": best.get("val_exact_match"),
+                    "epoch": best.get("epoch"), "dev_percent_by_beam_width": by_width},
+            measured_on=(f"a seeded subset of {config.limit_train}" if config.limit_train else
+                         f"all {len(read_json(train_file))}") + f" training problems of {train_file}; all "
+                        f"{by_width[str(widths[0])]['problems']} problems of {dev} (md5 {shipped.file_md5(dev)}) "
+                        f"as validation: selection and figures; the COL775 test split held apart",
+            wall_time_s=wall,
+            machine=machine,
+            provenance=provenance,
+            date=dt.date.today().isoformat(),
+            selected=selected,
+            train_command=train_command,
+            produced_by=produced_by,
+            search=searched or None,
+            config=configuration_of(run_config),
+        ).write(out)
         _say(log, f"[mathtune] configuration written: {shown_path(out)}")
         if not weights:
             return out
