@@ -263,7 +263,9 @@ def tune_trial_states(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
 
     Empty when Tune has not saved one yet or the file is being rewritten; callers infer the status.
     """
-    files = sorted(Path(exp_dir).glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    # newest session by the time stamp in the name: after a resume Tune's sync rewrites the earlier sessions'
+    # files too, so their modification times say nothing
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json"), key=lambda p: p.name)
     for path in reversed(files):
         try:
             payload = json.loads(path.read_text())
