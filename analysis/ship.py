@@ -6,8 +6,9 @@ A shipped configuration (``trainables/configs/NAME.json``) is a ``mathtune train
 that carries the figure its run measured, selected on validation, the data it was measured on, the wall time,
 where the runs trained and the command that produced them. Two kinds of run ship:
 
-* :func:`ship_config`: one or more ``mathtune train`` folders of the same configuration (several training
-  seeds). The figure is the best epoch's ``val_*`` and ``test_*`` metrics, the mean over the runs with
+* :func:`ship_config`: one or more finished runs of the same configuration (several training seeds):
+  ``mathtune train`` folders, or Tune trial folders of a search or of its confirmation (``EXP/confirm/trial_*``,
+  the confirmed winner's new-seed runs). The figure is the best epoch's ``val_*`` and ``test_*`` metrics, the mean over the runs with
   ``figure.seeds`` holding each run's value, plus ``train_char_acc`` and ``train_exact_match``: each run's
   selected checkpoint (``best/``) scored on its own training queries in eval mode, the reference reports'
   "train" rows. :func:`add_train_figures` adds just these to a file already shipped from the same runs.
@@ -36,13 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mathtune.trainables.base import ConfigError, Family
-from mathtune.trainables.checkpoints import load_trained, run_checkpoint, state_meta
+from mathtune.trainables.checkpoints import best_checkpoint, load_trained, run_checkpoint, state_meta
 from mathtune.trainables.errors import MathtuneError, ShipError
 from mathtune.trainables.files import CHECKPOINT_FILE
 from mathtune.trainables.loop import load_state_file
@@ -50,11 +52,15 @@ from mathtune.trainables.provenance import EXECUTION_KEYS, configuration_of, mac
 from mathtune.trainables.records import CONFIGS_DIR, RUN_FILE, RunRecord, ShippedRecord
 from mathtune.trainables.registry import family_names, get_family
 
-from .store import ExperimentError, read_budget, read_experiment
+from .store import EXPERIMENT_FILE, ExperimentError, load_trials, read_budget, read_experiment
 
 __all__ = ["ShipError", "ship", "ship_config", "add_train_figures", "configuration_of"]
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# what Tune adds to every epoch line of a trial, not the run's figures
+TUNE_KEYS = frozenset({"config", "date", "done", "hostname", "node_ip", "pid", "should_checkpoint", "timestamp",
+                       "trial_id", "checkpoint_dir_name", "iterations_since_restore", "time_since_restore",
+                       "time_this_iter_s", "training_iteration"})
 
 Log = Callable[[str], None]
 
@@ -74,16 +80,71 @@ def _check_name(name: str, what: str) -> str:
 # -- `mathtune train` runs -> a shipped configuration -----------------------------------------------------------
 
 
+def _is_trial(folder: Path) -> bool:
+    """A Tune trial folder of a search or of its confirmation (``params.json`` beside its epoch lines)."""
+    return (folder / "params.json").is_file()
+
+
+def _trial_experiment(folder: Path) -> Path:
+    """The experiment a trial folder belongs to: its parent, or for a confirmation run (``EXP/confirm/trial_*``)
+    its parent's parent."""
+    for exp in (folder.parent, folder.parent.parent):
+        if (exp / EXPERIMENT_FILE).is_file():
+            return exp
+    raise ShipError(f"{folder}: a Tune trial folder outside a mathtune experiment (no {EXPERIMENT_FILE} above it)")
+
+
+def _trial_run(folder: Path) -> RunRecord:
+    """A finished trial of a search (or a confirmation's seed run) read as a run: its selected epoch by the
+    experiment's validation metric, its configuration, wall time and the provenance its checkpoint kept."""
+    exp = _trial_experiment(folder)
+    try:
+        meta = read_experiment(exp)
+        trial = next((t for t in load_trials(folder.parent) if t.path.resolve() == folder.resolve()), None)
+    except ExperimentError as exc:
+        raise ShipError(str(exc)) from None
+    if trial is None or not trial.history:
+        raise ShipError(f"{folder}: the trial reported no epoch")
+    if not trial.finished:
+        raise ShipError(f"{folder}: the trial stopped after epoch {trial.epochs_run} of {trial.epochs_planned} "
+                        f"({trial.status}); only a trial that ran all its epochs ships")
+    best = trial.best(meta.metric, meta.mode, decoded=False)
+    checkpoint, epoch = best_checkpoint(folder, meta.metric, meta.mode, history=trial.history)
+    if best is None or checkpoint is None or epoch != int(best.get("epoch", -1)):
+        raise ShipError(f"{folder}: no kept checkpoint of its selected epoch "
+                        f"({best.get('epoch') if best else 'none'}; kept: {epoch})")
+    family = get_family(meta.family)
+    config = family.make_config(trial.config, where=str(folder / "params.json"))
+    kept = json.loads((checkpoint / "metrics.json").read_text()) if (checkpoint / "metrics.json").is_file() else {}
+    last = trial.history[-1]
+    return RunRecord(family=family.name, config=config.as_dict(),
+                     best={k: v for k, v in best.items() if k not in TUNE_KEYS},
+                     last={k: v for k, v in last.items() if k not in TUNE_KEYS},
+                     wall_time_s=float(last.get("time_total_s") or 0.0),
+                     data=family.describe_data(family.build_data(config)), provenance=kept.get("provenance"))
+
+
 def read_run(folder: Path) -> RunRecord:
-    """The record (``result.json``) of a finished ``mathtune train`` folder that selected an epoch."""
-    record = RunRecord.read(folder, error=ShipError)
+    """The record of a finished run that selected an epoch: a ``mathtune train`` folder's ``result.json``, or a
+    Tune trial folder of a search or of its confirmation (read from its epoch lines and kept checkpoints)."""
+    record = _trial_run(folder) if _is_trial(folder) else RunRecord.read(folder, error=ShipError)
     if "epoch" not in record.best:
         raise ShipError(f"{folder / RUN_FILE}: the run selected no epoch (its best is empty)")
     return record
 
 
+def _best_checkpoint(folder: Path) -> Path | None:
+    """The selected epoch's checkpoint: ``best/`` of a ``mathtune train`` folder, or a trial's kept checkpoint
+    with the best validation value."""
+    if not _is_trial(folder):
+        return run_checkpoint(folder, "best")
+    meta = read_experiment(_trial_experiment(folder))
+    checkpoint, _ = best_checkpoint(folder, meta.metric, meta.mode)
+    return checkpoint
+
+
 def _has_checkpoint(folder: Path) -> bool:
-    return run_checkpoint(folder, "best") is not None
+    return _best_checkpoint(folder) is not None
 
 
 def figure_of(results: Sequence[RunRecord]) -> dict[str, Any]:
@@ -124,7 +185,7 @@ def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1
     try:
         out = []
         for folder in folders:
-            family, config, model, data = load_trained(run_checkpoint(folder, "best"), family=family_name,
+            family, config, model, data = load_trained(_best_checkpoint(folder), family=family_name,
                                                        device="cpu")
             if not hasattr(family, "part_metrics"):
                 raise ShipError(f"{family_name} has no per-part metrics, so its train figures cannot be measured")

@@ -315,8 +315,9 @@ threads, device, versions, commit, as each run recorded them) and the command th
 a run was executed (threads, device) is provenance, never configuration: the shipped config leaves them
 out, so `mathtune train --config` uses the machine it runs on.
 
-Arithmetic and image families: RUN... are `mathtune train` folders of one configuration (several
-training seeds; only seed may differ). The figure is the best epoch's val_*/test_* metrics, the mean
+Arithmetic and image families: RUN... are finished runs of one configuration (several training seeds;
+only seed may differ): `mathtune train` folders, or Tune trial folders of a search or of its confirmation
+(EXP/confirm/trial_*: the confirmed winner's new-seed runs; with --search EXP the file names the search). The figure is the best epoch's val_*/test_* metrics, the mean
 over the runs with each run's value under figure.seeds, plus train_char_acc and train_exact_match:
 each run's best/ checkpoint scored on its own training queries in eval mode. --train-only adds just
 these to an already shipped NAME.json from the runs that produced it.
@@ -332,6 +333,8 @@ examples:
   mathtune ship arith-text2text-mul-60 runs/mul60-s0 runs/mul60-s1 runs/mul60-s2 \\
       --produced-by "mathtune train arith-text2text --config ... --set seed=N --out runs/mul60-sN"
   mathtune ship arith-text2text-mul-40 runs/mul40-240 --train-only
+  mathtune ship arith-text2text-mul-60 runs/campaign-mul60/confirm/trial_* --search runs/campaign-mul60 \
+      --produced-by "mathtune search arith-text2text-mul --set split=0.6 --budget 12h ... --name campaign-mul60"
   mathtune ship t2m-lstm runs/lstm-ls30 --weights t2m \\
       --produced-by "mathtune train t2m-lstm --set ... --out runs/lstm-ls30"
 """
@@ -516,8 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME",
                    help="configuration name: writes trainables/configs/NAME.json (DIR/NAME.json with --configs-dir)")
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="finished `mathtune train` output folders (one per seed); a t2m run: one folder, "
-                        "checkpoint or Tune trial folder")
+                   help="finished runs, one per seed: `mathtune train` output folders or a search's Tune trial "
+                        "folders (e.g. EXP/confirm/trial_*); a t2m run: one folder, checkpoint or Tune trial folder")
     p.add_argument("--produced-by", "--train-command", dest="produced_by", metavar="COMMAND",
                    help="the command(s) that trained the runs, as a user would type them (recorded; required "
                         "unless --train-only)")

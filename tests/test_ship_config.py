@@ -236,3 +236,44 @@ def test_text_to_program_run_ships_its_configuration_and_model(tmp_path, monkeyp
     # one text-to-program run at a time, and no train figures to add
     assert "ships alone" in _error(capsys, "ship", "x", run, run, "--produced-by", "x")
     assert "no train figures" in _error(capsys, "ship", "tiny-attn", run, "--train-only")
+
+
+def test_a_searchs_confirmed_winner_ships_from_its_trial_folders(ray_session, tmp_path, capsys):
+    """The seed runs of a search's confirmation (Tune trial folders, no result.json of `mathtune train`) ship as
+    the winner: the figure is their selected epochs' mean, the train figures come from their kept checkpoints,
+    and the file names the search. A trial cut short, or a folder outside an experiment, is refused in one line."""
+    from mathtune.analysis.store import load_trials
+    from mathtune.search import SearchOptions, run_search
+
+    outcome = run_search("arith-text2text-addsub", SearchOptions(
+        num_samples=2, storage_path=str(tmp_path), name="found", verbose=0, scheduler="none", seed=3,
+        overrides={"epochs": 2, "limit": 256, "batch_size": 64, "threads": 1, "decoder_hidden": 32},
+        confirm_top=1, confirm_seeds=2))
+    exp = outcome.experiment_dir
+    seeds = sorted((exp / "confirm").glob("trial_*"))
+    assert len(seeds) == 2
+    assert main(["ship", "found-addsub", *map(str, seeds), "--search", str(exp), "--configs-dir", str(tmp_path),
+                 "--produced-by", f"mathtune search arith-text2text-addsub ... --name found"]) == 0
+    payload = json.loads((tmp_path / "found-addsub.json").read_text())
+    trials = {t.path.name: t for t in load_trials(exp / "confirm")}
+    bests = [trials[s.name].best("val_exact_match") for s in seeds]
+    assert payload["figure"]["seeds"]["val_exact_match"] == [b["val_exact_match"] for b in bests]
+    assert payload["figure"]["seed_values"] == [trials[s.name].config["seed"] for s in seeds]
+    assert 0.0 <= payload["figure"]["train_exact_match"] <= 1.0 and "train_char_acc" in payload["figure"]["seeds"]
+    assert payload["search"]["experiment"] == "found" and payload["family"] == "arith-text2text"
+    assert all(run[0]["cpu"] for run in payload["provenance"])  # what each trial's checkpoint recorded
+    assert {"threads", "device", "trial_id", "done"}.isdisjoint(payload["config"])
+    capsys.readouterr()
+
+    # a trial whose epochs were not all run (as ASHA leaves them) is not a finished run
+    short = tmp_path / "short"
+    shutil.copytree(seeds[0], short / seeds[0].name)
+    shutil.copy(exp / "mathtune.json", short / "mathtune.json")
+    lines = (short / seeds[0].name / "result.json").read_text().splitlines()
+    (short / seeds[0].name / "result.json").write_text(lines[0] + "\n")
+    assert "only a trial that ran all its epochs ships" in _error(
+        capsys, "ship", "cut", short / seeds[0].name, "--produced-by", "x", "--configs-dir", tmp_path)
+    (short / "mathtune.json").unlink()
+    assert "outside a mathtune experiment" in _error(
+        capsys, "ship", "cut", short / seeds[0].name, "--produced-by", "x", "--configs-dir", tmp_path)
+    assert not (tmp_path / "cut.json").exists()
