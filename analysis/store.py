@@ -281,6 +281,15 @@ def tune_trial_states(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
     return {}
 
 
+def stopped_by_signal(exp_dir: str | Path) -> bool:
+    """Whether Tune's run of this experiment ended on Ctrl-C (or SIGTERM / SIGUSR1) rather than by finishing:
+    its last saved state still has trials running, pending or paused. Tune saves that state before it ends the
+    trials, and then returns as if they had ended (every trial ``TERMINATED`` in memory, no exception), so the
+    saved state is what tells a stopped run from a finished one."""
+    states = tune_trial_states(exp_dir)
+    return any(str(s.get("status")).upper() not in ("TERMINATED", "ERROR") for s in states.values())
+
+
 def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
     """Every trial folder of an experiment (readable while the search still runs)."""
     exp_dir = Path(exp_dir)

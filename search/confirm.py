@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mathtune.analysis.store import (CONFIRM_FILE, ExperimentRecord, TrialRecord, load_confirmation, load_trials,
-                                     trial_dirname)
+                                     stopped_by_signal, trial_dirname)
 from mathtune.search.decode import score_decode_settings
 from mathtune.spaces.loader import Space
 from mathtune.trainables.atomic import write_json
@@ -177,7 +177,8 @@ def run_confirmation(space: Space, record: ExperimentRecord, exp_dir: Path, trai
         grid = tuner.fit()
     except KeyboardInterrupt:
         return None
-    if any(t.status not in ("TERMINATED", "ERROR") for t in grid._experiment_analysis.trials):
+    if any(t.status not in ("TERMINATED", "ERROR") for t in grid._experiment_analysis.trials) \
+            or stopped_by_signal(confirm_dir):
         return None  # Ctrl-C: Tune stopped the runs and saved their state
     runs = load_trials(confirm_dir)
     if len(runs) < len(points) or any(not r.finished and r.tune_status != "ERROR" for r in runs):

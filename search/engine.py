@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mathtune.analysis.store import (EXPERIMENT_FILE, OPTUNA_JOURNAL, ExperimentRecord, journal_url, load_trials,
-                                     read_experiment, trial_dirname)
+                                     read_experiment, stopped_by_signal, trial_dirname)
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
 from mathtune.search.confirm import run_confirmation
 from mathtune.search.decode import score_decode_settings
@@ -569,7 +569,8 @@ def _finish(tuner, space: Space, record: ExperimentRecord, exp_dir: Path) -> Sea
     if grid is not None:
         for trial in grid._experiment_analysis.trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
-        interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts)
+        interrupted = interrupted or any(s not in ("TERMINATED", "ERROR") for s in counts) \
+            or stopped_by_signal(exp_dir)
     if not interrupted:  # decode-time settings: every ended trial's checkpoint, inside the budget's count
         try:
             score_decode_settings(space, exp_dir)

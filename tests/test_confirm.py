@@ -140,3 +140,38 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     assert len(runs) == 2 and all(r.epochs_run == 15 for r in runs)
     summary = json.loads((exp / "confirm.json").read_text())
     assert all(c["complete"] for combo in summary["combos"].values() for c in combo["candidates"])
+
+
+def test_ctrl_c_during_the_search_does_not_start_the_confirmation(tmp_path):
+    """Tune ends a run on Ctrl-C as if its trials had finished; the search must still count as interrupted, so
+    the confirmation does not start from a search cut short (it would plan from whatever had run)."""
+    import os
+    import signal
+    import time
+
+    from .test_budget import _replay_space
+
+    space = _replay_space(tmp_path, time_scale=0.3)
+    exp = tmp_path / "runs" / "search-int"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [MATHTUNE, "search", space, "--budget", "10m", "--max-concurrent", "2", "--scheduler", "none",
+           "--confirm-top", "1", "--confirm-seeds", "1", "--storage-path", str(tmp_path / "runs"),
+           "--name", "search-int", "--no-dashboard", "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            rows = sum(len(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
+            if rows >= 6:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    printed = proc.stdout.read()
+    assert proc.returncode == 130, printed[-3000:]
+    assert "confirming" not in printed and not (exp / "confirm").exists(), printed[-3000:]
