@@ -5,7 +5,6 @@ searcher, ASHA and Tune; each epoch sleeps a fixed share of its recorded time)."
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from mathtune.analysis import load_trials
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.budget import BudgetError, BudgetGate, format_budget, parse_duration
 
-from .conftest import MATHTUNE, ROOT
+from .conftest import MATHTUNE, ROOT, interrupt_after
 
 TABLE = ROOT / "bench" / "results" / "replay-table.parquet"
 
@@ -101,22 +100,7 @@ def test_resumed_search_keeps_counting_its_budget(tmp_path):
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     cmd = [MATHTUNE, "search", space, "--budget", "40s", "--max-concurrent", "2", "--scheduler", "none",
            "--storage-path", str(tmp_path / "runs"), "--name", "budget-resume", "--no-dashboard", "--no-report"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            rows = sum(len(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
-            if rows >= 20:
-                break
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    first = proc.stdout.read()
+    _, first = interrupt_after(cmd, exp, "trial_*/result.json", 20, timeout=120)
     assert "budget 40 s wall-clock" in first, first[-2000:]
     before = json.loads((exp / "budget.json").read_text())
     assert 3 <= before["spent_s"] < 40, before

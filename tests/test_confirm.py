@@ -10,7 +10,7 @@ from mathtune.analysis import load_trials, write_report
 from mathtune.analysis.best import best_config
 from mathtune.search import SearchError, SearchOptions, resume_search, run_search
 
-from .conftest import MATHTUNE
+from .conftest import MATHTUNE, interrupt_after
 
 SHRINK = {"epochs": 2, "limit": 256, "batch_size": 64, "threads": 1, "decoder_hidden": 32}
 
@@ -103,8 +103,6 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     """Ctrl-C while the seed runs train: no winner is announced and no confirm.json written from runs cut short;
     `mathtune resume` trains them to their last epoch and then summarises."""
     import os
-    import signal
-    import time
 
     from .test_budget import _replay_space
 
@@ -114,22 +112,7 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     cmd = [MATHTUNE, "search", space, "--num-samples", "2", "--max-concurrent", "2", "--scheduler", "none",
            "--confirm-top", "1", "--confirm-seeds", "2", "--storage-path", str(tmp_path / "runs"),
            "--name", "conf-int", "--no-dashboard", "--no-report"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            rows = sum(len(p.read_text().splitlines()) for p in exp.glob("confirm/trial_*/result.json"))
-            if rows >= 3:
-                break
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    first = proc.stdout.read()
+    code, first = interrupt_after(cmd, exp, "confirm/trial_*/result.json", 3)
     assert "confirmation interrupted" in first and "confirmed winner" not in first, first[-3000:]
     assert not (exp / "confirm.json").exists()
     resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard"], env=env, capture_output=True,
@@ -145,33 +128,13 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
 def test_ctrl_c_during_the_search_does_not_start_the_confirmation(tmp_path):
     """Tune ends a run on Ctrl-C as if its trials had finished; the search must still count as interrupted, so
     the confirmation does not start from a search cut short (it would plan from whatever had run)."""
-    import os
-    import signal
-    import time
-
     from .test_budget import _replay_space
 
     space = _replay_space(tmp_path, time_scale=0.3)
     exp = tmp_path / "runs" / "search-int"
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     cmd = [MATHTUNE, "search", space, "--budget", "10m", "--max-concurrent", "2", "--scheduler", "none",
            "--confirm-top", "1", "--confirm-seeds", "1", "--storage-path", str(tmp_path / "runs"),
            "--name", "search-int", "--no-dashboard", "--no-report"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            rows = sum(len(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
-            if rows >= 6:
-                break
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    printed = proc.stdout.read()
-    assert proc.returncode == 130, printed[-3000:]
+    code, printed = interrupt_after(cmd, exp, "trial_*/result.json", 6)
+    assert code == 130, printed[-3000:]
     assert "confirming" not in printed and not (exp / "confirm").exists(), printed[-3000:]
