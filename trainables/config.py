@@ -91,6 +91,7 @@ class FamilyConfig:
 def _family_class(module: str, qualname: str, name: str) -> type[Family]:
     """The family class a pickled config names: by its import path when that finds it, else (a class made at run
     time, such as ``replay-NAME``) through the registry by its name."""
+    # base imports this module (its make_config builds the records), so base and the registry come in here
     from .base import Family
     from .registry import get_family
 
