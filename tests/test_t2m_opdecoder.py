@@ -220,3 +220,34 @@ def test_glove_space_searches_the_decoder():
     space = load_space("t2m-glove")
     assert space.params["decoder"].values == ("token", "op")
     assert all(p["decoder"] == "token" for p in space.points_to_evaluate)
+
+
+def test_the_campaign_space_trains_and_scores_its_choices(ray_session, tmp_path):
+    """spaces/t2m-glove itself, shrunk, with the choices the reference points do not cover (Luong attention with
+    the operation decoder, no attention with it): each trial trains, reports dev execution accuracy, and its
+    selected checkpoint is scored at every decode-time beam width."""
+    import yaml
+
+    from mathtune.analysis import load_trials
+    from mathtune.search import SearchOptions, run_search
+    from mathtune.spaces.loader import load_space
+
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(json.loads((COL775 / "train.json").read_text())[:32]))
+    spec = yaml.safe_load(load_space("t2m-glove").path.read_text())
+    point = dict(spec["points_to_evaluate"][0])
+    spec["points_to_evaluate"] = [{**point, "attention_style": "luong", "decoder": "op"},
+                                  {**point, "attention_style": "none", "decoder": "op"}]
+    path = tmp_path / "t2m-glove.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    shrink = {"epochs": 1, "threads": 1, "emb": 50, "hidden": 64, "dec_hidden": 128, "max_decode_len": 30,
+              "batch_size": 16, "train_file": str(small), "dev_file": str(small)}
+    outcome = run_search(str(path), SearchOptions(num_samples=2, storage_path=str(tmp_path), name="glove",
+                                                  verbose=0, overrides=shrink, seed=1, max_concurrent=2,
+                                                  dashboard=False, scheduler="none"))
+    trials = load_trials(outcome.experiment_dir)
+    assert outcome.counts == {"TERMINATED": 2} and not outcome.interrupted
+    assert {(t.config["attention_style"], t.config["decoder"]) for t in trials} == {("luong", "op"), ("none", "op")}
+    for trial in trials:
+        assert 0.0 <= trial.best("val_exec_acc", decoded=False)["val_exec_acc"] <= 1.0
+        assert [s["setting"]["beam_width"] for s in trial.decoded()["scored"]] == [1, 5, 10]
