@@ -86,10 +86,13 @@ def test_evaluate_writes_predictions_that_score_identically(trained, tmp_path, c
     root, _, result = trained
     out_file = tmp_path / "preds.json"
     code, out, err = run(capsys, "evaluate", root / "run", DEV, "--beam-width", 1, 3, "--limit", 16,
-                         "--out", out_file, "--threads", 1)
+                         "--out", out_file, "--threads", 1, "--breakdown")
     assert code == 0, err
     printed = scores_of(out)
     assert len(printed) == 2
+    # --breakdown: the widest width by gold program length, every problem in one group (COL775 has no category)
+    assert "beam 3, by group:" in out and "category" not in out
+    assert sum(int(n) for n in re.findall(r"^\s*\d\+?\s+(\d+)\s+[\d.]+%\s+[\d.]+%$", out, re.M)) == 16
     raw = json.loads(DEV.read_text())[:16]
     cfg = result["config"]
     part = encode_part("dev", load_split(DEV)[:16], result["model"].meta, cfg)
@@ -288,3 +291,30 @@ def test_amp_trains_on_any_cpu(tmp_path):
     assert len(history) == 1 and history[0]["train_loss"] == history[0]["train_loss"]  # trained, not NaN
     assert bf16_autocast_works(torch.device("cpu")) == (torch.cpu._is_avx512_bf16_supported()
                                                          or torch.cpu._is_amx_tile_supported())
+
+
+def test_breakdown_scores_by_program_length_and_by_category(tmp_path, capsys):
+    """`mathtune score --breakdown` on original MathQA problems: the problems of one category predicted with
+    their gold programs, the others left empty, score exact match 100% in that category and 0% in the others;
+    the groups by program length hold every problem once."""
+    original = COL775.parent / "original" / "dev.json"
+    if not original.is_file():
+        pytest.skip(f"{original} not found (see shared/data/PROVENANCE.md)")
+    raw = json.loads(original.read_text())[:80]
+    source = tmp_path / "dev80.json"
+    source.write_text(json.dumps(raw))
+    examples = load_split(source)
+    right = sorted({r["category"] for r in raw})[0]
+    items = [{**r, "answer": ex.answer, "predicted": r["linear_formula"] if r["category"] == right else ""}
+             for r, ex in zip(raw, examples)]
+    path = tmp_path / "pred.json"
+    path.write_text(json.dumps(items))
+    code, out, _ = run(capsys, "score", path, "--breakdown")
+    assert code == 0, out
+    rows = {m[0]: (int(m[1]), float(m[2]), float(m[3]))
+            for m in re.findall(r"^\s*(\S+)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)%$", out, re.M)}
+    categories = {r["category"] for r in raw}
+    assert rows[right][1] == 100.0 and all(rows[c][1] == 0.0 for c in categories - {right})
+    assert sum(rows[c][0] for c in categories) == len(raw)
+    ops = [k for k in rows if k not in categories]
+    assert ops and sum(rows[k][0] for k in ops) == len(raw)

@@ -22,7 +22,8 @@ from .dataset import Part
 from .decoding import decode_part
 from .scoring import score_items
 
-__all__ = ["LONG", "program_ops", "ops_bucket", "accuracy_breakdown", "breakdown_figure"]
+__all__ = ["LONG", "program_ops", "ops_bucket", "accuracy_breakdown", "breakdown_figure", "grouped_scores",
+           "format_groups"]
 
 LONG = 8  # programs with this many operations or more share one bucket
 
@@ -98,3 +99,32 @@ def breakdown_figure(rows: dict[str, Any], *, title: str = ""):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def grouped_scores(items: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict]]:
+    """Scored problems (``items`` with their gold ``linear_formula``, ``rows`` from
+    :func:`~.scoring.score_items`) grouped by the number of operations of the gold program (``by_ops``) and,
+    when the file has one (the original MathQA files), by ``category`` (``by_category``): per group the
+    problems, exact match and execution accuracy in percent."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {"by_ops": {}}
+    for item, row in zip(items, rows):
+        groups["by_ops"].setdefault(ops_bucket(program_ops(item.get("linear_formula", ""))), []).append(row)
+        if "category" in item:
+            groups.setdefault("by_category", {}).setdefault(str(item["category"]), []).append(row)
+    out: dict[str, dict[str, dict]] = {}
+    for name, by in groups.items():
+        keys = sorted(by, key=_bucket_order) if name == "by_ops" else sorted(by)
+        out[name] = {k: {"n": len(by[k]), "exact_match": 100.0 * sum(r["em"] for r in by[k]) / len(by[k]),
+                         "exec_acc": 100.0 * sum(r["exec_correct"] for r in by[k]) / len(by[k])} for k in keys}
+    return out
+
+
+def format_groups(groups: dict[str, dict[str, dict]]) -> list[str]:
+    """The groups of :func:`grouped_scores` as printed lines, one table per grouping."""
+    titles = {"by_ops": "operations in the gold program", "by_category": "category"}
+    lines = []
+    for name, by in groups.items():
+        lines.append(f"{titles.get(name, name):>32}  problems  exact match  execution")
+        lines.extend(f"{key:>32}  {g['n']:8d}  {g['exact_match']:10.2f}%  {g['exec_acc']:8.2f}%"
+                     for key, g in by.items())
+    return lines

@@ -75,6 +75,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"beam {w:3d}: exact match {r.exact_match:6.2f}%  execution accuracy {r.execution_accuracy:6.2f}%  "
               f"({r.n} problems of {out.source.name}; {r.unexecutable} programs do not execute)")
     print(f"[mathtune] {wall:.1f} s", flush=True)
+    if args.breakdown:
+        from mathtune.trainables.t2m.breakdown import format_groups, grouped_scores
+
+        w = max(widths)
+        print(f"beam {w}, by group:")
+        print("\n".join(format_groups(grouped_scores(out.items[w], out.scores[w].items))))
     if args.out:
         target = Path(args.out)
         for w in widths:
@@ -100,6 +106,10 @@ def _score(args: argparse.Namespace) -> int:
     result = score_items(items)
     print(f"exact match {result.exact_match:6.2f}%  execution accuracy {result.execution_accuracy:6.2f}%  "
           f"({result.n} problems of {Path(args.predictions).name}; {result.unexecutable} programs do not execute)")
+    if args.breakdown:
+        from mathtune.trainables.t2m.breakdown import format_groups, grouped_scores
+
+        print("\n".join(format_groups(grouped_scores(items, result.items))))
     if args.out:
         write_json(Path(args.out), [{**item, **row} for item, row in zip(items, result.items)], ensure_ascii=False)
         print(f"[mathtune] per-problem results written: {args.out}")
@@ -127,11 +137,17 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--batch-size", type=int, help="problems per decoding batch (default: the model's "
                                                   "eval_batch_size)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also print, at the widest width, the scores by the number of operations of the gold "
+                        "program and, for a file with categories (the original MathQA files), by category")
 
 
 def _score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PREDICTIONS_FILE")
     p.add_argument("--out", metavar="FILE", help="write the items with predicted_answer, em, exec_correct and executes")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also print the scores by the number of operations of the gold program and, for a file "
+                        "with categories (the original MathQA files), by category")
 
 
 EVALUATE = Command(
