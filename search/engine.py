@@ -586,6 +586,9 @@ def _finish(tuner, space: Space, record: ExperimentRecord, exp_dir: Path) -> Sea
         print(f"[mathtune] best ({label}): {space.metric} {b[space.metric]:.4f}{decoded} "
               f"(test, reported only: {test_key} {b[test_key]:.4f}) epoch {b['epoch']}", flush=True)
     print(f"[mathtune] report: mathtune report {exp_dir}", flush=True)
+    if interrupted:
+        print(f"[mathtune] interrupted: the running trials were saved at their last epoch; continue with: "
+              f"mathtune resume {exp_dir}", flush=True)
     return SearchOutcome(exp_dir, counts, best, interrupted)
 
 

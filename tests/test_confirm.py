@@ -138,3 +138,5 @@ def test_ctrl_c_during_the_search_does_not_start_the_confirmation(tmp_path):
     code, printed = interrupt_after(cmd, exp, "trial_*/result.json", 6)
     assert code == 130, printed[-3000:]
     assert "confirming" not in printed and not (exp / "confirm").exists(), printed[-3000:]
+    assert f"interrupted: the running trials were saved at their last epoch; continue with: mathtune resume " \
+           f"{exp}" in printed, printed[-3000:]
