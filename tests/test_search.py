@@ -124,7 +124,8 @@ def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
     assert "search ended: 4/4 trials done" in resumed.stdout and "(run_trial pid=" not in resumed.stdout
     trials = load_trials(exp)
     assert len(trials) == 4, [t.trial_id for t in trials]
-    assert all([r["epoch"] for r in t.history] == [1, 2, 3, 4] for t in trials)
+    assert all([r["epoch"] for r in t.history] == [1, 2, 3, 4] for t in trials), \
+        {t.trial_id: ([r["epoch"] for r in t.history], t.status) for t in trials}
     study = _study_trials(exp, "intr[split=0.5]")
     assert len(study) == 4
     assert [t.state for t in study] == [TrialState.COMPLETE] * 4
