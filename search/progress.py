@@ -149,7 +149,12 @@ class SearchProgress(Callback):
                                        f"{errors} errored" if errors else "") if x)
         of = f"/{self.num_samples}" if capped else ""
         parts = [f"{done}{of} trials done{f' ({extras})' if extras else ''}, {running} running, {pending} pending"]
-        top = best_of(self.best.items(), self.mode, key=lambda kv: kv[1][0])  # the first trial on ties
+        known = dict(self.best)
+        for t in trials:  # a resumed search: what trials reported before this session, from Tune's restored state
+            before = (getattr(t, "last_result", None) or {}).get(f"best_{self.metric}")
+            if t.trial_id not in known and isinstance(before, (int, float)) and before == before:
+                known[t.trial_id] = (float(before), int((t.last_result or {}).get("best_epoch") or 0))
+        top = best_of(known.items(), self.mode, key=lambda kv: kv[1][0])  # the first trial on ties
         if top is not None:
             tid, (value, _) = top
             parts.append(f"best {self.metric} {value:.4f} ({tid})")

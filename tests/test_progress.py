@@ -57,3 +57,19 @@ def test_progress_lines_name_searched_parameters_asha_stops_and_the_time_left():
 
 def test_durations_read_as_a_person_says_them():
     assert [format_duration(s) for s in (42, 720, 3900)] == ["42 s", "12 min", "1 h 05 min"]
+
+
+def test_a_resumed_search_shows_the_best_of_the_trials_before_it():
+    """After `mathtune resume` the callback has seen none of the earlier sessions' results; the status line
+    takes their best from the trials Tune restored (their last result), not only from this session's reports."""
+    out, clock = io.StringIO(), _Clock()
+    progress = SearchProgress(params=["lr"], factors=["split"], metric="val_exact_match", mode="max",
+                              max_epochs=6, num_samples=-1, out=out, clock=clock)
+    old = _trial("old", status="TERMINATED", lr=0.003)
+    old.last_result = {"epoch": 6, "val_exact_match": 0.7, "best_val_exact_match": 0.8, "best_epoch": 4}
+    new = _trial("new", lr=0.01)
+    progress.on_trial_start(0, [old, new], new)
+    progress.on_trial_result(0, [old, new], new, {"epoch": 1, "val_exact_match": 0.03})
+    assert "best val_exact_match 0.8000 (old)" in progress.status_line([old, new])
+    progress.on_trial_result(0, [old, new], new, {"epoch": 2, "val_exact_match": 0.9})
+    assert "best val_exact_match 0.9000 (new)" in progress.status_line([old, new])
