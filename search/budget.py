@@ -51,7 +51,7 @@ from typing import Any, ClassVar, Sequence
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
-from mathtune.analysis.store import BUDGET_FILE, EXPERIMENT_FILE, load_trials
+from mathtune.analysis.store import BUDGET_FILE, load_trials, read_experiment
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import format_duration as format_budget
@@ -370,8 +370,8 @@ class BudgetGate(Searcher):
         experiment's record and the leaders from its trial folders (what they reported is on disk)."""
         exp_dir = Path(self.exp_dir)
         try:
-            record = json.loads((exp_dir / EXPERIMENT_FILE).read_text())
-            options, factors = record.get("options") or {}, list(record.get("factors") or [])
+            record = read_experiment(exp_dir, need=())
+            options, factors = record.options or {}, list(record.factors or [])
             records = load_trials(exp_dir)
         except (OSError, ValueError, MathtuneError):
             self.confirm = None  # the rounds of full trials, as the gate kept before
