@@ -84,7 +84,9 @@ def _load_config_file(path: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"--config {path}: not valid JSON ({exc})") from None
     if isinstance(payload, dict) and set(ShippedRecord.REQUIRED) <= payload.keys():
-        payload = ShippedRecord.from_dict(payload, where=path).config  # a shipped configuration (trainables/configs)
+        # a shipped configuration (trainables/configs): its runs' threads and device are provenance, never taken
+        # from it (older files still hold them in their config); a plain file's threads are its writer's choice
+        payload = ShippedRecord.from_dict(payload, where=path).train_config()
     elif isinstance(payload, dict) and isinstance(payload.get("config"), dict):
         payload = payload["config"]  # files written by `mathtune best` carry metadata around the config
     if not isinstance(payload, dict):
@@ -359,8 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", help="a family name (see `mathtune families`)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one parameter (repeatable), e.g. --set hidden=512 --set split=0.5")
-    p.add_argument("--config", metavar="FILE", help="JSON file of parameter values (e.g. from `mathtune best`); "
-                                                   "--set overrides it")
+    p.add_argument("--config", metavar="FILE",
+                   help="JSON file of parameter values (e.g. from `mathtune best`), taken as written; --set "
+                        "overrides it. A shipped configuration (trainables/configs/NAME.json) gives no thread "
+                        "count or device (how its runs were executed is its provenance): the run uses this "
+                        "machine (threads: all cores) unless --set threads=N")
     p.add_argument("--out", metavar="DIR", help="checkpoint folder (default runs/train/FAMILY-TIME)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_train)

@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Sequence, TypeVar
 
 from .atomic import write_text
 from .errors import RecordError
+from .provenance import configuration_of
 
 __all__ = ["Record", "RecordError", "RunRecord", "ShippedRecord", "RUN_FILE", "RUN_VERSION", "SHIPPED_VERSION",
            "CONFIGS_DIR"]
@@ -188,7 +189,8 @@ class RunRecord(Record):
 @dataclass(kw_only=True)
 class ShippedRecord(Record):
     """``trainables/configs/NAME.json``: a shipped configuration. ``config`` is a ``mathtune train FAMILY
-    --config FILE`` input (no thread count or device: how the runs were executed is their ``provenance``);
+    --config FILE`` input (no thread count or device: how the runs were executed is their ``provenance``; a file
+    shipped before that may still hold them in ``config``, kept as written and left out by :meth:`train_config`);
     ``figure`` what its runs measured, selected on validation (a mean over training seeds keeps each seed's
     value under ``figure["seeds"]``); ``search`` what the search that found it recorded (None for a hand run).
     The other fields say what the figure was measured on, how it was selected, how long the runs trained, where,
@@ -227,3 +229,9 @@ class ShippedRecord(Record):
     def write(self, path: str | Path) -> Path:
         """Write ``path`` whole (:mod:`.atomic`); returns it."""
         return write_text(path, self.to_json())
+
+    def train_config(self) -> dict[str, Any]:
+        """What ``mathtune train --config FILE`` takes from the file: ``config`` without how its runs were executed
+        (threads, device; an older file may still hold them), so the run uses the machine at hand (the family's
+        defaults) unless ``--set`` says otherwise."""
+        return configuration_of(self.config)
