@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import yaml
+from optuna.storages.journal import JournalFileBackend
 
 from mathtune.trainables.atomic import write_text
 from mathtune.trainables.checkpoints import best_checkpoint, trial_checkpoints
@@ -337,10 +338,28 @@ def open_optuna_storage(url: str):
     import optuna
 
     if url.startswith(JOURNAL_PREFIX):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL_PREFIX):]))
+        return optuna.storages.JournalStorage(JournalFile(url[len(JOURNAL_PREFIX):]))
     return optuna.storages.RDBStorage(url)
+
+
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file backend, less its ``fsync`` after every write.
+
+    Optuna syncs the file to the disk after each appended line: a trial's suggestions are one line per
+    parameter, so a search's driver spent about 20 ms a trial waiting on the disk (25 ms with its results),
+    the largest part of its own time per trial. Each line is still written whole under Optuna's lock and
+    handed to the operating system at once, so a search killed at any point (Ctrl-C, SIGKILL, a lost driver)
+    resumes from everything it wrote, as from Tune's own experiment state, which is not synced either; only the
+    machine itself going down can lose the last lines."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        self._lock.acquire()
+        try:
+            with open(self._file_path, "ab") as fh:
+                fh.write(text.encode("utf-8"))
+        finally:
+            self._lock.release()
 
 
 def study_storage_url(exp_dir: str | Path, recorded: str | None) -> str | None:
