@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from mathtune.search.scheduler import GroupedASHA, OptunaPruning
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, open_storage
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
+from mathtune.trainables.base import ConfigError
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.metrics import best_of, test_metric_for
 from mathtune.trainables.provenance import collect as collect_provenance
@@ -69,6 +71,7 @@ class SearchOptions:
     verbose: int = 0  # 0: mathtune's own progress lines; 1-3: Ray Tune's console output at that level
     dashboard: bool = True
     reuse_actors: bool = True
+    tensorboard: bool = False  # also write Tune's TensorBoard event files in every trial folder
     confirm_top: int = 0  # > 0: retrain the K best trials per factor value with new seeds once the search ends
     confirm_seeds: int = 3
     startup_trials: int | None = None  # TPE's random trials per study first; None: a third of them, 2 to 10
@@ -168,20 +171,40 @@ def _loopback_only() -> None:
         constants.ENABLE_RAY_CLUSTER = False
 
 
+# At most this many datasets are built up front for the searched data parameters' choices (e.g. ``reverse``);
+# beyond it, or for a data parameter searched over a range, each trial builds its own.
+MAX_PREBUILT_DATASETS = 8
+
+
 def _datasets(space: Space) -> dict:
-    """Build each dataset the search will need once (per factor combination) for the object store."""
+    """Each dataset the search will need, built once (per factor combination, and per choice of a data parameter
+    the space searches) and put into Ray's object store on its own: ``{data key: object ref}``, so that a trial
+    fetches only the one its configuration uses (:func:`~mathtune.trainables.tune_wrapper.run_trial`)."""
+    import ray
+
     family = get_family(space.family)
-    if any(k in space.params for k in family.data_params):
-        return {}  # a searched data parameter: each trial builds its own
+    searched = [space.params[k] for k in family.data_params if k in space.params]
+    if any(spec.type != "choice" for spec in searched):
+        return {}  # a data parameter searched over a range: each trial builds its own
+    variants = [dict(zip((spec.name for spec in searched), values))
+                for values in itertools.product(*(spec.values for spec in searched))]
+    combos = list(space.factor_combos())
+    if len(combos) * len(variants) > MAX_PREBUILT_DATASETS:
+        return {}
     out = {}
-    for combo in space.factor_combos():
-        config = space.config(combo, {})
-        key = family.data_key(config)
-        if key not in out:
-            t0 = time.perf_counter()
-            out[key] = family.build_data(config)
-            print(f"[mathtune] built dataset {dict(key)} in {time.perf_counter() - t0:.2f} s: "
-                  f"{family.describe_data(out[key])}", flush=True)
+    for combo in combos:
+        for variant in variants:
+            try:
+                config = space.config(combo, variant)
+            except ConfigError:
+                continue  # a combination the family refuses is never a trial's
+            key = family.data_key(config)
+            if key not in out:
+                t0 = time.perf_counter()
+                data = family.build_data(config)
+                out[key] = ray.put(data)
+                print(f"[mathtune] built dataset {dict(key)} in {time.perf_counter() - t0:.2f} s: "
+                      f"{family.describe_data(data)}", flush=True)
     return out
 
 
@@ -283,7 +306,7 @@ def _run_config(space: Space, record: ExperimentRecord, *, sub: str | None = Non
 
     opts = record.options
     verbose = int(opts.get("verbose", 0))
-    callbacks = []
+    callbacks = _loggers(record)
     if verbose == 0:
         hide_tune_restore_hint()
         callbacks.append(SearchProgress(params=list(space.params) if params is None else params,
@@ -542,19 +565,35 @@ def _default_concurrency(resources: dict[str, float]) -> int:
 
 @contextlib.contextmanager
 def _tune_console(record: ExperimentRecord):
-    """While a Tuner fits at verbosity 0: Tune's classic console output, which then prints nothing (its newer
-    output prints an experiment box and a TensorBoard hint even when silent), leaving the terminal to
-    mathtune's progress lines. The variable is restored afterwards."""
-    quiet = int(record.options.get("verbose", 0)) == 0
-    previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    if quiet:
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    """Tune's environment while a Tuner fits; each variable is restored afterwards.
+
+    * At verbosity 0, Tune's classic console output, which then prints nothing (its newer output prints an
+      experiment box and a TensorBoard hint even when silent), leaving the terminal to mathtune's progress lines.
+    * No loggers added behind mathtune's back: the run config names its own (:func:`_loggers`), so TensorBoard
+      files are written only when asked for."""
+    wanted = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+    if int(record.options.get("verbose", 0)) == 0:
+        wanted["RAY_AIR_NEW_OUTPUT"] = "0"
+    previous = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if quiet:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None) if previous is None else \
-                os.environ.__setitem__("RAY_AIR_NEW_OUTPUT", previous)
+        for name, value in previous.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+
+
+def _loggers(record: ExperimentRecord) -> list:
+    """The trial loggers: Tune's CSV and JSON results (``progress.csv``, ``result.json``, which the reports and
+    resume read) and, with ``--tensorboard``, its TensorBoard event files. Those cost the driver about 20 ms a
+    trial (an event file opened, flushed and closed per trial), a tenth of a trivial trial's slot, for files no
+    mathtune command reads."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]
+    if record.options.get("tensorboard"):
+        loggers.append(TBXLoggerCallback())
+    return loggers
 
 
 def _finish(tuner, space: Space, record: ExperimentRecord, exp_dir: Path) -> SearchOutcome:

@@ -14,6 +14,9 @@ from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
 from mathtune.analysis.store import open_study_storage
+from mathtune.search.engine import _datasets
+from mathtune.spaces.loader import load_space
+from mathtune.trainables.registry import get_family
 
 from .conftest import MATHTUNE
 
@@ -78,6 +81,35 @@ def test_existing_experiment_name_is_refused(tiny_search):
     with pytest.raises(SearchError, match="already holds an experiment"):
         run_search("arith-text2text-addsub", SearchOptions(storage_path=str(tiny_search.experiment_dir.parent),
                                                            name="tiny"))
+
+
+def test_trial_folders_hold_tunes_results_and_no_tensorboard_files_unless_asked(tiny_search, tmp_path):
+    trials = sorted(tiny_search.experiment_dir.glob("trial_*"))
+    assert len(trials) == 4
+    for trial in trials:
+        assert (trial / "result.json").is_file() and (trial / "progress.csv").is_file()
+        assert not list(trial.glob("events.out.tfevents*"))
+    outcome = run_search("arith-text2text-addsub",
+                         SearchOptions(num_samples=1, storage_path=str(tmp_path), name="tb", verbose=0,
+                                       overrides={**SHRINK, "epochs": 1}, tensorboard=True, dashboard=False))
+    (trial,) = outcome.experiment_dir.glob("trial_*")
+    assert list(trial.glob("events.out.tfevents*")) and (trial / "result.json").is_file()
+
+
+def test_each_choice_of_a_searched_data_parameter_gets_its_dataset_built_once(ray_session):
+    """The space searches ``reverse``, a data parameter: both datasets are built before the trials and put into
+    the object store one by one, so a trial fetches the one its configuration names instead of building it."""
+    import ray
+
+    space = load_space("arith-text2text-addsub")
+    family = get_family(space.family)
+    refs = _datasets(space)
+    wanted = {family.data_key(space.config(combo, {"reverse": r}))
+              for combo in space.factor_combos() for r in space.params["reverse"].values}
+    assert set(refs) == wanted and len(wanted) == 2
+    for key, ref in refs.items():
+        assert isinstance(ref, ray.ObjectRef)
+        assert ray.get(ref).reverse == dict(key)["reverse"]
 
 
 def _wait_for_results(exp_dir: Path, n_rows: int, proc, timeout: float = 120) -> None:

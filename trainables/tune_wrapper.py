@@ -1,8 +1,8 @@
 """The Tune trainable: the shared loop with reporting to Tune and resume from Tune checkpoints.
 
-Datasets arrive through the object store (``tune.with_parameters``) as a dict keyed by
-``Family.data_key(config)``; a trial whose key is missing (a data parameter searched continuously)
-builds its own dataset once.
+Datasets arrive through Ray's object store: ``tune.with_parameters`` carries a dict of object refs keyed by
+``Family.data_key(config)``, one dataset each, and a trial fetches only its own; a trial whose key is missing
+(a data parameter searched over a range, or more choices than the search builds up front) builds its own.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 import warnings
 from typing import Any
 
+import ray
 from ray import tune
 
 from .loop import train
@@ -46,6 +47,8 @@ def run_trial(config: dict[str, Any], family_name: str, datasets: dict | None = 
     family = get_family(family_name)
     config = family.make_config(config)
     data = (datasets or {}).get(family.data_key(config))
+    if isinstance(data, ray.ObjectRef):
+        data = ray.get(data)
     resources = tune.get_context().get_trial_resources()
     cpus = resources.required_resources.get("CPU") if resources is not None else None
 
@@ -61,5 +64,5 @@ def run_trial(config: dict[str, Any], family_name: str, datasets: dict | None = 
 
 
 def make_trainable(family_name: str, datasets: dict | None = None):
-    """``run_trial`` bound to a family, with the datasets put once into the object store."""
+    """``run_trial`` bound to a family and to the search's datasets (object refs, or the datasets themselves)."""
     return tune.with_parameters(run_trial, family_name=family_name, datasets=datasets or {})
