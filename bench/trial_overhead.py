@@ -9,16 +9,22 @@ Every run uses the same Ray session, the same number of trials and the same conc
   shared through the object store), with and without actor reuse.
 
 Per trial slot = wall time x concurrency / trials, the figure Ray's own scalability benchmark gives (10,000
-one-second trials on 16 CPUs in 715 s against an ideal of 625 s: about 0.14 s per slot). Beside it, where a
-mathtune slot goes:
+one-second trials on 16 CPUs in 715 s against an ideal of 625 s: about 0.14 s per slot). It has two parts, printed
+apart for both runs (from a Tune callback's timestamps):
 
-* start: from the call until Tune's ``Tuner.fit`` starts (space, dataset into the object store, searcher,
+* start-up, once per search: from the call until the first trial runs (the trial actors' processes start and
+  import what the trainable needs: for mathtune, torch and the family's model code);
+* the loop: from the first trial's start to the last trial's end, per slot: what every further trial costs.
+
+Beside them, where a mathtune slot goes:
+
+* start: from the call until Tune's ``Tuner.fit`` starts (space, datasets into the object store, searcher,
   Tuner);
 * searcher and scheduler: the driver's time in the Optuna searcher and in ASHA, per trial;
 * trainable: Tune's ``time_total_s`` of a trial (the worker's time in the trial function), of which the epoch
   itself (training and evaluation, ``epoch_time_s``) and the rest (family and model set-up, checkpoint,
   report); a checkpoint write of the same model is timed on its own;
-* the rest of a slot: Tune's own loop (actor start or reset, result processing, experiment-state snapshots).
+* the rest of a loop slot: Tune's own loop (actor reset, result processing, experiment-state snapshots).
 
 Printed, not asserted. Several trial counts show how it grows::
 
@@ -80,16 +86,56 @@ class _Timers:
         self._undo.clear()
 
 
-def _baseline(trials: int, concurrent: int, reuse: bool, storage: str, name: str) -> float:
+class _Timeline:
+    """When each trial started and ended (a Tune callback added to every Tuner while the benchmark runs)."""
+
+    def __init__(self):
+        from ray import tune
+
+        timeline = self
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+
+        class Callback(tune.Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                timeline.starts.append(time.perf_counter())
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                timeline.ends.append(time.perf_counter())
+
+        original = tune.Tuner.__init__
+
+        def init(tuner, *args, run_config=None, **kwargs):
+            run_config = run_config or tune.RunConfig()
+            run_config.callbacks = [*(run_config.callbacks or []), Callback()]
+            original(tuner, *args, run_config=run_config, **kwargs)
+
+        tune.Tuner.__init__ = init
+        self._undo = lambda: setattr(tune.Tuner, "__init__", original)
+
+    def phases(self, t0: float, trials: int, concurrent: int) -> dict:
+        """start-up (call to the first trial's start) and the loop's seconds per slot (first start to last end)."""
+        first, last = min(self.starts), max(self.ends)
+        return {"startup_s": first - t0, "loop_slot_s": (last - first) * concurrent / trials}
+
+    def restore(self) -> None:
+        self._undo()
+
+
+def _baseline(trials: int, concurrent: int, reuse: bool, storage: str, name: str) -> dict:
     from ray import tune
 
+    timeline = _Timeline()
     t0 = time.perf_counter()
-    tune.Tuner(tune.with_resources(trivial, {"cpu": 1}),
-               param_space={"x": tune.uniform(0, 1)},
-               tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrent,
-                                           metric="val_exact_match", mode="max", reuse_actors=reuse),
-               run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0)).fit()
-    return time.perf_counter() - t0
+    try:
+        tune.Tuner(tune.with_resources(trivial, {"cpu": 1}),
+                   param_space={"x": tune.uniform(0, 1)},
+                   tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrent,
+                                               metric="val_exact_match", mode="max", reuse_actors=reuse),
+                   run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0)).fit()
+    finally:
+        timeline.restore()
+    return {"wall": time.perf_counter() - t0, **timeline.phases(t0, trials, concurrent)}
 
 
 def _mathtune(trials: int, concurrent: int, reuse: bool, storage: str, name: str) -> dict:
@@ -104,6 +150,7 @@ def _mathtune(trials: int, concurrent: int, reuse: bool, storage: str, name: str
     timers.patch(FactorOptunaSearch, ["suggest", "on_trial_result", "on_trial_complete"], "searcher")
     timers.patch(GroupedASHA, ["on_trial_add", "on_trial_result", "on_trial_complete"], "scheduler")
     timers.patch(tune.Tuner, ["fit"], "fit")
+    timeline = _Timeline()
     t0 = time.perf_counter()
     try:
         outcome = run_search("arith-text2text-addsub", SearchOptions(
@@ -111,13 +158,14 @@ def _mathtune(trials: int, concurrent: int, reuse: bool, storage: str, name: str
             reuse_actors=reuse, dashboard=False, overrides=OVERRIDES))
     finally:
         timers.restore()
+        timeline.restore()
     wall = time.perf_counter() - t0
     done = load_trials(outcome.experiment_dir)
     totals = [t.history[-1].get("time_total_s", float("nan")) for t in done if t.history]
     epochs = [t.history[-1].get("epoch_time_s", float("nan")) for t in done if t.history]
     return {"wall": wall, "start": timers.first_call.get("fit", t0) - t0, "searcher": timers.seconds.get("searcher", 0.0),
             "scheduler": timers.seconds.get("scheduler", 0.0), "trainable": statistics.median(totals),
-            "epoch": statistics.median(epochs), "trials": len(done)}
+            "epoch": statistics.median(epochs), "trials": len(done), **timeline.phases(t0, trials, concurrent)}
 
 
 def _checkpoint_write_s(repeats: int = 20) -> float:
@@ -165,24 +213,27 @@ def main() -> None:
         for reuse in ((True,) if args.reuse_only else (False, True)):
             base = _baseline(n, c, reuse, args.storage_path, f"baseline-{n}-{stamp}-reuse{int(reuse)}")
             ours = _mathtune(n, c, reuse, args.storage_path, f"mathtune-{n}-{stamp}-reuse{int(reuse)}")
-            slot, base_slot = ours["wall"] * c / n, base * c / n
-            rest = slot - ours["trainable"] - (ours["searcher"] + ours["scheduler"]) / n * c - ours["start"] * c / n
-            figures.append({"trials": n, "concurrent": c, "reuse_actors": reuse, "baseline_wall_s": base,
-                            "baseline_slot_s": base_slot, "slot_s": slot, "checkpoint_write_s": ckpt, **ours})
+            slot, base_slot = ours["wall"] * c / n, base["wall"] * c / n
+            loop, base_loop = ours["loop_slot_s"], base["loop_slot_s"]
+            rest = loop - ours["trainable"] - (ours["searcher"] + ours["scheduler"]) / n * c
+            figures.append({"trials": n, "concurrent": c, "reuse_actors": reuse, "baseline": base,
+                            "slot_s": slot, "checkpoint_write_s": ckpt, **ours})
             print(f"\n{n} trivial trials, {c} at a time, actors {'reused' if reuse else 'not reused'}, "
                   f"{os.cpu_count()} CPUs:", flush=True)
-            print(f"  Ray Tune baseline (function trainable, one report): {base:7.1f} s wall, {base_slot:5.2f} s "
-                  f"per trial slot")
-            print(f"  mathtune: {ours['wall']:7.1f} s wall, {slot:5.2f} s per trial slot "
-                  f"({slot - base_slot:+.2f} s against Tune's)")
-            print(f"    start (space, dataset, searcher, Tuner) {ours['start']:.2f} s in all, {ours['start'] * c / n:.3f} s "
-                  f"per slot")
+            print(f"  Ray Tune baseline (function trainable, one report): {base['wall']:7.1f} s wall, "
+                  f"{base_slot:5.2f} s per trial slot = start-up {base['startup_s']:.1f} s + the loop "
+                  f"{base_loop:.3f} s per slot")
+            print(f"  mathtune: {ours['wall']:7.1f} s wall, {slot:5.2f} s per trial slot = start-up "
+                  f"{ours['startup_s']:.1f} s + the loop {loop:.3f} s per slot ({loop - base_loop:+.3f} s against "
+                  f"Tune's loop)")
+            print(f"    start (space, datasets, searcher, Tuner) {ours['start']:.2f} s; the trial actors' start "
+                  f"and first trial the rest of the start-up")
             print(f"    driver: searcher {ours['searcher'] / n * 1000:.0f} ms, ASHA {ours['scheduler'] / n * 1000:.1f} ms "
                   f"per trial")
             print(f"    trainable (Tune's time_total_s, median) {ours['trainable'] * 1000:.0f} ms: epoch "
                   f"{ours['epoch'] * 1000:.0f} ms, set-up + checkpoint ({ckpt * 1000:.0f} ms) + report the rest")
-            print(f"    the rest of a slot (Tune's start-up and loop: actor start or reset, results, snapshots) "
-                  f"{rest:.2f} s", flush=True)
+            print(f"    the rest of a loop slot (Tune's loop: actor reset, results, snapshots) {rest:.3f} s",
+                  flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1))
 
