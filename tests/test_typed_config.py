@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import pickle
+import subprocess
+import sys
 import typing
 
 import numpy as np
@@ -96,7 +98,7 @@ def test_equality_hash_and_a_repr_of_what_differs_from_the_defaults():
 
 @pytest.mark.parametrize("name", ["arith-text2text", "t2m-attn", "replay-arith-img2text", "replay-t2m-bert-ft"])
 def test_a_record_pickles_as_its_family_and_values(name):
-    """Ray pickles configs; a record type made at run time is rebuilt from the family's name and the values."""
+    """Ray pickles configs; a record type made at run time is rebuilt from its family class and the values."""
     from ray import cloudpickle
 
     family = get_family(name)
@@ -104,6 +106,21 @@ def test_a_record_pickles_as_its_family_and_values(name):
     for dumps in (pickle.dumps, cloudpickle.dumps):
         again = pickle.loads(dumps(config))
         assert again == config and type(again) is type(config) and again.as_dict() == config.as_dict()
+
+
+def test_a_record_unpickles_in_a_fresh_process_that_has_made_no_family():
+    """What a Ray worker does: unpickle a config (of a replay-NAME class made at run time too) in a process that has
+    imported no family and made no replay class yet; the family class is found by its import path."""
+    from ray import cloudpickle
+
+    load = ("import pickle, sys; c = pickle.loads(sys.stdin.buffer.read()); "
+            "print(type(c).__name__, c._family.name, c.epochs, c.seed)")
+    for name in ("replay-arith-text2text", "replay-t2m-attn", "arith-img2text"):
+        config = get_family(name).make_config({"epochs": 3, "seed": 7})
+        for dumps in (pickle.dumps, cloudpickle.dumps):
+            done = subprocess.run([sys.executable, "-c", load], input=dumps(config), capture_output=True, timeout=120)
+            assert done.returncode == 0, done.stderr.decode()[-2000:]
+            assert done.stdout.decode().split() == [type(config).__name__, name, "3", "7"]
 
 
 def test_replace_checks_through_the_params_with_make_configs_messages():

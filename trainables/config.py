@@ -16,8 +16,10 @@ What every config record has (:class:`FamilyConfig`):
 * :meth:`~FamilyConfig.replace`: a copy with some values changed, each checked by its ``Param`` and the family's
   cross-key rules, with the same :class:`~mathtune.trainables.base.ConfigError` messages as ``make_config``;
 * equality and hashing by family and values; a repr that shows only the values that differ from the defaults;
-* pickling (Ray sends configs to workers): a config travels as its family and its values and is rebuilt there
-  through ``make_config``, since a record type made at run time cannot be imported by name.
+* pickling (Ray sends configs to workers): a config travels as its family class (by import path, as pickle
+  sends any class: a registered family's class and each ``replay-NAME`` class, :mod:`~mathtune.trainables.replay`,
+  are importable) and its values, and is rebuilt there through ``make_config``, since the record type itself is
+  made at run time and cannot be imported by name.
 
 Example::
 
@@ -33,7 +35,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import keyword
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
@@ -84,30 +85,11 @@ class FamilyConfig:
         return f"{type(self).__name__}({changed})"
 
     def __reduce__(self):
-        family = self._family
-        return _rebuild, (family.__module__, family.__qualname__, family.name, self.as_dict())
+        return _rebuild, (self._family, self.as_dict())
 
 
-def _family_class(module: str, qualname: str, name: str) -> type[Family]:
-    """The family class a pickled config names: by its import path when that finds it, else (a class made at run
-    time, such as ``replay-NAME``) through the registry by its name."""
-    # base imports this module (its make_config builds the records), so base and the registry come in here
-    from .base import Family
-    from .registry import get_family
-
-    try:
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        found = None
-    if isinstance(found, type) and issubclass(found, Family) and getattr(found, "name", None) == name:
-        return found
-    return type(get_family(name))
-
-
-def _rebuild(module: str, qualname: str, name: str, values: dict[str, Any]) -> FamilyConfig:
-    return _family_class(module, qualname, name).make_config(values)
+def _rebuild(family: type[Family], values: dict[str, Any]) -> FamilyConfig:
+    return family.make_config(values)
 
 
 def _field_type(param: Param) -> Any:

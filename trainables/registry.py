@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 
 from .base import ConfigError, Family
 
-__all__ = ["ENTRY_POINT_GROUP", "get_family", "family_names", "family_sources"]
+__all__ = ["ENTRY_POINT_GROUP", "get_family", "family_names", "family_sources", "families_of_class"]
 
 ENTRY_POINT_GROUP = "mathtune.families"
 REPLAY_PREFIX = "replay-"
@@ -50,6 +50,12 @@ def family_sources() -> dict[str, str]:
     return out
 
 
+def families_of_class(class_name: str) -> list[str]:
+    """The registered families whose class is called ``class_name`` (read from the entry points' "module:Class"
+    values: nothing is imported)."""
+    return [name for name, ep in _entry_points().items() if (ep.attr or "").rpartition(".")[2] == class_name]
+
+
 def get_family(name: str) -> Family:
     """An instance of the family called ``name``; unknown names, and a registered family that cannot be
     imported or is not a :class:`Family`, raise :class:`ConfigError` (one line)."""
@@ -58,7 +64,7 @@ def get_family(name: str) -> Family:
         raise ConfigError("no model families are registered: mathtune's package metadata is missing; reinstall it "
                           "(pip install -c constraints.txt -e .)")
     if name not in eps and name.startswith(REPLAY_PREFIX) and name[len(REPLAY_PREFIX):] in eps:
-        from .replay import replay_family  # replay imports a family of its own: imported when first asked for
+        from .replay import replay_family  # replay imports this module (it finds its classes' sources here)
 
         return replay_family(type(get_family(name[len(REPLAY_PREFIX):])))()
     if name not in eps:

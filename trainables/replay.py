@@ -16,6 +16,11 @@ Example::
 
 Tables are written from a finished grid search by :func:`write_table` (``bench/search_efficiency.py
 --record EXP``).
+
+The class of ``replay-NAME`` is made at run time (:func:`replay_family`) and named ``Replay{Class}`` after NAME's
+class; it is importable by that name from this module (``mathtune.trainables.replay.ReplayArithText2Text``, made
+on first use), so pickle finds it by its import path in a process that has not made it yet, as it finds any
+family class (a Ray worker unpickling a config).
 """
 
 from __future__ import annotations
@@ -30,13 +35,12 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from .arith.text2text import ArithText2Text
 from .atomic import atomic_file
 from .base import Family, FamilyConfig, Param
 from .errors import MathtuneError
+from .registry import families_of_class, get_family
 
-__all__ = ["ReplayError", "ReplayTable", "ReplayFamily", "ReplayArithText2Text", "replay_family", "write_table",
-           "TABLE_META_KEY"]
+__all__ = ["ReplayError", "ReplayTable", "ReplayFamily", "replay_family", "write_table", "TABLE_META_KEY"]
 
 TABLE_META_KEY = b"mathtune_replay"
 RECORDED = ("epoch_s",)
@@ -189,7 +193,17 @@ def replay_family(source: type[Family]) -> type[ReplayFamily]:
         "__module__": __name__})
 
 
-ReplayArithText2Text = replay_family(ArithText2Text)
+def __getattr__(attr: str) -> type[ReplayFamily]:
+    """``Replay{Class}``: the replay family of the registered family whose class is called ``Class`` (one made by
+    :func:`replay_family`, so the same class whoever asks first)."""
+    if attr.startswith("Replay"):
+        names = families_of_class(attr[len("Replay"):])
+        if len(names) == 1:
+            return replay_family(type(get_family(names[0])))
+        if names:
+            raise AttributeError(f"module {__name__!r}: {attr} is ambiguous: the classes of the families "
+                                 f"{', '.join(names)} are all called {attr[len('Replay'):]}", name=attr, obj=None)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}", name=attr, obj=None)
 
 
 def write_table(trials: list, path: str | Path, *, family: str, params: list[str], info: dict[str, Any],
