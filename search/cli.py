@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in family_commands().items():  # commands families add (entry points mathtune.commands)
         p = sub.add_parser(name, help=command.help, description=command.description)
         command.add_arguments(p)
-        p.set_defaults(func=command.run)
+        p.set_defaults(func=command)  # a Command runs its handler, importing it first when run names it by path
     return parser
 
 

@@ -101,3 +101,32 @@ def test_a_new_family_folder_is_packaged_without_an_edit(tmp_path):
     assert "mathtune/trainables/newfam/__init__.py" in names
     assert {"mathtune/search/cli.py", "mathtune/trainables/t2m/family.py", "mathtune/spaces/arith-text2text-addsub.yaml",
             "mathtune/analysis/reference.yaml", "mathtune/trainables/replay.py"} <= set(names)
+
+
+def test_a_command_names_its_handler_by_path_and_it_is_imported_when_the_command_runs():
+    from mathtune.trainables.commands import Command, CommandError
+
+    def arguments(p):
+        p.add_argument("x")
+
+    command = Command(help="h", description="d", add_arguments=arguments, run="json:dumps")
+    assert command.handler() is json.dumps and command(["a"]) == '["a"]'
+    assert Command(help="h", description="d", add_arguments=arguments, run=len)([1, 2]) == 2  # a function itself
+    for bad in ("json", "json:", ":dumps", "json:dumps x"):
+        with pytest.raises(ValueError, match="expected \"module:function\""):
+            Command(help="h", description="d", add_arguments=arguments, run=bad)
+    for missing, needle in (("mathtune_no_such_module:run", "ModuleNotFoundError"), ("json:no_such", "AttributeError")):
+        with pytest.raises(CommandError, match=f"^{missing} cannot be imported: {needle}"):
+            Command(help="h", description="d", add_arguments=arguments, run=missing)(None)
+
+
+def test_building_the_parser_imports_no_command_handler():
+    """Every `mathtune` command line builds the parser (--help included): the t2m commands' handlers, and the model
+    code they import, are loaded only when one of them runs."""
+    probe = ("import sys; from mathtune.search.cli import build_parser; build_parser(); "
+             "print(' '.join(m for m in ('mathtune.trainables.t2m.cli', 'mathtune.trainables.t2m.cli_run', "
+             "'mathtune.trainables.t2m.evaluation', 'mathtune.trainables.t2m.models') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["mathtune.trainables.t2m.cli"]

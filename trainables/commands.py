@@ -7,17 +7,25 @@ mathtune's own text-to-program commands (``evaluate``, ``score``) are registered
     [project.entry-points."mathtune.commands"]
     my-command = "my_package.cli:MY_COMMAND"      # a mathtune.trainables.commands.Command
 
-A command's module is imported whenever the ``mathtune`` parser is built, so keep its imports light and
-import the heavy parts inside ``run``. Bad input is reported by raising :class:`~mathtune.trainables.errors.
-MathtuneError` (one line, exit status 2), as everywhere in mathtune.
+The module an entry point names is imported whenever the ``mathtune`` parser is built (every ``mathtune`` command
+line, ``--help`` included), so it should hold only the :class:`Command` and its arguments. Give ``run`` as a
+"module:function" string and the function's module, with whatever heavy code it imports at its top, is loaded
+only when the command runs::
+
+    MY_COMMAND = Command(help="...", description="...", add_arguments=_arguments,
+                         run="my_package.cli_run:my_command")     # my_command(args) -> exit status
+
+(``run`` may also be the function itself, for a light command.) Bad input is reported by raising
+:class:`~mathtune.trainables.errors.MathtuneError` (one line, exit status 2), as everywhere in mathtune.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Callable
+from typing import Callable, Union
 
 from .errors import MathtuneError
 
@@ -31,15 +39,48 @@ class CommandError(MathtuneError):
     """Bad input to a family's command (shown as one line, exit 2)."""
 
 
+Handler = Callable[[argparse.Namespace], int]
+
+
 @dataclass(frozen=True)
 class Command:
     """One ``mathtune NAME`` subcommand: its one-line help, its --help description, a function that adds its
-    arguments to an ``argparse`` parser, and the function that runs it (returns the exit status)."""
+    arguments to an ``argparse`` parser, and the function that runs it (returns the exit status), or that
+    function's "module:function" path, imported when the command runs."""
 
     help: str
     description: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    run: Union[Handler, str]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.run, str):
+            module, _, function = self.run.partition(":")
+            if not (module and function and all(p.isidentifier() for p in (*module.split("."), *function.split(".")))):
+                raise ValueError(f"Command.run {self.run!r}: expected \"module:function\"")
+        elif not callable(self.run):
+            raise TypeError(f"Command.run: expected a function or a \"module:function\" string, not "
+                            f"{type(self.run).__name__}")
+
+    def handler(self) -> Handler:
+        """The function that runs the command (importing its module when ``run`` names it by path); a module that
+        cannot be imported, or a name it lacks, raises :class:`CommandError`."""
+        if not isinstance(self.run, str):
+            return self.run
+        module, _, function = self.run.partition(":")
+        try:
+            found = importlib.import_module(module)
+            for part in function.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError) as exc:
+            raise CommandError(f"{self.run} cannot be imported: {type(exc).__name__}: {exc}") from None
+        if not callable(found):
+            raise CommandError(f"{self.run} is not a function")
+        return found
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        """Run the command on the parsed ``args``."""
+        return self.handler()(args)
 
 
 def family_commands() -> dict[str, Command]:
