@@ -23,13 +23,13 @@ import pandas as pd
 from .tables import CONFIG_PREFIX, Table, _int, _sort_best, data_description, is_rate, metric_label
 from .tidy import Tables
 
-__all__ = ["REFERENCE_FILE", "load_reference", "versus_reference"]
+__all__ = ["REFERENCE_FILE", "load_reference", "reference_notes", "versus_reference"]
 
 REFERENCE_FILE = Path(__file__).resolve().parent / "reference.yaml"
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> tuple[dict[str, Any], ...]:
+def _load(path: str) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
     import yaml
 
     p = Path(path)
@@ -41,12 +41,21 @@ def _load(path: str) -> tuple[dict[str, Any], ...]:
         for key in ("family", "figures", "setting"):
             if key not in ref:
                 raise ValueError(f"{p}: references[{i}] lacks {key!r}")
-    return tuple(refs)
+    notes = payload.get("notes") or []
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise ValueError(f"{p}: notes must be a list of sentences")
+    return tuple(refs), tuple(notes)
 
 
 def load_reference(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The reference rows (see the comments in ``reference.yaml`` for the fields)."""
-    return [dict(r) for r in _load(str(path or REFERENCE_FILE))]
+    return [dict(r) for r in _load(str(path or REFERENCE_FILE))[0]]
+
+
+def reference_notes(path: str | Path | None = None) -> str:
+    """What the reference file says about its rows (its ``notes``: how its figures read, which of our data they
+    are compared on), one paragraph for the note under every table of them."""
+    return " ".join(_load(str(path or REFERENCE_FILE))[1])
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -111,10 +120,10 @@ def versus_reference(tables: Tables, path: str | Path | None = None) -> tuple[Ta
         frame = frame.drop(columns=["ours, test exact match"])
     pct = {"reference", "ours", "ours, test exact match"}
     note = ("Reference figures come from the seed reports, which picked their configurations on the test set; ours "
-            "are the best trial that matches the row's settings in analysis/reference.yaml (its operator set and "
-            "split, and extra layers where the row is about them; other settings as the search chose them), "
-            "picked on the validation slice, measured on our test split of the same task. difference = ours - reference in percentage points. The arithmetic "
-            "reports' 'accuracy' is per-character accuracy; whole-answer exact match is the stricter figure.")
+            "are the best trial that matches the row's settings in analysis/reference.yaml (its match: the task's "
+            "settings, and an architecture setting where the row is about it; other settings as the search chose "
+            "them), picked on the validation slice, measured on our test split of the same task. difference = ours "
+            "- reference in percentage points. " + reference_notes(path)).strip()
     if not all(is_rate(m) for m in frame["metric"].str.replace(" ", "_")):
         note += " Non-rate metrics are shown as percentages too; read them as fractions."
     return Table("versus-reference", "Versus the reference reports", frame, note=note, percent=pct,

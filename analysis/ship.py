@@ -381,8 +381,9 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
                                  widths=widths, threads=threads, log=log)
     for given, option in ((weights, f"--weights {weights}"), (widths, "--widths")):
         if given:
-            raise ShipError(f"{option}: only a {_model_kinds()} run is measured at beam widths and ships its model; "
-                            f"{runs[0]} is {read_run(runs[0]).family}")
+            raise ShipError(f"{option}: only a run of a family that ships its model ({_model_kinds()}) is measured "
+                            f"at decode widths and ships its model; {runs[0]} is {read_run(runs[0]).family}, whose "
+                            f"runs ship as a configuration")
     if train_only:
         return add_train_figures(name, runs, configs_dir=configs_dir, threads=threads or 1, log=log)
     return ship_config(name, runs, produced_by=produced_by or "", note=note, search=search,

@@ -31,7 +31,7 @@ from mathtune.trainables.metrics import best_of
 from mathtune.trainables.records import CONFIGS_DIR, ShippedRecord
 from mathtune.trainables.registry import get_family
 
-from .reference import _same, load_reference
+from .reference import _same, load_reference, reference_notes
 from .tables import Table, metric_label
 
 __all__ = ["CONFIGS_DIR", "ShippedConfig", "load_shipped", "shipped_versus_reference", "NOT_RUN"]
@@ -154,10 +154,11 @@ def shipped_versus_reference(shipped: list[ShippedConfig] | None = None, *, fami
                                         "ours, test exact match", "configuration", "found by", "selected", "seeds",
                                         "notes"])
     note = ("Every row of the seed reports (analysis/reference.yaml) beside the shipped configuration "
-            "(trainables/configs) that answers it: among the files that match the row's operator set and split "
-            "(and extra layers, where the row is about them), the one with the best validation figure; its "
-            "architecture can differ from the reference's. 'not run' where none is shipped. The seed reports picked their configurations on the test set; ours are picked on "
-            "validation and measured on our test split of the same task (t2m: dev, our validation; the COL775 "
-            "test split is held apart). difference = ours - reference in percentage points.")
+            "(trainables/configs) that answers it: among the files that match the row's settings (its match: the "
+            "task's settings, and an architecture setting where the row is about it), the one with the best "
+            "validation figure; its architecture can differ from the reference's. 'not run' where none is shipped. "
+            "The seed reports picked their configurations on the test set; ours are picked on validation and "
+            "measured on our test split of the same task. difference = ours - reference in percentage points. "
+            + reference_notes(path)).strip()
     return Table("shipped-versus-reference", "Shipped configurations versus the reference reports", frame,
                  note=note, percent={"reference", "ours", "ours, test exact match"}, signed={"difference"})

@@ -101,6 +101,8 @@ def cmd_families(args: argparse.Namespace) -> int:
         fam = get_family(name)
         print(f"{name:{width}s} {fam.description}")
         if args.verbose:
+            if fam.ships_model:
+                print(f"    mathtune ship: a {fam.ships_model} run ships with its trained model")
             for key, p in sorted(fam.all_params().items()):
                 default = "auto" if key == "threads" and p.default == 0 else repr(p.default)
                 print(f"    {key:16s} default {default:10} {p.help}")
@@ -317,18 +319,18 @@ threads, device, versions, commit, as each run recorded them) and the command th
 a run was executed (threads, device) is provenance, never configuration: the shipped config leaves them
 out, so `mathtune train --config` uses the machine it runs on.
 
-Arithmetic and image families: RUN... are finished runs of one configuration (several training seeds;
-only seed may differ): `mathtune train` folders, or Tune trial folders of a search or of its confirmation
+A family whose runs ship as a configuration (the default): RUN... are finished runs of one configuration
+(several training seeds; only seed may differ): `mathtune train` folders, or Tune trial folders of a search or of its confirmation
 (EXP/confirm/trial_*: the confirmed winner's new-seed runs; with --search EXP the file names the search). The figure is the best epoch's val_*/test_* metrics, the mean
 over the runs with each run's value under figure.seeds, plus train_char_acc and train_exact_match:
 each run's best/ checkpoint scored on its own training queries in eval mode. --train-only adds just
 these to an already shipped NAME.json from the runs that produced it.
 
-Text-to-program families (t2m-*): one RUN, a `mathtune train` folder (its best/), a checkpoint or a
-Tune trial folder. The figure is its best epoch's greedy dev figures and dev execution accuracy and
-exact match at each --widths, decoded from its best checkpoint. --weights WNAME also ships the model in
-float16 as pretrained:WNAME (trainables/weights/WNAME/, with model.json), measured again from the
-shipped file on all of dev and its first 200 problems."""
+A family that ships its trained model (Family.ships_model; `mathtune families -v` says which): one RUN, a
+`mathtune train` folder (its best/), a checkpoint or a Tune trial folder, whose model names its family.
+The family measures the figures on the run's best checkpoint itself, at each decode width of --widths
+(default: the family's). --weights WNAME also ships the model as pretrained:WNAME
+(trainables/weights/WNAME/), measured again from the shipped file."""
 
 SHIP_EPILOG = """\
 examples:
@@ -521,20 +523,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "value) with its objectives, test figure and parameters; --out writes them as JSON")
     p.set_defaults(func=cmd_best)
 
-    p = sub.add_parser("ship", help="write finished runs as a shipped configuration (and a t2m run's model)",
+    p = sub.add_parser("ship", help="write finished runs as a shipped configuration (and the model, for a family that "
+                            "ships its model)",
                        description=SHIP_DESCRIPTION, epilog=SHIP_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME",
                    help="configuration name: writes trainables/configs/NAME.json (DIR/NAME.json with --configs-dir)")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="finished runs, one per seed: `mathtune train` output folders or a search's Tune trial "
-                        "folders (e.g. EXP/confirm/trial_*); a t2m run: one folder, checkpoint or Tune trial folder")
+                        "folders (e.g. EXP/confirm/trial_*); a family that ships its model: one folder, checkpoint "
+                        "or Tune trial folder")
     p.add_argument("--produced-by", "--train-command", dest="produced_by", metavar="COMMAND",
                    help="the command(s) that trained the runs, as a user would type them (recorded; required "
                         "unless --train-only)")
     p.add_argument("--note", default="", metavar="TEXT",
-                   help="anything a reader of the figure should know (a t2m run: how it was chosen, recorded as "
-                        "`selected`)")
+                   help="anything a reader of the figure should know (a family that ships its model records it "
+                        "as `selected`: how the run was chosen)")
     p.add_argument("--search", metavar="EXP",
                    help="the search experiment that found the configuration (its name, command and budget are "
                         "recorded, and `mathtune reference` says the figure came from a search)")
@@ -543,12 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-only", action="store_true",
                    help="add the train figures to the already shipped NAME.json from the runs that produced it, "
                         "leaving the rest of the file as it is")
-    p.add_argument("--weights", metavar="WNAME", help="t2m: also ship the model as pretrained:WNAME")
-    p.add_argument("--widths", type=int, nargs="+", metavar="W", help="t2m: beam widths to measure "
-                                                                      "(default 1 5 10)")
+    p.add_argument("--weights", metavar="WNAME",
+                   help="a family that ships its model: also ship the model itself, as pretrained:WNAME")
+    p.add_argument("--widths", type=int, nargs="+", metavar="W",
+                   help="a family that ships its model: the decode widths to measure it at (default: the family's)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads while measuring the figures (default 1; 2 for a t2m run). Not what "
-                        "the shipped configuration trains with: it pins no thread count")
+                   help="torch CPU threads while measuring the figures (default 1; a family that ships its model: "
+                        "the family's own default). Not what the shipped configuration trains with: it pins no "
+                        "thread count")
     p.set_defaults(func=cmd_ship)
 
     for name, command in family_commands().items():  # commands families add (entry points mathtune.commands)

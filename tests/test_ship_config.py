@@ -153,7 +153,8 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
     assert "no shipped configuration" in _error(capsys, "ship", "not-shipped", runs[0], "--train-only",
                                                 "--configs-dir", out)
     assert "not a path" in _error(capsys, "ship", "../x", runs[0], "--produced-by", "x", "--configs-dir", out)
-    assert "only a text-to-program run" in _error(capsys, *ship, runs[0], "--weights", "w")
+    assert "only a run of a family that ships its model (text-to-program)" in _error(capsys, *ship, runs[0],
+                                                                                     "--weights", "w")
     assert not out.exists()
 
 
