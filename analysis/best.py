@@ -48,7 +48,7 @@ def best_config(exp_dir: str | Path, *, where: dict[str, Any] | None = None, tab
     tables = tables or load_tables(exp_dir, optuna=False)
     experiment = next(iter(tables.metas))
     meta = tables.metas[experiment]
-    metric, factors = meta["metric"], list(meta.get("factors") or [])
+    metric, factors = meta.metric, list(meta.factors)
     trials = tables.trials_of(experiment)
     for key, want in (where or {}).items():
         col = CONFIG_PREFIX + key
@@ -65,7 +65,7 @@ def best_config(exp_dir: str | Path, *, where: dict[str, Any] | None = None, tab
         values = "; ".join(sorted(trials["factors"].astype(str).unique()))
         raise BestError(f"{experiment} has results for several factor values ({values}), measured on different data; "
                         f"choose one with --where, e.g. --where {trials['factors'].iloc[0].split(', ')[0]}")
-    confirmed = _confirmed_winner(meta.get("dir"), trials)
+    confirmed = _confirmed_winner(meta.dir, trials)
     if confirmed is not None:
         trials = trials[trials["trial_id"].astype(str) == str(confirmed["trial_id"])]
     sub = Tables(trials=trials, epochs=tables.epochs, metas=tables.metas)
@@ -77,14 +77,14 @@ def best_config(exp_dir: str | Path, *, where: dict[str, Any] | None = None, tab
     metrics = {c[len("best_"):]: _clean(row[c]) for c in trials.columns
                if c.startswith("best_") and c not in ("best_epoch", "best_checkpoint") and not _missing(row[c])}
     payload = {
-        "experiment": experiment, "experiment_dir": meta.get("dir"), "family": meta.get("family"),
-        "metric": metric, "mode": meta.get("mode", "max"), "trial_id": row["trial_id"],
+        "experiment": experiment, "experiment_dir": meta.dir, "family": meta.family,
+        "metric": metric, "mode": meta.mode, "trial_id": row["trial_id"],
         "trial_dir": row.get("trial_dir"), "status": row.get("status"),
         "factors": {f: config.get(f) for f in factors}, "epoch": _clean(row.get("best_epoch")),
         metric: _clean(row.get(f"best_{metric}")), test_metric_for(metric): metrics.get(test_metric_for(metric)),
         "metrics": metrics, "checkpoint": row.get("best_checkpoint"),
         "checkpoint_epoch": _clean(row.get("checkpoint_epoch")),
-        "train_command": f"mathtune train {meta.get('family')} --config best.json",
+        "train_command": f"mathtune train {meta.family} --config best.json",
         "note": "selected on the validation metric; test metrics are reported only. `config` holds every "
                 "parameter of the trial; `mathtune train FAMILY --config FILE` reads it.",
         "config": config,

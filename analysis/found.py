@@ -94,10 +94,10 @@ def best_so_far(epochs: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 def search_found(tables: Tables, experiment: str, files: Path) -> tuple[Table, Path | None, list[str]]:
     """(the table, the best-so-far figure or None, paragraphs) of one experiment."""
     meta = tables.metas[experiment]
-    exp_dir = Path(meta.get("dir", ""))
-    metric, mode = meta["metric"], meta.get("mode", "max")
+    exp_dir = Path(meta.dir)
+    metric, mode = meta.metric, meta.mode
     test = test_metric_for(metric)
-    factors = [f for f in (meta.get("factors") or []) if CONFIG_PREFIX + f in tables.trials.columns]
+    factors = [f for f in meta.factors if CONFIG_PREFIX + f in tables.trials.columns]
     trials = tables.trials_of(experiment)
     searched = list(searched_params(exp_dir))
     fixed = _fixed(exp_dir)
@@ -110,7 +110,7 @@ def search_found(tables: Tables, experiment: str, files: Path) -> tuple[Table, P
         label = ", ".join(f"{k}={v}" for k, v in combo.items()) or "all"
         ranked = _sort_best(group, metric, mode)
         best = ranked.iloc[0] if len(ranked) else None
-        hand = hand_tuned(meta.get("family", ""), fixed, combo)
+        hand = hand_tuned(meta.family, fixed, combo)
         hand_value = hand.selection[1] if hand is not None else math.nan
         counts = group["status"].value_counts().to_dict()
         ours = float(best[f"best_{metric}"]) if best is not None else math.nan

@@ -26,7 +26,7 @@ from typing import Any
 
 from mathtune.trainables.metrics import best_of
 
-from .store import open_study_storage, read_experiment
+from .store import ExperimentRecord, open_study_storage, read_experiment
 
 __all__ = ["StudyInfo", "Importance", "load_studies", "param_importances", "history_points", "MIN_TRIALS"]
 
@@ -58,16 +58,17 @@ class Importance:
     basis: str = ""  # which trials the figure rests on, e.g. "12 trials at epoch 3 (4 complete, 8 stopped early)"
 
 
-def load_studies(exp_dir: str | Path, meta: dict[str, Any] | None = None) -> list[StudyInfo]:
-    """The experiment's studies, in name order; empty when the storage cannot be read."""
+def load_studies(exp_dir: str | Path, meta: ExperimentRecord | None = None) -> list[StudyInfo]:
+    """The experiment's studies, in name order (``meta``: its record, read from ``exp_dir`` when not given); empty
+    when the storage cannot be read."""
     import optuna
 
-    meta = meta or read_experiment(exp_dir).to_dict()
-    storage = open_study_storage(exp_dir, meta.get("optuna_storage") or "")
+    meta = meta or read_experiment(exp_dir)
+    storage = open_study_storage(exp_dir, meta.optuna_storage)
     if storage is None:
         return []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    base = meta.get("study_name") or meta.get("name")
+    base = meta.study_name or meta.name
     out = []
     for name in sorted(optuna.get_all_study_names(storage)):
         if name != base and not name.startswith(f"{base}["):

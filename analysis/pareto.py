@@ -23,15 +23,16 @@ import pandas as pd
 from mathtune.trainables.metrics import sign
 
 from .plots import save_figure
+from .store import ExperimentRecord
 from .tables import metric_label
 from .tidy import CONFIG_PREFIX, Tables, test_metric_for
 
 __all__ = ["objectives_of", "pareto_front", "pareto_plot", "front_lines"]
 
 
-def objectives_of(meta: dict[str, Any]) -> list[tuple[str, str]]:
+def objectives_of(meta: ExperimentRecord) -> list[tuple[str, str]]:
     """The experiment's (metric, mode) objectives; [] for a single-objective experiment."""
-    objectives = [tuple(o) for o in meta.get("objectives") or []]
+    objectives = [tuple(o) for o in meta.objectives]
     return objectives if len(objectives) > 1 else []
 
 

@@ -52,11 +52,11 @@ def _percent_axis(ax, metric: str) -> None:
 def learning_curves(tables: Tables, experiment: str, path: str | Path) -> Path | None:
     """Loss (train dashed, validation solid) and the validation metric per epoch; best trials in colour."""
     meta = tables.metas[experiment]
-    metric = meta["metric"]
+    metric = meta.metric
     epochs = tables.epochs_of(experiment)
     if not len(epochs) or "epoch" not in epochs.columns:
         return None
-    factors = [CONFIG_PREFIX + f for f in meta.get("factors") or [] if CONFIG_PREFIX + f in tables.trials.columns]
+    factors = [CONFIG_PREFIX + f for f in meta.factors if CONFIG_PREFIX + f in tables.trials.columns]
     best = best_rows(tables, experiment, factors)
     highlight = {row["trial_id"]: (PALETTE[i % len(PALETTE)], f"best {row['factors']} ({row['trial_id']})")
                  for i, (_, row) in enumerate(best.iterrows())}
@@ -102,7 +102,7 @@ def metric_vs_params(tables: Tables, experiment: str, path: str | Path,
                      params: Sequence[str] | None = None) -> Path | None:
     """The best validation metric of every trial against each searched parameter (colour: factor value)."""
     meta = tables.metas[experiment]
-    metric = meta["metric"]
+    metric = meta.metric
     trials = tables.trials_of(experiment)
     col = f"best_{metric}"
     if not len(trials) or col not in trials.columns or trials[col].isna().all():

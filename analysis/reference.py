@@ -78,14 +78,14 @@ def versus_reference(tables: Tables, path: str | Path | None = None) -> tuple[Ta
     """(table, settings of reference rows for our families that no trial matched)."""
     rows: list[dict[str, Any]] = []
     missing: list[str] = []
-    families = {m.get("family") for m in tables.metas.values()}
+    families = {m.family for m in tables.metas.values()}
     for ref in load_reference(path):
         family = ref["family"]
         if family not in families:
             continue
-        exps = [e for e, m in tables.metas.items() if m.get("family") == family]
+        exps = [e for e, m in tables.metas.items() if m.family == family]
         meta = tables.metas[exps[0]]
-        metric, mode = meta["metric"], meta.get("mode", "max")
+        metric, mode = meta.metric, meta.mode
         pool = tables.trials[tables.trials["experiment"].isin(exps)] if len(tables.trials) else tables.trials
         pool = _matching(pool, ref.get("match") or {})
         if "status" in pool.columns:  # a trial ASHA stopped after a few epochs does not answer a reference row

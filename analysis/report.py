@@ -28,7 +28,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -45,7 +45,7 @@ from .store import read_budget
 from .store import load_confirmation
 from .tables import (Table, _slug, best_per_factor, family_summary, is_rate, metric_label, per_param_value, top_k,
                      trial_overview)
-from .tidy import CONFIG_PREFIX, Tables, load_tables, test_metric_for
+from .tidy import CONFIG_PREFIX, TableExperiment, Tables, load_tables, test_metric_for
 from .views import family_views
 
 __all__ = ["Section", "Report", "build_report", "write_report", "markdown_report", "FORMATS"]
@@ -98,15 +98,15 @@ def _fmt_time(ts: float | None) -> str:
 
 
 
-def _samples_and_budget(meta: dict[str, Any]) -> str:
+def _samples_and_budget(meta: TableExperiment) -> str:
     """``32 samples`` or ``budget 8 h wall-clock (7 h 58 min spent), no trial cap``, from the record and
     ``budget.json`` (the search's clock, counted across resumes)."""
-    opts = meta.get("options") or {}
+    opts = meta.options
     n = opts.get("num_samples", "-")
     samples = "no trial cap" if n == -1 else f"{n} samples"
     if not opts.get("budget"):
         return samples
-    stored = read_budget(meta.get("dir", ""))
+    stored = read_budget(meta.dir)
     spent = f" ({format_duration(float(stored['spent_s']))} spent)" if stored else ""
     return f"budget {format_duration(float(opts['budget']))} wall-clock{spent}, {samples}"
 
@@ -114,15 +114,15 @@ def _samples_and_budget(meta: dict[str, Any]) -> str:
 def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params: Sequence[str] | None, top: int,
                          predictions: bool) -> list[Section]:
     meta = tables.metas[experiment]
-    metric, mode = meta["metric"], meta.get("mode", "max")
+    metric, mode = meta.metric, meta.mode
     trials = tables.trials_of(experiment)
-    opts = meta.get("options") or {}
+    opts = meta.options
     slug = _slug(experiment)
     head = Section(f"Experiment {experiment}", level=2)
     statuses = trials["status"].value_counts().to_dict() if len(trials) else {}
     head.paragraphs.append(
-        f"Family `{meta.get('family')}`, space `{meta.get('space_name')}`, folder `{meta.get('dir')}`, created "
-        f"{meta.get('created', '-')}. {len(trials)} trials: " +
+        f"Family `{meta.family}`, space `{meta.space_name}`, folder `{meta.dir}`, created "
+        f"{meta.created or '-'}. {len(trials)} trials: " +
         (", ".join(f"{n} {s}" for s, n in statuses.items()) or "none yet") + ".")
     head.paragraphs.append(
         f"Selected on `{metric}` ({mode}) on validation data (the family's validation part, never its test part); test figures "
@@ -158,7 +158,7 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
         _guard(sec, "Pareto table", lambda: sec.tables.append(_pareto_table(tables, experiment, slug, objectives)))
         out.append(sec)
 
-    confirmation = load_confirmation(meta.get("dir")) if meta.get("dir") else None
+    confirmation = load_confirmation(meta.dir) if meta.dir else None
     if confirmation:
         sec = Section("Winners confirmed over new seeds", level=3)
         sec.paragraphs.append(
@@ -193,7 +193,7 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
     out.append(sec)
 
     sec = Section("Optimisation history and parameter importance", level=3)
-    studies = _guard(sec, "reading the Optuna studies", lambda: load_studies(meta["dir"], meta)) or []
+    studies = _guard(sec, "reading the Optuna studies", lambda: load_studies(meta.dir, meta)) or []
     if not studies:
         sec.notes.append("no Optuna study readable for this experiment (storage missing or unreachable).")
     else:
@@ -228,7 +228,7 @@ def _experiment_sections(tables: Tables, experiment: str, files: Path, *, params
             sec.tables.extend(view.tables)
             sec.notes.extend(f"{view.title}: {n}" for n in view.notes)
         if not views and not sec.notes:
-            sec.notes.append(f"family {meta.get('family')} provides no report views.")
+            sec.notes.append(f"family {meta.family} provides no report views.")
         out.append(sec)
     return out
 
@@ -281,15 +281,15 @@ def _confirmation_table(summary: dict, slug: str, metric: str) -> Table:
                  pd.DataFrame(rows))
 
 
-def first_rung(meta: dict) -> int | None:
+def first_rung(meta: TableExperiment) -> int | None:
     """The epoch of the experiment's first ASHA rung (its grace period), or None without ASHA."""
-    if (meta.get("options") or {}).get("scheduler", "asha") not in ("asha", "optuna"):
+    if meta.options.get("scheduler", "asha") not in ("asha", "optuna"):
         return None
-    given = ((meta.get("options") or {}).get("asha") or {}).get("grace_period")  # --grace-period
+    given = (meta.options.get("asha") or {}).get("grace_period")  # --grace-period
     if given:
         return int(given)
     try:
-        return int(load_space(Path(meta["dir"]) / "space.yaml").scheduler.get("grace_period", 1))
+        return int(load_space(Path(meta.dir) / "space.yaml").scheduler.get("grace_period", 1))
     except Exception:  # noqa: BLE001 - a folder without its space file: no common epoch to read
         return None
 
@@ -300,14 +300,14 @@ def _importances(tables: Tables, experiment: str, studies) -> list[Importance]:
     validation loss, per study."""
     epochs = tables.epochs_of(experiment)
     meta = tables.metas[experiment]
-    metric = meta["metric"]
+    metric = meta.metric
     results = [param_importances(s, target=metric) for s in studies]
     rung = first_rung(meta)
     if rung is not None and metric in epochs.columns and len(epochs):
         rung = min(rung, int(epochs["epoch"].max()))  # a search shorter than its grace period: its last epoch
         at_rung = epochs[epochs["epoch"] == rung].set_index("trial_id")[metric].dropna().to_dict()
         results += [param_importances(s, values=at_rung, target=f"{metric} at epoch {rung}",
-                                      maximize=meta.get("mode", "max") == "max", states=("COMPLETE", "PRUNED"),
+                                      maximize=meta.mode == "max", states=("COMPLETE", "PRUNED"),
                                       at=f"at epoch {rung}") for s in studies]
     if "val_loss" in epochs.columns and epochs["val_loss"].notna().any():
         lowest = epochs.groupby("trial_id")["val_loss"].min().dropna().to_dict()
@@ -328,13 +328,13 @@ def build_report(exp_dirs: Sequence[str | Path], out: str | Path, *, params: Seq
     rows = []
     for name, meta in tables.metas.items():
         t = tables.trials_of(name)
-        rows.append({"experiment": name, "family": meta.get("family"), "space": meta.get("space_name"),
-                     "selection metric": f"{meta['metric']} ({meta.get('mode', 'max')})",
-                     "factors": ", ".join(meta.get("factors") or []) or "-", "trials": int(len(t)),
+        rows.append({"experiment": name, "family": meta.family, "space": meta.space_name,
+                     "selection metric": f"{meta.metric} ({meta.mode})",
+                     "factors": ", ".join(meta.factors) or "-", "trials": int(len(t)),
                      "epochs": int(t["epochs_run"].sum()) if len(t) else 0,
                      "last report": _fmt_time(float(t["last_report_time"].max())) if len(t)
                      and "last_report_time" in t and t["last_report_time"].notna().any() else "-",
-                     "folder": meta.get("dir")})
+                     "folder": meta.dir})
     intro.tables.append(Table("experiments", "Experiments in this report", pd.DataFrame(rows)))
     intro.paragraphs.append(f"Tidy tables (one row per trial, one per trial-epoch) are in "
                             f"`{TABLES_DIR}/trials.parquet` and `{TABLES_DIR}/epochs.parquet`; every table below is also in `tables.tex`.")

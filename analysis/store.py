@@ -208,8 +208,8 @@ def read_experiment(exp_dir: str | Path, *, need: Sequence[str] = ExperimentReco
 
 
 def load_experiment_meta(exp_dir: str | Path) -> dict[str, Any]:
-    """``mathtune.json`` of an experiment as the plain dict the tidy tables keep (``Tables.metas``):
-    :func:`read_experiment`'s record, as its file holds it."""
+    """``mathtune.json`` of an experiment as a plain dict: :func:`read_experiment`'s record, as its file holds it
+    (the tidy tables keep the record itself, ``Tables.metas``)."""
     return read_experiment(exp_dir).to_dict()
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mathtune.trainables.registry import get_family
 
+from .store import ExperimentRecord
 from .tidy import CONFIG_PREFIX, Tables, test_metric_for
 
 __all__ = ["Table", "best_per_factor", "per_param_value", "top_k", "family_summary", "trial_overview",
@@ -147,7 +148,7 @@ def _sort_best(frame: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 def best_rows(tables: Tables, experiment: str, by: Sequence[str] = ()) -> pd.DataFrame:
     """The best trial (on the validation metric) of ``experiment`` per value of the ``by`` columns."""
     meta = tables.metas[experiment]
-    ranked = _sort_best(tables.trials_of(experiment), meta["metric"], meta.get("mode", "max"))
+    ranked = _sort_best(tables.trials_of(experiment), meta.metric, meta.mode)
     if not by:
         return ranked.head(1)
     by = list(by)
@@ -158,7 +159,7 @@ def best_rows(tables: Tables, experiment: str, by: Sequence[str] = ()) -> pd.Dat
 def _shown_metrics(tables: Tables, experiment: str) -> list[str]:
     """Selection metric, its test counterpart, then the other val/test metrics (losses last)."""
     meta = tables.metas[experiment]
-    metric = meta["metric"]
+    metric = meta.metric
     have = tables.metrics_of(experiment)
     first = [m for m in (metric, test_metric_for(metric)) if m in have]
     others = [m for m in have if m.startswith(("val_", "test_")) and m not in first and not m.startswith("best_")]
@@ -167,9 +168,9 @@ def _shown_metrics(tables: Tables, experiment: str) -> list[str]:
     return first + rates + rest
 
 
-def data_description(row: pd.Series, meta: dict[str, Any]) -> str:
+def data_description(row: pd.Series, meta: ExperimentRecord) -> str:
     """The configuration keys that determine the data (family's ``data_params``), e.g. split and seed."""
-    keys = _data_params(meta.get("family"))
+    keys = _data_params(meta.family)
     keys = keys or [k for k in ("ops", "split", "data_seed", "val_fraction", "limit") if CONFIG_PREFIX + k in row]
     parts = [f"{k}={row.get(CONFIG_PREFIX + k)}" for k in keys if CONFIG_PREFIX + k in row
              and not _missing(row.get(CONFIG_PREFIX + k))]
@@ -209,7 +210,7 @@ def _metric_block(row: pd.Series, metrics: Sequence[str]) -> dict[str, Any]:
     return {metric_label(m): row.get(f"best_{m}") for m in metrics}
 
 
-def _provenance(row: pd.Series, meta: dict[str, Any]) -> dict[str, Any]:
+def _provenance(row: pd.Series, meta: ExperimentRecord) -> dict[str, Any]:
     return {"epoch": _int(row.get("best_epoch")), "status": row.get("status"), "trial": row.get("trial_id"),
             "seed": _int(row.get(CONFIG_PREFIX + "seed")), "data": data_description(row, meta)}
 
@@ -223,7 +224,7 @@ def _int(value: Any) -> Any:
 def best_per_factor(tables: Tables, experiment: str) -> Table:
     """Seed-style table: the best trial per study-factor value (e.g. per split), selected on validation."""
     meta = tables.metas[experiment]
-    factors = [f for f in (meta.get("factors") or []) if CONFIG_PREFIX + f in tables.trials.columns]
+    factors = [f for f in meta.factors if CONFIG_PREFIX + f in tables.trials.columns]
     metrics = _shown_metrics(tables, experiment)
     best = best_rows(tables, experiment, [CONFIG_PREFIX + f for f in factors])
     rows = []
@@ -231,7 +232,7 @@ def best_per_factor(tables: Tables, experiment: str) -> Table:
         out = {f: row[CONFIG_PREFIX + f] for f in factors}
         out.update(_metric_block(row, metrics))
         out.update(_provenance(row, meta))
-        out["config"] = _config_text(row, set(factors) | set(_data_params(meta.get("family"))) | set(SEED_KEYS))
+        out["config"] = _config_text(row, set(factors) | set(_data_params(meta.family)) | set(SEED_KEYS))
         rows.append(out)
     cols = factors + [metric_label(m) for m in metrics] + ["epoch", "status", "trial", "seed", "data", "config"]
     frame = pd.DataFrame(rows, columns=cols)
@@ -243,8 +244,8 @@ def best_per_factor(tables: Tables, experiment: str) -> Table:
 def per_param_value(tables: Tables, experiment: str, param: str) -> Table:
     """The best trial per value of ``param`` (within each factor value), e.g. per number of extra layers."""
     meta = tables.metas[experiment]
-    metric = meta["metric"]
-    factors = [f for f in (meta.get("factors") or []) if CONFIG_PREFIX + f in tables.trials.columns and f != param]
+    metric = meta.metric
+    factors = [f for f in meta.factors if CONFIG_PREFIX + f in tables.trials.columns and f != param]
     col = CONFIG_PREFIX + param
     frame = tables.trials_of(experiment)
     if col not in frame.columns:
@@ -279,12 +280,12 @@ def per_param_value(tables: Tables, experiment: str, param: str) -> Table:
 def top_k(tables: Tables, experiment: str, k: int = 10) -> Table:
     """The ``k`` best trials on the validation metric with the parameters the search varied."""
     meta = tables.metas[experiment]
-    metric = meta["metric"]
-    factors = [f for f in (meta.get("factors") or []) if CONFIG_PREFIX + f in tables.trials.columns]
+    metric = meta.metric
+    factors = [f for f in meta.factors if CONFIG_PREFIX + f in tables.trials.columns]
     params = [p for p in tables.searched(experiment) if p not in factors]
     metrics = [m for m in (metric, test_metric_for(metric)) if m in tables.metrics_of(experiment)]
     metrics += [m for m in _shown_metrics(tables, experiment) if is_rate(m) and m not in metrics]
-    ranked = _sort_best(tables.trials_of(experiment), metric, meta.get("mode", "max")).head(k)
+    ranked = _sort_best(tables.trials_of(experiment), metric, meta.mode).head(k)
     rows = []
     for rank, (_, row) in enumerate(ranked.iterrows(), 1):
         out = {"rank": rank, **{f: row[CONFIG_PREFIX + f] for f in factors}}
@@ -314,7 +315,7 @@ def trial_overview(tables: Tables, experiment: str) -> Table:
         rows.append({"status": status, "trials": int(len(group)), "epochs": int(group["epochs_run"].sum()),
                      "wall time (s)": float(group["wall_time_s"].fillna(0).sum()),
                      "example error": next((e for e in group.get("error", pd.Series(dtype=object)) if e), "")})
-    res = meta.get("resources") or {}
+    res = meta.resources
     return Table(f"{_slug(experiment)}-trials", f"{experiment}: trials", pd.DataFrame(
         rows, columns=["status", "trials", "epochs", "wall time (s)", "example error"]),
         note=f"Resources per trial: {res.get('cpu', '-')} CPU, {res.get('gpu', '-')} GPU.")
@@ -332,17 +333,17 @@ def family_summary(tables: Tables) -> Table:
     """One row per family: experiments, trials by status, time, and the best result per factor value, with the
     test metrics each family declares (``Family.report_metrics``) beside its selection metric's."""
     rows = []
-    families = sorted({m.get("family") for m in tables.metas.values()}, key=str)
+    families = sorted({m.family for m in tables.metas.values()}, key=str)
     extra = {family: _report_metrics(family) for family in families}
     extra_columns = list(dict.fromkeys(column for family in families for _, column in extra[family]))
     for family in families:
-        exps = [e for e, m in tables.metas.items() if m.get("family") == family]
+        exps = [e for e, m in tables.metas.items() if m.family == family]
         for exp in exps:
             meta = tables.metas[exp]
-            metric = meta["metric"]
+            metric = meta.metric
             test = test_metric_for(metric)
             frame = tables.trials_of(exp)
-            factors = [f for f in (meta.get("factors") or []) if CONFIG_PREFIX + f in frame.columns]
+            factors = [f for f in meta.factors if CONFIG_PREFIX + f in frame.columns]
             best = best_rows(tables, exp, [CONFIG_PREFIX + f for f in factors])
             statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
             for _, row in (best.iterrows() if len(best) else iter([(None, None)])):
@@ -365,16 +366,16 @@ def family_summary(tables: Tables) -> Table:
                                         "its test", *extra_columns, "trial hours"])
     frame = frame.drop(columns=[c for c in extra_columns if frame[c].isna().all()])
     pct = {column for family in families for m, column in extra[family] if is_rate(m)}
-    if all(is_rate(m.get("metric", "")) for m in tables.metas.values()):
+    if all(is_rate(m.metric) for m in tables.metas.values()):
         pct |= {"best val", "its test"}
     return Table("family-summary", "Family-by-family summary", frame, percent=pct,
                  note="best val: the best validation value of the selection metric per factor value; its test: "
                       "the same trial and epoch on the test set (reported only, never used to select).")
 
 
-def _selection_note(meta: dict[str, Any]) -> str:
-    metric = meta["metric"]
-    return (f"Selected on {metric} ({meta.get('mode', 'max')}) over the validation slice; the test columns are the "
+def _selection_note(meta: ExperimentRecord) -> str:
+    metric = meta.metric
+    return (f"Selected on {metric} ({meta.mode}) over the validation slice; the test columns are the "
             f"same trial and epoch on the test set, reported only.")
 
 

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -33,10 +34,11 @@ from mathtune.spaces.loader import COST_METRICS
 from mathtune.trainables.atomic import atomic_file, write_json
 from mathtune.trainables.metrics import test_metric_for  # noqa: F401  (re-exported)
 
-from .store import TrialRecord, load_trials, open_study_storage, read_experiment, searched_params, study_storage_url
+from .store import (ExperimentRecord, TrialRecord, load_trials, open_study_storage, read_experiment, searched_params,
+                    study_storage_url)
 
-__all__ = ["Tables", "load_tables", "test_metric_for", "metric_keys", "factor_label", "CONFIG_PREFIX",
-           "study_storage_url"]
+__all__ = ["Tables", "TableExperiment", "load_tables", "test_metric_for", "metric_keys", "factor_label",
+           "CONFIG_PREFIX", "study_storage_url"]
 
 CONFIG_PREFIX = "config/"
 METRIC_PREFIXES = ("train_", "val_", "test_")
@@ -45,6 +47,17 @@ SKIP_METRICS = ("train_samples_per_s",)
 TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id",
              "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
              "iterations_since_restore", "config"}
+
+
+@dataclass
+class TableExperiment(ExperimentRecord):
+    """An experiment of the tables (:attr:`Tables.metas`): its ``mathtune.json`` record, whose ``name`` is the one
+    the tables give it (unique among them), with the folder it was read from and the parameters it searched
+    (:func:`~mathtune.analysis.store.searched_params`: name -> the space's spec). ``experiments.json`` beside the
+    Parquet tables holds each as :meth:`to_dict` gives it."""
+
+    dir: str = ""
+    searched: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def factor_label(config: dict[str, Any], factors: Sequence[str]) -> str:
@@ -63,17 +76,17 @@ def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def _optuna_index(exp_dir: Path, meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _optuna_index(exp_dir: Path, meta: ExperimentRecord) -> dict[str, dict[str, Any]]:
     """Tune trial id -> Optuna study, number, state and value (empty when the studies are unreadable)."""
     try:
         import optuna
 
-        storage = open_study_storage(exp_dir, meta.get("optuna_storage") or "")
+        storage = open_study_storage(exp_dir, meta.optuna_storage)
         if storage is None:
             return {}
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        base = meta.get("study_name") or meta.get("name")
+        base = meta.study_name or meta.name
         out: dict[str, dict[str, Any]] = {}
         for name in optuna.get_all_study_names(storage):
             if name != base and not name.startswith(f"{base}["):
@@ -89,18 +102,18 @@ def _optuna_index(exp_dir: Path, meta: dict[str, Any]) -> dict[str, dict[str, An
         return {}
 
 
-def _trial_row(trial: TrialRecord, meta: dict[str, Any], keys: list[str], optuna_info: dict[str, Any]) -> dict:
-    metric, mode = meta["metric"], meta.get("mode", "max")
-    factors = meta.get("factors") or []
+def _trial_row(trial: TrialRecord, meta: TableExperiment, keys: list[str], optuna_info: dict[str, Any]) -> dict:
+    metric, mode = meta.metric, meta.mode
+    factors = meta.factors
     best = trial.best(metric, mode)
     last = trial.history[-1] if trial.history else {}
     status = trial.status
     if status == "running" and optuna_info.get("optuna_state") == "PRUNED":
         status = "stopped early"
     ckpt, ckpt_epoch = trial.best_checkpoint(metric, mode)
-    resources = meta.get("resources") or {}
+    resources = meta.resources
     row: dict[str, Any] = {
-        "experiment": meta.get("name"), "family": meta.get("family"), "space": meta.get("space_name"),
+        "experiment": meta.name, "family": meta.family, "space": meta.space_name,
         "metric": metric, "mode": mode, "factors": factor_label(trial.config, factors),
         "trial_id": trial.trial_id, "trial_dir": str(trial.path), "status": status, "tune_status": trial.tune_status,
         "optuna_study": optuna_info.get("optuna_study"), "optuna_number": optuna_info.get("optuna_number"),
@@ -136,12 +149,12 @@ def _num(value: Any, default: float = math.nan) -> float:
     return float(value)
 
 
-def _epoch_rows(trial: TrialRecord, meta: dict[str, Any]) -> list[dict[str, Any]]:
-    factors = meta.get("factors") or []
+def _epoch_rows(trial: TrialRecord, meta: TableExperiment) -> list[dict[str, Any]]:
+    factors = meta.factors
     out = []
     for row in trial.history:
         clean = {k: v for k, v in row.items() if k != "config" and not isinstance(v, (dict, list))}
-        out.append({"experiment": meta.get("name"), "trial_id": trial.trial_id,
+        out.append({"experiment": meta.name, "trial_id": trial.trial_id,
                     "factors": factor_label(trial.config, factors), **clean})
     return out
 
@@ -163,11 +176,11 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Tables:
-    """The tidy tables of one or more experiments, plus their ``mathtune.json`` metadata."""
+    """The tidy tables of one or more experiments, plus their ``mathtune.json`` records."""
 
     trials: pd.DataFrame
     epochs: pd.DataFrame
-    metas: dict[str, dict[str, Any]] = field(default_factory=dict)  # experiment name -> meta (+ "dir")
+    metas: dict[str, TableExperiment] = field(default_factory=dict)  # experiment name -> its record
 
     # ----------------------------------------------------------------- views
     def experiments(self) -> list[str]:
@@ -186,22 +199,21 @@ class Tables:
     def searched(self, experiment: str) -> list[str]:
         """Parameters the experiment searched (the space file's params), else the config keys that vary."""
         meta = self.metas[experiment]
-        names = meta.get("searched") or []
+        names = list(meta.searched)
         frame = self.trials_of(experiment)
         if not names:
-            factors = set(meta.get("factors") or [])
+            factors = set(meta.factors)
             names = [c[len(CONFIG_PREFIX):] for c in self.config_columns(experiment)
                      if c[len(CONFIG_PREFIX):] not in factors and frame[c].astype(str).nunique() > 1]
         return [n for n in names if CONFIG_PREFIX + n in frame.columns]
 
     def discrete_params(self, experiment: str, max_values: int = 8) -> list[str]:
         """Searched parameters with few values (``choice``/``int`` in the space file), for per-value tables."""
-        meta = self.metas[experiment]
-        specs = meta.get("searched") or {}
+        specs = self.metas[experiment].searched
         frame = self.trials_of(experiment)
         out = []
         for name in self.searched(experiment):
-            kind = (specs.get(name) or {}).get("type") if isinstance(specs, dict) else None
+            kind = (specs.get(name) or {}).get("type")
             values = frame[CONFIG_PREFIX + name].dropna()
             if kind in ("choice", "int") or (kind is None and all(isinstance(v, (int, str)) for v in values)):
                 if 1 < values.astype(str).nunique() <= max_values:
@@ -226,14 +238,16 @@ class Tables:
             with atomic_file(path) as fh:
                 _parquet_safe(frame).to_parquet(fh, engine="pyarrow", index=False)
             paths[name] = path
-        paths["experiments"] = write_json(out_dir / "experiments.json", self.metas)
+        paths["experiments"] = write_json(out_dir / "experiments.json",
+                                          {name: meta.to_dict() for name, meta in self.metas.items()})
         return paths
 
     @classmethod
     def read_parquet(cls, out_dir: str | Path) -> "Tables":
         out_dir = Path(out_dir)
-        metas = json.loads((out_dir / "experiments.json").read_text()) if (out_dir / "experiments.json").is_file() \
-            else {}
+        path = out_dir / "experiments.json"
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+        metas = {name: TableExperiment.from_dict(meta, where=path) for name, meta in raw.items()}
         return cls(trials=pd.read_parquet(out_dir / "trials.parquet"),
                    epochs=pd.read_parquet(out_dir / "epochs.parquet"), metas=metas)
 
@@ -247,16 +261,18 @@ def load_tables(exp_dirs: str | Path | Sequence[str | Path], *, optuna: bool = T
         exp_dirs = [exp_dirs]
     trial_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
-    metas: dict[str, dict[str, Any]] = {}
+    metas: dict[str, TableExperiment] = {}
     for exp_dir in exp_dirs:
         exp_dir = Path(exp_dir).expanduser().resolve()
-        meta = read_experiment(exp_dir).to_dict()  # the record as the tables keep it (experiments.json)
-        name = meta.get("name") or exp_dir.name
+        record = read_experiment(exp_dir)
+        name = record.name or exp_dir.name
         if name in metas:  # two folders with the same experiment name (e.g. a copy): keep both apart
             name = f"{name} ({exp_dir.name})" if f"{name} ({exp_dir.name})" not in metas else str(exp_dir)
-        meta["name"] = name
-        meta["dir"] = str(exp_dir)
-        meta["searched"] = searched_params(exp_dir)
+        fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+        own = {"name": name, "dir": str(exp_dir), "searched": searched_params(exp_dir)}
+        # an older file's keys of the same names (version 1 wrote "dir") give way to what the tables found
+        fields["extra"] = {k: v for k, v in record.extra.items() if k not in own}
+        meta = TableExperiment(**{**fields, **own})
         metas[name] = meta
         trials = load_trials(exp_dir)
         keys = metric_keys([r for t in trials for r in t.history])

@@ -56,13 +56,13 @@ def family_views(tables: Tables, experiment: str, out_dir: str | Path, *, max_tr
     out_dir = Path(out_dir)
     meta = tables.metas[experiment]
     try:
-        family = get_family(meta["family"])
+        family = get_family(meta.family)
     except Exception as exc:  # noqa: BLE001 - a family not installed here: the rest of the report still works
-        return [View(f"{experiment}", notes=[f"family {meta.get('family')} is not available here ({exc}); "
+        return [View(f"{experiment}", notes=[f"family {meta.family} is not available here ({exc}); "
                                              f"family views skipped"])]
     if not family.has_report_views():
         return []  # no view to make: do not rebuild data and models for nothing
-    factors = [CONFIG_PREFIX + f for f in meta.get("factors") or [] if CONFIG_PREFIX + f in tables.trials.columns]
+    factors = [CONFIG_PREFIX + f for f in meta.factors if CONFIG_PREFIX + f in tables.trials.columns]
     best = best_rows(tables, experiment, factors).head(max_trials)
     views: list[View] = []
     for _, row in best.iterrows():
@@ -73,7 +73,7 @@ def family_views(tables: Tables, experiment: str, out_dir: str | Path, *, max_tr
             views.append(View(title, notes=["no kept checkpoint for this trial; family views skipped"]))
             continue
         try:  # the run's dataset built again from its config, for the views of its own test part
-            family, config, model, data = load_trained(ckpt, family=meta["family"], device=device)
+            family, config, model, data = load_trained(ckpt, family=meta.family, device=device)
         except Exception as exc:  # noqa: BLE001 - a missing family or an old checkpoint must not stop a report
             views.append(View(title, notes=[f"could not rebuild the model from {ckpt}: "
                                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]))

@@ -275,7 +275,7 @@ def _print_pareto(args: argparse.Namespace) -> int:
     experiment = next(iter(tables.metas))
     if not objectives_of(tables.metas[experiment]):
         raise UserError(f"{args.experiment}: --pareto needs a space with several objectives (objectives: in the "
-                        f"space file); this experiment has one, {tables.metas[experiment]['metric']}")
+                        f"space file); this experiment has one, {tables.metas[experiment].metric}")
     lines = front_lines(tables, experiment)
     if not lines:
         raise UserError(f"{args.experiment}: no trial has reported every objective yet")
@@ -283,7 +283,7 @@ def _print_pareto(args: argparse.Namespace) -> int:
     if args.out:
         front = pareto_front(tables, experiment)
         rows = json.loads(front.drop(columns=["on_front"]).to_json(orient="records"))
-        path = write_best({"experiment": experiment, "objectives": tables.metas[experiment]["objectives"],
+        path = write_best({"experiment": experiment, "objectives": tables.metas[experiment].objectives,
                            "front": rows}, args.out)
         print(f"[mathtune] written: {path}", flush=True)
     return 0

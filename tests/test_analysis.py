@@ -78,7 +78,8 @@ def test_tables_round_trip_through_parquet(tables, tmp_path):
     assert {p.name for p in paths.values()} == {"trials.parquet", "epochs.parquet", "experiments.json"}
     pd.testing.assert_frame_equal(again.trials, tables.trials, check_dtype=False)
     pd.testing.assert_frame_equal(again.epochs, tables.epochs, check_dtype=False)
-    assert again.metas["tiny-analysis"]["metric"] == "val_exact_match"
+    assert again.metas == tables.metas and again.metas["tiny-analysis"].metric == "val_exact_match"
+    assert again.metas["tiny-analysis"].dir == tables.metas["tiny-analysis"].dir and again.metas["tiny-analysis"].searched
 
 
 def test_several_experiments_load_together_and_keep_apart(experiment, tmp_path):
@@ -90,6 +91,12 @@ def test_several_experiments_load_together_and_keep_apart(experiment, tmp_path):
     # the copy reads its own optuna.journal, not the path recorded at search time
     assert both.trials["optuna_number"].notna().all()
     assert len(family_summary(both).frame) == 2
+    assert [m.dir for m in both.metas.values()] == [str(experiment.resolve()), str(copy.resolve())]
+    # an older experiment file's own "dir" key (version 1 wrote one) gives way to the folder it was read from
+    meta_file = copy / "mathtune.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "dir": "/elsewhere"}))
+    again = load_tables(copy, optuna=False).metas["tiny-analysis"]
+    assert again.dir == str(copy.resolve()) and "dir" not in again.extra and again.to_dict()["dir"] == again.dir
 
 
 def test_comparison_tables_in_markdown_html_and_latex(tables):

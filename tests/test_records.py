@@ -81,7 +81,7 @@ def test_experiment_record_reads_typed_and_writes_todays_bytes(experiment, tmp_p
     copy = tmp_path / "copy"
     assert record.write(copy).read_bytes() == (experiment / "mathtune.json").read_bytes()
     assert read_experiment(copy) == record
-    assert load_experiment_meta(experiment) == json.loads(_today(experiment))  # the tables' plain dict
+    assert load_experiment_meta(experiment) == json.loads(_today(experiment))  # the file's plain dict
 
 
 def test_an_older_experiment_file_reads_with_defaults_and_unknown_keys_are_kept(experiment, tmp_path):
