@@ -337,7 +337,7 @@ examples:
   mathtune ship arith-text2text-mul-60 runs/mul60-s0 runs/mul60-s1 runs/mul60-s2 \\
       --produced-by "mathtune train arith-text2text --config ... --set seed=N --out runs/mul60-sN"
   mathtune ship arith-text2text-mul-40 runs/mul40-240 --train-only
-  mathtune ship arith-text2text-mul-60 runs/campaign-mul60/confirm/trial_* --search runs/campaign-mul60 \
+  mathtune ship arith-text2text-mul-60 runs/campaign-mul60/confirm/trial_* --search runs/campaign-mul60 \\
       --produced-by "mathtune search arith-text2text-mul --set split=0.6 --budget 12h ... --name campaign-mul60"
   mathtune ship t2m-lstm runs/lstm-ls30 --weights t2m \\
       --produced-by "mathtune train t2m-lstm --set ... --out runs/lstm-ls30"
