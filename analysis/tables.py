@@ -169,9 +169,9 @@ def _shown_metrics(tables: Tables, experiment: str) -> list[str]:
 
 
 def data_description(row: pd.Series, meta: ExperimentRecord) -> str:
-    """The configuration keys that determine the data (family's ``data_params``), e.g. split and seed."""
-    keys = _data_params(meta.family)
-    keys = keys or [k for k in ("ops", "split", "data_seed", "val_fraction", "limit") if CONFIG_PREFIX + k in row]
+    """The configuration keys that determine the data (family's ``data_params``), e.g. split and seed; for a family
+    not installed here, the experiment's study factors."""
+    keys = _data_params(meta.family) or list(meta.factors or [])
     parts = [f"{k}={row.get(CONFIG_PREFIX + k)}" for k in keys if CONFIG_PREFIX + k in row
              and not _missing(row.get(CONFIG_PREFIX + k))]
     return ", ".join(parts)
