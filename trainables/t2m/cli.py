@@ -22,15 +22,17 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_TRIAL",
                    help="a checkpoint folder (state.pt + config.json), a `mathtune train` folder (uses best/), "
                         "a Tune trial folder (uses the checkpoint_* whose epoch scored best on validation), or "
-                        "pretrained:t2m, the best text-to-program model shipped with mathtune (no training needed)")
+                        "pretrained:t2m, the best text-to-program model shipped with mathtune (no training needed; "
+                        "a shipped ensemble decodes with all its members)")
     p.add_argument("data_file", metavar="DATA_FILE", help="problems to decode, e.g. the held-apart test.json")
     p.add_argument("--beam-width", type=int, nargs="+", metavar="W",
                    help="beam widths (default: 1 and the model's beam_width); nested beams decode all in one pass")
     p.add_argument("--beam-mode", choices=("nested", "standard"), help="override the model's beam_mode")
     p.add_argument("--ensemble", action="append", metavar="CHECKPOINT",
-                   help="decode with this model too (repeatable; any form CHECKPOINT_OR_TRIAL takes): every step "
-                        "scores the mean of the models' next-token probabilities. Members must be trained on the "
-                        "same training file; the first model's decoding settings apply")
+                   help="decode with this model too (repeatable; any form CHECKPOINT_OR_TRIAL takes, a shipped "
+                        "ensemble adding all its members): every step scores the mean of the models' next-token "
+                        "probabilities. Members must be trained on the same training file; the first model's "
+                        "decoding settings apply")
     p.add_argument("--out", metavar="FILE", help="write predictions here; with several widths FILE becomes "
                                                  "STEM.beamW.json per width")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N problems")

@@ -18,9 +18,9 @@ from ..commands import CommandError
 from ..loop import set_threads
 from .breakdown import format_groups, grouped_scores
 from .ensemble import check_members
-from .evaluation import evaluate_file, find_checkpoint, read_predictions, vocabularies_of
+from .evaluation import evaluate_file, find_members, read_predictions, vocabularies_of
 from .scoring import score_items
-from .shipped import PREFIX, read_model_record
+from .shipped import PREFIX, read_model_record, resolve_pretrained
 
 __all__ = ["evaluate", "score"]
 
@@ -33,9 +33,9 @@ def evaluate(args: argparse.Namespace) -> int:
         raise CommandError(f"--beam-width {min(args.beam_width)}: widths start at 1")
     if not Path(args.data_file).is_file():
         raise CommandError(f"{args.data_file}: data file not found")
-    ckpt = find_checkpoint(args.checkpoint)
+    ckpt, *shipped_members = find_members(args.checkpoint)  # a shipped ensemble: its members decode as one
     if str(args.checkpoint).startswith(PREFIX):
-        print(f"[mathtune] {args.checkpoint}: {_shipped_summary(ckpt)}", flush=True)
+        print(f"[mathtune] {args.checkpoint}: {_shipped_summary(resolve_pretrained(args.checkpoint))}", flush=True)
     overrides: dict[str, Any] = {"device": args.device}
     if args.threads is not None:
         overrides["threads"] = args.threads
@@ -46,8 +46,9 @@ def evaluate(args: argparse.Namespace) -> int:
     family, config, model, _ = load_trained(ckpt, data=vocabularies_of, overrides=overrides)
     set_threads(config)
     ensemble = []
-    for other in args.ensemble or []:
-        o_ckpt = find_checkpoint(other)
+    others = [(args.checkpoint, c) for c in shipped_members]  # --ensemble with a shipped ensemble adds its members
+    others += [(other, c) for other in args.ensemble or [] for c in find_members(other)]
+    for other, o_ckpt in others:
         o_family, o_config, o_model, _ = load_trained(o_ckpt, data=vocabularies_of,
                                                       overrides={k: v for k, v in overrides.items()
                                                                  if k != "eval_batch_size"})
@@ -91,7 +92,9 @@ def _shipped_summary(folder: Path) -> str:
     dev = (rec.get("figures") or {}).get("dev") or {}
     figs = ", ".join(f"beam {w} {v['exec_acc']:.2f}% exec / {v['exact_match']:.2f}% EM" for w, v in
                      sorted(dev.items(), key=lambda kv: int(kv[0])))
-    return f"{rec.get('family', '?')}, trained {rec.get('date', '?')}; recorded on dev: {figs or 'no figures'}"
+    members = rec.get("members")
+    kind = f"an ensemble of {len(members)} models, " if isinstance(members, list) else ""
+    return f"{kind}{rec.get('family', '?')}, trained {rec.get('date', '?')}; recorded on dev: {figs or 'no figures'}"
 
 
 def score(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ What ``mathtune evaluate`` and ``mathtune score`` run:
 * :func:`find_checkpoint`: a checkpoint folder (``state.pt`` + ``config.json``), a ``mathtune train``
   output folder (its ``best/``), a Tune trial folder (the ``checkpoint_*`` whose own epoch scored
   best on the family's validation metric, :func:`~mathtune.trainables.checkpoints.best_checkpoint`), or
-  ``pretrained:NAME``, a model shipped in the package;
+  ``pretrained:NAME``, a model shipped in the package; :func:`find_members`: the folders that decode as one
+  model, several for a shipped ensemble;
 * :func:`vocabularies_of`: what :func:`~mathtune.trainables.checkpoints.load_trained` needs to rebuild a
   text-to-program model from its checkpoint folder alone (the model's state carries its vocabularies);
 * :func:`evaluate_file`: decode a COL775 or original-MathQA file at several beam widths and score it;
@@ -40,9 +41,9 @@ from .decoding import decode_part
 from .ensemble import decode_ensemble
 from .models import meta_of_state
 from .scoring import ScoreResult, score_items
-from .shipped import PREFIX, resolve_pretrained
+from .shipped import PREFIX, is_ensemble, member_folders, resolve_pretrained
 
-__all__ = ["find_checkpoint", "load_state", "vocabularies_of", "evaluate_file", "EvalOutput", "read_predictions",
+__all__ = ["find_checkpoint", "find_members", "load_state", "vocabularies_of", "evaluate_file", "EvalOutput", "read_predictions",
            "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("Problem", "linear_formula", "answer", "predicted")
@@ -72,9 +73,14 @@ def vocabularies_of(config: FamilyConfig, model_state: dict[str, Any]) -> T2MDat
 
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder to use for ``path`` (see the module docstring); ``pretrained:NAME`` is a model
-    shipped inside the package (:mod:`.shipped`). Anything else is a one-line :class:`CheckpointError`."""
+    shipped inside the package (:mod:`.shipped`); a shipped ensemble is no one checkpoint (:func:`find_members`).
+    Anything else is a one-line :class:`CheckpointError`."""
     if str(path).startswith(PREFIX):
-        return resolve_pretrained(path)
+        folder = resolve_pretrained(path)
+        if is_ensemble(folder):
+            raise CheckpointError(f"{path}: a shipped ensemble of {len(member_folders(folder))} models, not one "
+                                  f"checkpoint (it decodes with `mathtune evaluate {path} FILE`)")
+        return folder
     p = Path(path)
     if not p.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint or trial folder")
@@ -90,6 +96,14 @@ def find_checkpoint(path: str | Path) -> Path:
     family = get_family(_meta(load_state(ckpts[-1])["model"], ckpts[-1])["family"])
     chosen, _ = best_checkpoint(p, family.metric, family.mode)
     return chosen if chosen is not None else ckpts[-1]
+
+
+def find_members(path: str | Path) -> list[Path]:
+    """The checkpoint folders that decode as ``path``, in order: a shipped ensemble's members for
+    ``pretrained:NAME`` of an ensemble, else the one folder :func:`find_checkpoint` gives."""
+    if str(path).startswith(PREFIX):
+        return member_folders(resolve_pretrained(path))
+    return [find_checkpoint(path)]
 
 
 @dataclass

@@ -18,9 +18,25 @@ Or from Python::
     family, config, model, _ = load_trained(resolve_pretrained("pretrained:t2m"), data=vocabularies_of)
     out = evaluate_file(family, config, model, "dev.json", widths=[10])
 
+    # any shipped model, an ensemble too: every member, the others decoding beside the first
+    from mathtune.trainables.t2m.evaluation import find_members
+    first, *others = [load_trained(f, data=vocabularies_of) for f in find_members("pretrained:NAME")]
+    out = evaluate_file(first.family, first.config, first.model, "dev.json", widths=[10],
+                        ensemble=[(t.model, t.config) for t in others])
+
+A shipped model may be an *ensemble*: several trained models decoding as one (each step scores the mean of the
+members' next-token probabilities, as ``mathtune evaluate --ensemble`` does, :mod:`.ensemble`). Its folder holds
+no ``state.pt`` of its own: each member is a shipped model folder of its own under ``members/`` (``members/0/``,
+``members/1/``, ...: ``state.pt``, ``config.json``, ``model.json`` with that member's provenance), and the top
+``model.json`` lists them in decoding order (``members``: each entry's ``path`` relative to the folder, its
+family, source checkpoint and provenance) beside the figures measured with all the shipped files decoding as one.
+The first member's decoding settings apply (beam mode, maximum length, batch size). :func:`member_folders` gives
+the folders to load, one for a single model; ``pretrained:NAME`` works the same for both wherever models are
+decoded (``mathtune evaluate``), and an ensemble's members are at most :data:`MAX_ENSEMBLE_BYTES` in all.
+
 :func:`export_model` writes such a folder from any checkpoint; ``mathtune ship NAME RUN --weights NAME``
 (:mod:`.ship`, through :mod:`mathtune.analysis.ship`) exports a run's best checkpoint, measures it and records the
-figures.
+figures; ``mathtune ship NAME RUN1 RUN2 ... --weights NAME`` ships the runs as one ensemble.
 """
 
 from __future__ import annotations
@@ -37,26 +53,34 @@ from ..base import ConfigError
 from ..loop import CHECKPOINT_FILE, load_checkpoint
 from ..provenance import EXECUTION_KEYS
 
-__all__ = ["PREFIX", "WEIGHTS_DIR", "MODEL_FILE", "shipped_names", "resolve_pretrained", "read_model_record",
-           "export_model", "file_md5"]
+__all__ = ["PREFIX", "WEIGHTS_DIR", "MODEL_FILE", "MEMBERS_DIR", "MAX_ENSEMBLE_BYTES", "shipped_names",
+           "resolve_pretrained", "read_model_record", "is_ensemble", "member_folders", "folder_bytes", "export_model",
+           "file_md5"]
 
 PREFIX = "pretrained:"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MODEL_FILE = "model.json"
+MEMBERS_DIR = "members"  # an ensemble's member folders: members/0, members/1, ...
+MAX_ENSEMBLE_BYTES = 40_000_000  # an ensemble's files in all (float16 weights, vocabularies, records)
 
 
 def shipped_names() -> list[str]:
     """Names of the models shipped in this installation (``pretrained:NAME``)."""
     if not WEIGHTS_DIR.is_dir():
         return []
-    return sorted(d.name for d in WEIGHTS_DIR.iterdir() if (d / CHECKPOINT_FILE).is_file())
+    return sorted(d.name for d in WEIGHTS_DIR.iterdir() if _is_shipped(d))
+
+
+def _is_shipped(folder: Path) -> bool:
+    return (folder / CHECKPOINT_FILE).is_file() or is_ensemble(folder)
 
 
 def resolve_pretrained(spec: str | Path) -> Path:
-    """The folder of ``pretrained:NAME``; a one-line ConfigError naming the shipped models otherwise."""
+    """The folder of ``pretrained:NAME`` (a single model or an ensemble); a one-line ConfigError naming the
+    shipped models otherwise."""
     name = str(spec)[len(PREFIX):]
     folder = WEIGHTS_DIR / name
-    if not name or not (folder / CHECKPOINT_FILE).is_file():
+    if not name or not _is_shipped(folder):
         have = ", ".join(PREFIX + n for n in shipped_names()) or "none"
         raise ConfigError(f"{spec}: no such shipped model (shipped: {have})")
     return folder
@@ -69,6 +93,44 @@ def read_model_record(folder: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the shipped model's record: {exc}") from None
+
+
+def is_ensemble(folder: str | Path) -> bool:
+    """Whether ``folder`` is a shipped ensemble: no ``state.pt`` of its own, a ``model.json`` listing members."""
+    folder = Path(folder)
+    if (folder / CHECKPOINT_FILE).is_file() or not (folder / MODEL_FILE).is_file():
+        return False
+    try:
+        return isinstance(json.loads((folder / MODEL_FILE).read_text()).get("members"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def member_folders(folder: str | Path) -> list[Path]:
+    """The checkpoint folders that decode as shipped model ``folder``, in order: the folder itself for a single
+    model, each member's folder (as its ``model.json`` lists them) for an ensemble. A listed member without its
+    weights, or a path outside the folder, is a one-line ConfigError."""
+    folder = Path(folder)
+    if (folder / CHECKPOINT_FILE).is_file():
+        return [folder]
+    members = read_model_record(folder).get("members")
+    if not isinstance(members, list) or not members:
+        raise ConfigError(f"{folder}: neither a shipped model ({CHECKPOINT_FILE}) nor an ensemble "
+                          f"({MODEL_FILE} lists no members)")
+    out = []
+    for i, member in enumerate(members):
+        rel = member.get("path") if isinstance(member, dict) else None
+        inside = isinstance(rel, str) and rel and not Path(rel).is_absolute() and ".." not in Path(rel).parts
+        if not inside or not (folder / rel / CHECKPOINT_FILE).is_file():
+            raise ConfigError(f"{folder / MODEL_FILE}: member {i}: no shipped weights at {rel!r} "
+                              f"(expected {MEMBERS_DIR}/{i}/{CHECKPOINT_FILE} inside the folder)")
+        out.append(folder / rel)
+    return out
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """The size of every file under ``folder``, members included."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
 
 
 def file_md5(path: str | Path) -> str:
