@@ -15,7 +15,9 @@ where the runs trained and the command that produced them. Two kinds of run ship
 * one run of a family that ships its trained model (``Family.ships_model``; a ``mathtune train`` folder, a
   checkpoint or a Tune trial folder, whose model names its family): the family measures the figure on its
   best checkpoint at the decode ``widths`` asked for and, with ``weights=NAME``, ships the model itself inside
-  the package, measured again from the file being shipped (``Family.ship_model``).
+  the package, measured again from the file being shipped (``Family.ship_model``). Several such runs with
+  ``weights=NAME`` ship as one ensemble model ``pretrained:NAME``, the members decoding as one, measured from
+  the shipped files (``Family.ship_ensemble``; no configuration is written for an ensemble).
 
 How a run was executed (torch threads, device) is provenance, not configuration: it stays out of the shipped
 ``config`` (so ``mathtune train --config FILE`` uses the machine it runs on) and is kept in the file's
@@ -31,6 +33,8 @@ Example::
          produced_by="mathtune train arith-text2text --config ... --set seed=N --out runs/mul60-sN", log=print)
     ship("t2m-lstm", ["runs/lstm-ls30"], weights="t2m",
          produced_by="mathtune train t2m-lstm --set ... --out runs/lstm-ls30", log=print)
+    ship("t2m-ens", ["runs/lstm-ls30", "runs/frozen30"], weights="t2m-ens",
+         produced_by="mathtune train t2m-lstm ... ; mathtune train t2m-bert-frozen ...", log=print)
 """
 
 from __future__ import annotations
@@ -357,8 +361,9 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
          weights: str | None = None, widths: Sequence[int] | None = None, threads: int | None = None,
          log: Log | None = None) -> Path:
     """``mathtune ship``: the family's ``ship_model`` for a run of a family that ships its model (``widths`` and
-    ``threads`` default to the family's), :func:`add_train_figures` with ``train_only`` and :func:`ship_config`
-    otherwise (``threads`` default 1). Returns the shipped configuration's path."""
+    ``threads`` default to the family's), its ``ship_ensemble`` for several such runs (one ensemble model
+    ``pretrained:WEIGHTS``), :func:`add_train_figures` with ``train_only`` and :func:`ship_config` otherwise
+    (``threads`` default 1). Returns the shipped configuration's path (an ensemble's: its weights folder)."""
     _check_name(name, "NAME")
     runs = [Path(r) for r in runs]
     if not runs:
@@ -369,13 +374,18 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
     if family is not None:
         if train_only:
             raise ShipError(f"--train-only: {runs[0]} is a {family.ships_model} run, which has no train figures")
-        if len(runs) > 1:
-            raise ShipError(f"a {family.ships_model} run ships alone; got {len(runs)} runs")
         if weights is not None:
             _check_name(weights, "--weights")
         if not produced_by:
             raise ShipError("--produced-by is required (the command that trained the run, as a user would type it)")
         searched = search_of(Path(search)) if search else None
+        if len(runs) > 1:  # one ensemble model of runs whose models decode as one
+            for run in runs[1:]:
+                if _model_family(run) is None:
+                    raise ShipError(f"{run}: a {read_run(run).family} run, which ships as a configuration; only "
+                                    f"{family.ships_model} runs ship together, as one ensemble model")
+            return family.ship_ensemble(runs, name=name, produced_by=produced_by, note=note, searched=searched,
+                                        weights=weights, widths=widths, threads=threads, log=log)
         return family.ship_model(runs[0], name=name, out=Path(configs_dir or CONFIGS_DIR) / f"{name}.json",
                                  produced_by=produced_by, note=note, searched=searched, weights=weights,
                                  widths=widths, threads=threads, log=log)

@@ -330,7 +330,11 @@ A family that ships its trained model (Family.ships_model; `mathtune families -v
 `mathtune train` folder (its best/), a checkpoint or a Tune trial folder, whose model names its family.
 The family measures the figures on the run's best checkpoint itself, at each decode width of --widths
 (default: the family's). --weights WNAME also ships the model as pretrained:WNAME
-(trainables/weights/WNAME/), measured again from the shipped file."""
+(trainables/weights/WNAME/), measured again from the shipped file. Several such RUNs with --weights WNAME
+ship as one ensemble model, pretrained:WNAME: its members (one per RUN, in order, under
+trainables/weights/WNAME/members/) decode as one, as `mathtune evaluate --ensemble` does, measured from the
+shipped files; they must share their training file (program vocabulary) and take at most 40 MB in
+float16 in all. An ensemble is no `mathtune train` input: no NAME.json is written for it."""
 
 SHIP_EPILOG = """\
 examples:
@@ -341,6 +345,8 @@ examples:
       --produced-by "mathtune search arith-text2text-mul --set split=0.6 --budget 12h ... --name campaign-mul60"
   mathtune ship t2m-lstm runs/lstm-ls30 --weights t2m \\
       --produced-by "mathtune train t2m-lstm --set ... --out runs/lstm-ls30"
+  mathtune ship t2m-ens runs/lstm-ls30 runs/frozen30 --weights t2m-ens \\
+      --produced-by "mathtune train t2m-lstm ... --out runs/lstm-ls30; mathtune train t2m-bert-frozen ..."
 """
 
 
@@ -532,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="finished runs, one per seed: `mathtune train` output folders or a search's Tune trial "
                         "folders (e.g. EXP/confirm/trial_*); a family that ships its model: one folder, checkpoint "
-                        "or Tune trial folder")
+                        "or Tune trial folder, or several with --weights for one ensemble model")
     p.add_argument("--produced-by", "--train-command", dest="produced_by", metavar="COMMAND",
                    help="the command(s) that trained the runs, as a user would type them (recorded; required "
                         "unless --train-only)")
@@ -548,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the train figures to the already shipped NAME.json from the runs that produced it, "
                         "leaving the rest of the file as it is")
     p.add_argument("--weights", metavar="WNAME",
-                   help="a family that ships its model: also ship the model itself, as pretrained:WNAME")
+                   help="a family that ships its model: also ship the model itself, as pretrained:WNAME (several "
+                        "RUNs: one ensemble model of them)")
     p.add_argument("--widths", type=int, nargs="+", metavar="W",
                    help="a family that ships its model: the decode widths to measure it at (default: the family's)")
     p.add_argument("--threads", type=int, metavar="N",

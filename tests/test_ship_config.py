@@ -234,8 +234,9 @@ def test_text_to_program_run_ships_its_configuration_and_model(tmp_path, monkeyp
     assert float(line.group(1)) == pytest.approx(record["figures"]["dev"]["1"]["exact_match"], abs=0.01)
     assert float(line.group(2)) == pytest.approx(record["figures"]["dev"]["1"]["exec_acc"], abs=0.01)
 
-    # one text-to-program run at a time, and no train figures to add
-    assert "ships alone" in _error(capsys, "ship", "x", run, run, "--produced-by", "x")
+    # several text-to-program runs ship only as one ensemble model of different runs, and no train figures to add
+    assert "--weights WNAME names it" in _error(capsys, "ship", "x", run, run, "--produced-by", "x")
+    assert "the same checkpoint as" in _error(capsys, "ship", "x", run, run, "--produced-by", "x", "--weights", "w")
     assert "no train figures" in _error(capsys, "ship", "tiny-attn", run, "--train-only")
 
 

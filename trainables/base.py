@@ -284,6 +284,17 @@ class Family(abc.ABC):
         :class:`~mathtune.trainables.errors.ShipError`."""
         raise ShipError(f"{self.name}: its runs ship as configurations, not as a model")
 
+    def ship_ensemble(self, runs: Sequence[Path], *, name: str, produced_by: str, note: str = "",
+                      searched: dict[str, Any] | None = None, weights: str | None = None,
+                      widths: Sequence[int] | None = None, threads: int | None = None,
+                      log: Callable[[str], None] | None = None) -> Path:
+        """``mathtune ship NAME RUN1 RUN2 ... --weights WNAME`` for a family with :attr:`ships_model` whose
+        models also decode as one ensemble: ship ``runs`` (two or more, the first of this family) as one ensemble
+        model ``pretrained:WNAME`` and return its folder. The default: a run of this family ships alone (one-line
+        :class:`~mathtune.trainables.errors.ShipError`)."""
+        raise ShipError(f"a {self.ships_model or 'configuration'} run of {self.name} ships alone; got {len(runs)} "
+                        f"runs")
+
     # ----------------------------------------------------------------- what the reports show
     #: test metrics the report's family summary shows beside the selection metric's test figure, as
     #: (metric, column title) pairs, e.g. ``(("test_char_acc", "test per-char"),)``; reported only, like every test_*

@@ -29,7 +29,13 @@ from .beam import decode_widths
 from .dataset import Part, collate, encode_part
 from .programs import tokens_to_program
 
-__all__ = ["Ensemble", "EnsembleMemory", "decode_ensemble", "check_members"]
+__all__ = ["Ensemble", "EnsembleMemory", "decode_ensemble", "check_members", "same_programs"]
+
+
+def same_programs(meta: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two text-to-program models' metadata (their state's vocabularies) have the same program
+    vocabulary and number slots, which members of one ensemble must share."""
+    return meta["program_vocab"] == other["program_vocab"] and meta["max_numbers"] == other["max_numbers"]
 
 
 def check_members(models: Sequence[Any]) -> None:
@@ -38,7 +44,7 @@ def check_members(models: Sequence[Any]) -> None:
         raise ValueError("an ensemble needs at least one model")
     first = models[0].meta
     for i, m in enumerate(models[1:], 2):
-        if m.meta["program_vocab"] != first["program_vocab"] or m.meta["max_numbers"] != first["max_numbers"]:
+        if not same_programs(m.meta, first):
             raise ValueError(f"model {i} ({m.meta['family']}) was trained with another program vocabulary than "
                              f"model 1 ({first['family']}): ensemble members must share their training file")
 

@@ -48,7 +48,7 @@ from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEnco
 from .opdecoder import DECODERS
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .pretrained import fresh_encoder
-from .ship import ship_text2program
+from .ship import ship_ensemble, ship_text2program
 
 __all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT"]
 
@@ -261,6 +261,13 @@ class T2MFamily(Family):
         as ``pretrained:WNAME``)."""
         return ship_text2program(name, run, out=out, produced_by=produced_by, note=note, searched=searched,
                                  weights=weights, widths=widths, threads=threads, log=log)
+
+    def ship_ensemble(self, runs, *, name, produced_by, note="", searched=None, weights=None, widths=None,
+                      threads=None, log=None):
+        """``mathtune ship NAME RUN1 RUN2 ... --weights WNAME``: :func:`.ship.ship_ensemble` (the runs as one
+        ensemble model ``pretrained:WNAME``, measured from the shipped files at each width)."""
+        return ship_ensemble(runs, weights=weights, produced_by=produced_by, note=note, searched=searched,
+                             widths=widths, threads=threads, log=log)
 
     def report_figures(self, model, data, config, device) -> dict[str, Any]:
         """``mathtune report`` views: validation scores by beam width (1, 5, 10) and by the gold program's

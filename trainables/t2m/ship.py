@@ -7,6 +7,14 @@ figure is its best epoch's greedy dev figures and dev execution accuracy and exa
 decoded from its best checkpoint; with ``weights=NAME`` the model itself ships inside the package as
 ``pretrained:NAME`` (:mod:`.shipped`), measured again from the file being shipped.
 
+Several runs ship as one ensemble model (:func:`ship_ensemble`, ``mathtune ship NAME RUN1 RUN2 ... --weights
+WNAME``): each run's best checkpoint in float16 as a member of ``pretrained:WNAME`` (``members/0/``,
+``members/1/``, ... in the runs' order, :mod:`.shipped`), the members decoding as one as ``mathtune evaluate
+--ensemble`` does, measured from the written files at each beam width. The members must share the program
+vocabulary (their training file) and take at most :data:`.shipped.MAX_ENSEMBLE_BYTES` in all; an ensemble is
+no ``mathtune train`` input, so no configuration NAME.json is written for it: each member's ``config.json``
+trains it again.
+
 Every file is written atomically (:mod:`mathtune.trainables.atomic`). Bad input raises
 :class:`~mathtune.trainables.errors.ShipError` (one line).
 
@@ -14,6 +22,8 @@ Example::
 
     ship_text2program("t2m-lstm", "runs/lstm-ls30", out=Path("trainables/configs/t2m-lstm.json"),
                       weights="t2m", produced_by="mathtune train t2m-lstm --set ... --out runs/lstm-ls30", log=print)
+    ship_ensemble(["runs/lstm-ls30", "runs/frozen30"], weights="t2m-ens", log=print,
+                  produced_by="mathtune train t2m-lstm ... --out runs/lstm-ls30; mathtune train t2m-bert-frozen ...")
 """
 
 from __future__ import annotations
@@ -35,9 +45,11 @@ from ..provenance import configuration_of, machine_of, provenance_of, shown_path
 from ..records import ShippedRecord
 from . import shipped
 from .dataset import resolve_file
+from .ensemble import same_programs
 from .evaluation import evaluate_file, find_checkpoint, vocabularies_of
+from .models import meta_of_state
 
-__all__ = ["DEFAULT_WIDTHS", "FIRST", "ship_text2program", "program_checkpoint", "measure"]
+__all__ = ["DEFAULT_WIDTHS", "FIRST", "ship_text2program", "ship_ensemble", "program_checkpoint", "measure"]
 
 DEFAULT_WIDTHS = (1, 5, 10)
 DEFAULT_THREADS = 2  # torch threads while decoding, unless asked otherwise
@@ -57,11 +69,12 @@ def _write(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def measure(family, config, model, dev: Path, widths: Sequence[int], *, limit: int = 0, label: str = "dev",
-            log: Log | None = None) -> dict[str, dict[str, Any]]:
-    """Execution accuracy and exact match (percent) and the problem count of ``model`` on ``dev`` (its first
-    ``limit`` problems when > 0) at each beam width, keyed by the width as text; one line per width to ``log``."""
+            ensemble: Sequence[tuple[Any, Any]] = (), log: Log | None = None) -> dict[str, dict[str, Any]]:
+    """Execution accuracy and exact match (percent) and the problem count of ``model`` (with the models of
+    ``ensemble`` decoding beside it as one, :func:`.evaluation.evaluate_file`) on ``dev`` (its first ``limit``
+    problems when > 0) at each beam width, keyed by the width as text; one line per width to ``log``."""
     t0 = time.perf_counter()
-    out = evaluate_file(family, config, model, dev, widths=widths, limit=limit)
+    out = evaluate_file(family, config, model, dev, widths=widths, limit=limit, ensemble=ensemble)
     wall = time.perf_counter() - t0
     for w, r in out.scores.items():
         _say(log, f"[mathtune] {label:14s} beam {w:3d}: execution {r.execution_accuracy:6.2f}%  exact match "
@@ -164,5 +177,104 @@ def ship_text2program(name: str, run: str | Path, *, out: Path, produced_by: str
         _say(log, f"[mathtune] pretrained:{weights} written to {shown_path(dest)} "
                   f"({record['size_bytes'] / 1e6:.1f} MB)")
         return out
+    finally:
+        torch.set_num_threads(before)
+
+
+SELECTED_MEMBER = "the epoch with the best greedy dev execution accuracy of its run (dev is validation)"
+SELECTED_ENSEMBLE = ("members chosen on dev only, each at the epoch with the best greedy dev execution accuracy of "
+                     "its run; the COL775 test split was not used")
+
+
+def _member(index: int, run: Path, ckpt: Path, weights: str) -> dict[str, Any]:
+    """What an ensemble records of member ``index``: where it sits, the run and checkpoint it came from, how to
+    train it again, its run's provenance and the greedy dev figures its run selected it by."""
+    _, run_config, metrics = load_checkpoint(ckpt)
+    history = metrics.get("history") or []
+    best = metrics.get("best") or {}
+    provenance = provenance_of(metrics.get("provenance"), run_config)
+    family = meta_of_state(load_state_file(ckpt / CHECKPOINT_FILE)["model"])["family"]
+    path = f"{shipped.MEMBERS_DIR}/{index}"
+    return {"path": path, "family": family, "run": str(run), "source_checkpoint": str(ckpt),
+            "train_command": f"mathtune train {family} --config trainables/weights/{weights}/{path}/config.json",
+            "train_wall_time_s": round(sum(float(h.get("epoch_time_s", 0.0)) for h in history), 1),
+            "epochs_trained": len(history), "machine": f"trained on {machine_of([provenance])}",
+            "provenance": provenance, "selected": SELECTED_MEMBER,
+            "run_figure": {"val_exec_acc": best.get("val_exec_acc"), "val_exact_match": best.get("val_exact_match"),
+                           "epoch": best.get("epoch")}}
+
+
+def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_by: str, note: str = "",
+                  searched: dict[str, Any] | None = None, widths: Sequence[int] | None = None,
+                  threads: int | None = None, log: Log | None = None) -> Path:
+    """Ship text-to-program ``runs`` (two or more) as one ensemble model ``pretrained:WEIGHTS``: each run's best
+    checkpoint in float16 as ``trainables/weights/WEIGHTS/members/I/`` (in the runs' order; the first member's
+    decoding settings apply), loaded back the way ``mathtune evaluate pretrained:WEIGHTS`` loads them and scored
+    as one on the first member's dev file at ``widths`` (all problems, and the first 200) with ``threads`` torch
+    threads. ``model.json`` records the figures, the dev file's md5, ``produced_by``, ``note`` (how the members
+    were chosen, as ``selected``), ``searched`` and each member's provenance. Members trained on another program
+    vocabulary than the first run's, a run given twice, or members over :data:`.shipped.MAX_ENSEMBLE_BYTES` in
+    all: a one-line ShipError, nothing written. Returns the weights folder."""
+    runs = [Path(r) for r in runs]
+    if len(runs) < 2:
+        raise ShipError(f"an ensemble ships two runs or more; got {len(runs)}")
+    if not weights:
+        raise ShipError(f"{len(runs)} text-to-program runs ship as one ensemble model: --weights WNAME names it "
+                        f"(an ensemble is no `mathtune train` configuration, so it ships no NAME.json)")
+    widths = list(dict.fromkeys(int(w) for w in (widths or DEFAULT_WIDTHS)))
+    threads = threads or DEFAULT_THREADS
+    if not widths or min(widths) < 1:
+        raise ShipError(f"--widths {' '.join(map(str, widths))}: beam widths are whole numbers of at least 1")
+    ckpts = [program_checkpoint(r) for r in runs]
+    metas = [meta_of_state(load_state_file(c / CHECKPOINT_FILE)["model"]) for c in ckpts]
+    for i, (run, ckpt, meta) in enumerate(zip(runs, ckpts, metas)):
+        twice = next((r for r, c in zip(runs[:i], ckpts[:i]) if c.resolve() == ckpt.resolve()), None)
+        if twice is not None:
+            raise ShipError(f"{run}: the same checkpoint as {twice} ({ckpt}); an ensemble's members are "
+                            f"different runs")
+        if not same_programs(meta, metas[0]):
+            raise ShipError(f"{run}: {meta['family']} trained on another program vocabulary than {runs[0]} "
+                            f"(ensemble members must share their training file)")
+    members = [_member(i, r, c, weights) for i, (r, c) in enumerate(zip(runs, ckpts))]
+    measuring = {"threads": threads, "device": "cpu"}
+    before = torch.get_num_threads()
+    dest = shipped.WEIGHTS_DIR / weights
+    try:
+        with atomic_folder(dest) as tmp:  # measured from the files being shipped, then swapped in
+            for member, ckpt in zip(members, ckpts):
+                shipped.export_model(ckpt, tmp / member["path"], record={"name": weights, **member})
+                member.update({k: v for k, v in read_json(tmp / member["path"] / shipped.MODEL_FILE).items()
+                               if k in ("epoch", "dtype")})
+                member["size_bytes"] = shipped.folder_bytes(tmp / member["path"])
+            size, limit = sum(m["size_bytes"] for m in members), shipped.MAX_ENSEMBLE_BYTES
+            if size > limit:
+                raise ShipError(f"pretrained:{weights}: {len(members)} members take {size / 1e6:.1f} MB in float16, "
+                                f"over the {limit / 1e6:g} MB a shipped ensemble may take (ship fewer or smaller "
+                                f"members)")
+            loaded = [load_trained(tmp / m["path"], data=vocabularies_of, overrides=measuring) for m in members]
+            family, config, model, _ = loaded[0]
+            set_threads(config)
+            dev = resolve_file(config.dev_file, "dev_file", "dev.json")
+            others = [(t.model, t.config) for t in loaded[1:]]
+            _say(log, f"[mathtune] pretrained:{weights}: {len(members)} members decoding as one ("
+                      + ", ".join(f"{m['family']} from {m['source_checkpoint']}" for m in members) + ")")
+            figures = {"dev": measure(family, config, model, dev, widths, label="shipped dev", ensemble=others,
+                                      log=log),
+                       f"dev_first_{FIRST}": measure(family, config, model, dev, widths, limit=FIRST, ensemble=others,
+                                                     label=f"shipped dev[:{FIRST}]", log=log)}
+            record = {"name": weights, "family": " + ".join(dict.fromkeys(m["family"] for m in members)),
+                      "members": members, "produced_by": produced_by, "date": dt.date.today().isoformat(),
+                      "machine": f"measured with {threads} torch thread(s); the members trained on "
+                                 + machine_of([m["provenance"] for m in members]),
+                      "selected": note or SELECTED_ENSEMBLE, **({"search": searched} if searched else {}),
+                      "dtype": "float16", "figures": figures,
+                      "measured_on": {"file": dev.name, "md5": shipped.file_md5(dev), "threads": threads}}
+            _write(tmp / shipped.MODEL_FILE, record)
+            record["size_bytes"] = shipped.folder_bytes(tmp)
+            _write(tmp / shipped.MODEL_FILE, record)
+        _say(log, f"[mathtune] pretrained:{weights} written to {shown_path(dest)}: an ensemble of {len(members)} "
+                  f"models ({record['size_bytes'] / 1e6:.1f} MB); an ensemble ships no configuration (each "
+                  f"member's config.json trains it again)")
+        return dest
     finally:
         torch.set_num_threads(before)
