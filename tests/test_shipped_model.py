@@ -11,23 +11,27 @@ import torch
 
 from mathtune.search.cli import main
 from mathtune.trainables.t2m.scoring import score_items
-from mathtune.trainables.t2m.shipped import MODEL_FILE, file_md5, read_model_record, resolve_pretrained, shipped_names
+from mathtune.trainables.t2m.shipped import (MAX_ENSEMBLE_BYTES, MODEL_FILE, file_md5, folder_bytes, is_ensemble,
+                                             member_folders, read_model_record, resolve_pretrained, shipped_names)
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mathqa" / "col775" / "dev.json"
 FIRST = 200
 
 
 def test_the_best_model_ships_small_in_float16():
-    """pretrained:t2m is in the package: at most 20 MB, float16 weights, its vocabularies and config beside."""
+    """pretrained:t2m is in the package: float16 weights with their vocabularies and config beside, at most 20 MB
+    for one model, 40 MB in all for an ensemble (each member such a folder, under members/)."""
     assert "t2m" in shipped_names()
     folder = resolve_pretrained("pretrained:t2m")
-    assert {"state.pt", "config.json", MODEL_FILE} <= {p.name for p in folder.iterdir()}
-    assert sum(p.stat().st_size for p in folder.iterdir()) <= 20_000_000
-    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)["model"]
-    floats = [v for v in state.values() if v.is_floating_point()]
-    assert floats and all(v.dtype == torch.float16 for v in floats) and state["meta_json"].dtype == torch.uint8
-    record = read_model_record(folder)
-    assert record["train_command"].startswith("mathtune train t2m-") and record["figures"]["dev"]
+    limit = MAX_ENSEMBLE_BYTES if is_ensemble(folder) else 20_000_000
+    assert folder_bytes(folder) <= limit
+    for member in member_folders(folder):
+        assert {"state.pt", "config.json", MODEL_FILE} <= {p.name for p in member.iterdir()}
+        state = torch.load(member / "state.pt", map_location="cpu", weights_only=True)["model"]
+        floats = [v for v in state.values() if v.is_floating_point()]
+        assert floats and all(v.dtype == torch.float16 for v in floats) and state["meta_json"].dtype == torch.uint8
+        assert read_model_record(member)["train_command"].startswith("mathtune train t2m-")
+    assert read_model_record(folder)["figures"]["dev"]
 
 
 def test_documented_command_reproduces_the_recorded_dev_figure(tmp_path, capsys):
