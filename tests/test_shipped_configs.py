@@ -40,7 +40,8 @@ def test_shipped_config_is_a_train_config_with_provenance(path):
 
 
 # ------------------------------------------------------------------ how the runs were executed: provenance only
-MODEL_CONFIGS = sorted((CONFIGS_DIR.parent / "weights").glob("*/config.json"))
+WEIGHTS = CONFIGS_DIR.parent / "weights"
+MODEL_CONFIGS = sorted([*WEIGHTS.glob("*/config.json"), *WEIGHTS.glob("*/members/*/config.json")])  # ensembles too
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -54,7 +55,7 @@ def test_no_shipped_configuration_pins_how_its_runs_were_executed(path):
     assert len(runs) == len(seeds) and all(run and all(e["threads"] >= 1 for e in run) for run in runs)
 
 
-@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=[p.parent.name for p in MODEL_CONFIGS])
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=[str(p.parent.relative_to(WEIGHTS)) for p in MODEL_CONFIGS])
 def test_a_shipped_model_config_pins_no_thread_count_either(path):
     """`mathtune evaluate pretrained:NAME` uses every core unless --threads says otherwise; the model's
     model.json keeps how its run was executed."""
