@@ -209,9 +209,9 @@ def test_text_to_program_run_ships_its_configuration_and_model(tmp_path, monkeyp
     config.write_text(json.dumps({"train_file": str(small), "dev_file": str(small), "epochs": 2, "threads": 1,
                                   "device": "cpu", "emb": 16, "hidden": 32, "dec_emb": 16, "dec_hidden": 32,
                                   "beam_width": 1, "max_decode_len": 40, "batch_size": 8, "lr": 0.01}))
-    before = torch.get_num_threads()
     run = tmp_path / "run"
     assert main(["train", "t2m-attn", "--config", str(config), "--out", str(run), "-q"]) == 0
+    before = torch.get_num_threads()  # what training left (its own thread count): ship must leave it as it is
     assert main(["ship", "tiny-attn", str(run), "--weights", "tiny", "--widths", "1", "2", "--threads", "1",
                  "--train-command", "mathtune train t2m-attn --config tiny-attn.json", "--configs-dir",
                  str(tmp_path / "configs")]) == 0
