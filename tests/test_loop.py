@@ -1,6 +1,7 @@
 """The shared training loop on the real arith-text2text config, shrunk."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mathtune.trainables import ConfigError, get_family, load_checkpoint, train
+from mathtune.trainables import ConfigError, Family, get_family, load_checkpoint, train
 from mathtune.trainables.arith.data import as_written, decode, encode, fixed_width
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
 from mathtune.trainables.atomic import backup_of
@@ -214,6 +215,68 @@ def test_ema_weights_are_evaluated_checkpointed_and_resumed_exactly(tmp_path):
         train(FAM, FAM.make_config({**cfg, "epochs": 2}), checkpoint_dir=tmp_path / "c", progress=None)
 
 
+class TwoRates(type(FAM)):
+    """arith-text2text with its encoder at lr and the rest at lr / 10, recording every step's group lrs."""
+
+    def __init__(self):
+        self.seen: list[list[float]] = []
+
+    def optimizer(self, model, config):
+        enc = list(model.encoder.parameters())
+        ids = {id(p) for p in enc}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        opt = torch.optim.Adam([{"params": enc, "lr": config.lr}, {"params": rest, "lr": config.lr / 10}])
+        opt.register_step_pre_hook(lambda o, args, kwargs: self.seen.append([g["lr"] for g in o.param_groups]))
+        return opt
+
+
+def test_warmup_raises_every_group_to_its_own_scheduled_lr_then_leaves_the_schedule_alone(tmp_path):
+    """warmup=0.45 over 3 epochs: the first round(0.45 x 3 x steps per epoch) steps train at (k + 1) / W of each
+    group's lr (its own base lr times the cosine schedule of the epoch), the later ones at the schedule's lr;
+    the optimizer state checkpointed is the one a run without warm-up has."""
+    fam = TwoRates()
+    cfg = FAM.make_config({**TINY, "epochs": 3, "lr_schedule": "cosine", "warmup": 0.45})
+    data = fam.build_data(cfg)
+    per_epoch = fam.steps_per_epoch(data, cfg)
+    assert per_epoch == Family.steps_per_epoch(fam, data, cfg) == -(-len(data.train_index) // 32)  # counted
+    warm = round(0.45 * 3 * per_epoch)
+    assert per_epoch < warm < 2 * per_epoch  # the warm-up ends in the second epoch
+    train(fam, cfg, data=data, checkpoint_dir=tmp_path / "w", progress=None)
+    assert len(fam.seen) == 3 * per_epoch
+    for step, lrs in enumerate(fam.seen):
+        epoch = step // per_epoch
+        schedule = 0.5 * (1 + math.cos(math.pi * epoch / 3))  # CosineAnnealingLR, stepped per epoch
+        ramp = min(1.0, (step + 1) / warm)
+        assert lrs == pytest.approx([TINY["lr"] * schedule * ramp, TINY["lr"] / 10 * schedule * ramp], rel=1e-9)
+    assert fam.seen[0][0] == pytest.approx(TINY["lr"] / warm)  # from about 0
+    assert fam.seen[warm - 1][0] == pytest.approx(0.75 * TINY["lr"])  # to the schedule's lr of epoch 2
+    plain = TwoRates()
+    train(plain, cfg.replace(warmup=0.0), data=data, checkpoint_dir=tmp_path / "p", progress=None)
+    assert all(lrs == plain.seen[i] for i, lrs in enumerate(fam.seen[warm:], warm))
+    saved = [g["lr"] for g in load_checkpoint(tmp_path / "w" / "last")[0]["optimizer"]["param_groups"]]
+    assert saved == [g["lr"] for g in load_checkpoint(tmp_path / "p" / "last")[0]["optimizer"]["param_groups"]]
+
+
+def test_a_run_stopped_during_its_warmup_resumes_exactly(tmp_path):
+    """A run stopped after epoch 1 of a warm-up that lasts into epoch 2 resumes at the step count where it was
+    and ends as the run that went straight through."""
+    cfg = FAM.make_config({**TINY, "epochs": 3, "lr_schedule": "cosine", "warmup": 0.4})
+    straight = train(FAM, cfg, progress=None)
+
+    def stop(metrics, path):
+        if metrics["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(FAM, cfg, checkpoint_dir=tmp_path, report=stop, progress=None)
+    resumed = train(FAM, cfg, checkpoint_dir=tmp_path, progress=None)
+    assert resumed["resumed_after"] == 1
+    for a, b in zip(straight["history"], resumed["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    assert straight["history"][0]["train_loss"] != train(FAM, cfg.replace(warmup=0.0, epochs=1),
+                                                         progress=None)["history"][0]["train_loss"]
+
+
 def test_progress_lines_give_the_runs_eta(tmp_path):
     """Every epoch line but the last says the time left (epochs to go x recent epoch time) and the best so far;
     a resumed run's ETA rests on the epochs it read back."""
@@ -246,6 +309,8 @@ def test_nan_loss_stops_the_run():
     ({"ops": "/"}, "not one of"),
     ({"split": "nan"}, "split: expected float"),
     ({"extra_layers": 1.5}, "extra_layers: expected int"),
+    ({"warmup": 0.6}, "warmup: 0.6 is above the maximum 0.5"),
+    ({"warmup": -0.01}, "warmup: -0.01 is below the minimum"),
 ])
 def test_bad_config_values_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):

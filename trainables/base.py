@@ -95,6 +95,10 @@ COMMON_PARAMS: dict[str, Param] = {
     "lr_schedule": Param("constant", "learning-rate schedule over the epochs: constant, or cosine decay to zero "
                                      "at the last epoch (usually better final accuracy)", str,
                          choices=("constant", "cosine")),
+    "warmup": Param(0.0, "linear learning-rate warm-up over this fraction of the run's optimizer steps (epochs x "
+                         "batches per epoch): step k of the W warm-up steps trains at (k + 1) / W of every parameter "
+                         "group's lr, as lr_schedule sets it for that epoch; after them lr_schedule alone (0 = off; "
+                         "0.06 warms up over the first 6% of the steps)", float, 0.0, 0.5),
     "grad_clip": Param(0.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
     "ema": Param(0.0, "decay of an exponential moving average of the weights, updated after every step; "
                       "evaluation, selection and the checkpoints' model use the averaged weights (0 = off; "
@@ -255,6 +259,12 @@ class Family(abc.ABC):
         if config.lr_schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
         return None
+
+    def steps_per_epoch(self, data: Any, config: FamilyConfig) -> int:
+        """Optimizer steps in one epoch (the batches :meth:`batches` yields), for the ``warmup`` length; the loop
+        asks only when ``warmup`` > 0. The default counts one epoch's batches built on the CPU with a throwaway
+        generator; a family that knows the count without building them overrides it."""
+        return sum(1 for _ in self.batches(data, config, torch.Generator().manual_seed(0), torch.device("cpu")))
 
     def warm_start(self, model: torch.nn.Module, config: FamilyConfig) -> str | None:
         """Copy weights into a freshly built ``model`` before its first epoch (the loop never calls it when a

@@ -207,6 +207,7 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
         progress(f"[{family.name}] {family.describe_data(data)}; {num_params:,} parameters on {device}")
 
     metric, mode = family.metric, family.mode
+    per_epoch, warm_steps = warmup_steps(family, data, config)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -217,7 +218,11 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            step = (epoch - 1) * per_epoch + n_batches  # steps before this one (a resumed run counts from its epoch)
+            if step < warm_steps:
+                warmed_step(optimizer, (step + 1) / warm_steps)
+            else:
+                optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
             total += float(loss.detach())
@@ -258,6 +263,29 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
     return {"history": history, "best": best, "last": history[-1] if history else None, "config": config,
             "model": ema.module if ema is not None else model, "data": data, "resumed_after": start_epoch,
             "provenance": provenance}
+
+
+def warmup_steps(family: Family, data: Any, config: FamilyConfig) -> tuple[int, int]:
+    """(optimizer steps per epoch, warm-up steps) of a run: ``warmup`` x ``epochs`` x steps per epoch, rounded,
+    at least one step when ``warmup`` > 0; (0, 0) without warm-up (the family is not asked)."""
+    if not config.warmup:
+        return 0, 0
+    per_epoch = int(family.steps_per_epoch(data, config))
+    return per_epoch, max(1, round(config.warmup * config.epochs * per_epoch))
+
+
+def warmed_step(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """One ``optimizer.step()`` at ``factor`` times every parameter group's lr, the groups' lrs put back after
+    it: the scheduler's lrs and the checkpointed optimizer state are those of a run without warm-up, so the
+    schedule (chained or not) goes on unchanged and a resumed run recomputes the factor from its step count."""
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr * factor
+    try:
+        optimizer.step()
+    finally:
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr
 
 
 def _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config, history, best,

@@ -125,6 +125,9 @@ class ArithFamily(Family):
     def describe_data(self, data: ArithData) -> str:
         return data.describe()
 
+    def steps_per_epoch(self, data: ArithData, config) -> int:
+        return -(-len(data.train_index) // config.batch_size)  # iterate_batches: full batches and one rest
+
     def inputs(self, data: ArithData) -> np.ndarray:
         return data.x
 

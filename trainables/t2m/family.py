@@ -165,6 +165,9 @@ class T2MFamily(Family):
     def batches(self, data, config, generator, device):
         return train_batches(data.parts["train"], config.batch_size, generator, device)
 
+    def steps_per_epoch(self, data, config):
+        return -(-len(data.parts["train"]) // config.batch_size)  # train_batches: full batches and one rest
+
     def loss(self, model, batch, config, generator=None):
         tgt = batch["tgt"]
         # teacher forcing below 1: one coin per target step, from the run's generator (resume repeats them)
