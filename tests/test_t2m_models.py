@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mathtune.trainables import get_family, train
+from mathtune.trainables import ConfigError, get_family, train
 from mathtune.trainables.t2m.beam import beam_search, greedy_decode, sequence_logprob
 from mathtune.trainables.t2m.data import load_split, problem_number_alignment
 from mathtune.trainables.t2m.dataset import collate
@@ -200,6 +200,48 @@ def test_bert_ft_with_finetune_layers_trains_only_the_top_layers(tmp_path, monke
 
     with pytest.raises(DataError, match="finetune_layers: 7 is more than the 6 layers"):
         fam.build_data(cfg.replace(finetune_layers=7))
+
+
+def test_bert_ft_layer_lr_decay_gives_each_encoder_layer_its_own_rate():
+    """layer_lr_decay=0.8: one Adam group per MiniLM layer and one for the embeddings, the top layer (and the
+    unused pooler above it) at encoder_lr, each layer below 0.8 times the one above, the embeddings lowest at
+    0.8^6, the decoder at lr; every trained parameter in exactly one group. finetune_layers=2 groups only the
+    two top layers, at the lrs they have in the whole encoder; decay 1.0 keeps the two groups of before."""
+    from mathtune.trainables.t2m.models import TopLayers
+    from mathtune.trainables.t2m.pretrained import fresh_encoder
+
+    fam, cfg = tiny_config("t2m-bert-ft", limit_train=8, limit_dev=4, max_input_tokens=64, encoder_lr=1e-4,
+                           lr=1e-3, layer_lr_decay=0.8)
+    model = fam.build_model(cfg, fam.build_data(cfg))
+    groups = fam.optimizer(model, cfg).param_groups
+    names = [g["name"] for g in groups]
+    assert names == ["embeddings", *(f"layer{i}" for i in range(6)), "decoder"]
+    lrs = {g["name"]: g["lr"] for g in groups}
+    assert lrs["layer5"] == 1e-4 and lrs["decoder"] == 1e-3
+    for i in range(6):
+        assert lrs[f"layer{i}"] == pytest.approx(1e-4 * 0.8 ** (5 - i), rel=1e-12)
+    assert lrs["embeddings"] == pytest.approx(1e-4 * 0.8 ** 6, rel=1e-12) and lrs["embeddings"] == min(lrs.values())
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert len(grouped) == len(set(grouped)) == sum(1 for p in model.parameters() if p.requires_grad)
+    bert = model.encoder.model
+    owner = {id(p): g["name"] for g in groups for p in g["params"]}
+    assert {owner[id(p)] for p in bert.embeddings.parameters()} == {"embeddings"}
+    for i, layer in enumerate(bert.encoder.layer):
+        assert {owner[id(p)] for p in layer.parameters()} == {f"layer{i}"}
+    assert {owner[id(p)] for p in bert.pooler.parameters()} == {"layer5"}
+    assert {owner[id(p)] for p in model.decoder.parameters()} == {"decoder"}
+
+    model.encoder = TopLayers(fresh_encoder(cfg.encoder), 2)  # the model of finetune_layers=2
+    groups = fam.optimizer(model, cfg.replace(finetune_layers=2)).param_groups
+    assert [(g["name"], g["lr"]) for g in groups] == [("layer4", pytest.approx(0.8e-4)), ("layer5", 1e-4),
+                                                       ("decoder", 1e-3)]
+    assert [len(g["params"]) for g in groups[:2]] == [16, 16]
+    plain = fam.optimizer(model, cfg.replace(layer_lr_decay=1.0)).param_groups
+    assert [(len(g["params"]), g["lr"]) for g in plain] == [(32, 1e-4), (len(groups[2]["params"]), 1e-3)]
+    assert "name" not in plain[0]
+    for bad, message in ((0.0, "must be above 0"), (-0.5, "below the minimum"), (1.01, "above the maximum")):
+        with pytest.raises(ConfigError, match=f"^config: layer_lr_decay: .*{message}"):
+            cfg.replace(layer_lr_decay=bad)
 
 
 def test_validation_slice_from_train_reports_dev_as_test():

@@ -6,6 +6,7 @@ t2m-attn           the same + Bahdanau (additive) attention
 t2m-bert-frozen    pretrained BERT-family encoder, frozen (states computed once per dataset)
                    + attention LSTM decoder
 t2m-bert-ft        the same encoder fine-tuned with its own learning rate ``encoder_lr``
+                   (``layer_lr_decay``: lower layers slower; ``finetune_layers``: top N only)
 =================  =====================================================================
 
 All four decode compact program tokens (``programs.py``) under the grammar (``constrained``), one
@@ -339,7 +340,18 @@ class T2MBertFT(T2MFamily):
                                           "embeddings); the layers below stay frozen and their states are computed "
                                           "once per dataset and cached on disk, so a step costs a fraction",
                                        int, 0, 64),
+              "layer_lr_decay": Param(1.0, "layer-wise learning-rate decay of the encoder: its top transformer "
+                                           "layer trains at encoder_lr, the layer d below it at encoder_lr x "
+                                           "decay^d and the embeddings (when trained, finetune_layers=0) at "
+                                           "encoder_lr x decay^layers (1.0 = one encoder_lr for the whole "
+                                           "encoder; above 0)", float, 0.0, 1.0),
               "batch_size": Param(16, "training batch size", int, 1, 65_536)}
+
+    @classmethod
+    def check_config(cls, config, *, where="config"):
+        if config.layer_lr_decay <= 0:
+            raise ConfigError(f"{where}: layer_lr_decay: {config.layer_lr_decay!r} must be above 0 (1.0 = one "
+                              f"encoder_lr for the whole encoder)")
 
     def make_encoder(self, config, data):
         if data.meta.get("frozen_layers"):
@@ -347,7 +359,50 @@ class T2MBertFT(T2MFamily):
         return PretrainedEncoder(fresh_encoder(config.encoder))
 
     def optimizer(self, model, config):
+        """Adam with the encoder at ``encoder_lr`` and the decoder at ``lr``; with ``layer_lr_decay`` < 1 one
+        group per trained encoder layer (:func:`encoder_layer_groups`), named in the group's ``name``."""
         enc = [p for p in model.encoder.parameters() if p.requires_grad]
         ids = {id(p) for p in enc}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-        return torch.optim.Adam([{"params": enc, "lr": config.encoder_lr}, {"params": rest, "lr": config.lr}])
+        if config.layer_lr_decay == 1.0:
+            return torch.optim.Adam([{"params": enc, "lr": config.encoder_lr}, {"params": rest, "lr": config.lr}])
+        groups = encoder_layer_groups(model.encoder, config.encoder_lr, config.layer_lr_decay)
+        return torch.optim.Adam([*groups, {"params": rest, "lr": config.lr, "name": "decoder"}])
+
+
+def encoder_layer_groups(encoder: torch.nn.Module, lr: float, decay: float) -> list[dict[str, Any]]:
+    """Adam parameter groups of a fine-tuned encoder (:class:`PretrainedEncoder` or :class:`TopLayers`) under
+    layer-wise lr decay, bottom first: with L transformer layers, layer i trains at ``lr * decay ** (L - 1 - i)``
+    and the embeddings at ``lr * decay ** L``; anything else trained (BERT's pooler, above the top layer) goes
+    with the top layer. :class:`TopLayers` holds only the top N layers, at the same lrs as in the whole
+    encoder. Only parameters that require gradients are grouped, each in exactly one group."""
+    if isinstance(encoder, TopLayers):
+        layers, embeddings, total = list(encoder.layers), None, int(encoder.config.num_hidden_layers)
+    else:
+        bert = getattr(encoder, "model", encoder)
+        stack = getattr(getattr(bert, "encoder", None), "layer", None)
+        embeddings = getattr(bert, "embeddings", None)
+        if stack is None or embeddings is None:
+            raise ConfigError(f"layer_lr_decay: the encoder {type(bert).__name__} has no BERT-style embeddings "
+                              f"and encoder.layer stack to decay over (use layer_lr_decay=1.0)")
+        layers, total = list(stack), len(stack)
+    groups: list[dict[str, Any]] = []
+    taken: set[int] = set()
+
+    def add(name: str, module: torch.nn.Module, depth: int) -> None:
+        params = [p for p in module.parameters() if p.requires_grad and id(p) not in taken]
+        taken.update(id(p) for p in params)
+        if params:
+            groups.append({"params": params, "lr": lr * decay ** depth, "name": name})
+
+    if embeddings is not None:
+        add("embeddings", embeddings, total)
+    for i, layer in enumerate(layers):
+        index = total - len(layers) + i
+        add(f"layer{index}", layer, total - 1 - index)
+    rest = [p for p in encoder.parameters() if p.requires_grad and id(p) not in taken]
+    if rest and groups and groups[-1]["name"] == f"layer{total - 1}":  # above the top layer (a pooler): with it
+        groups[-1]["params"] += rest
+    elif rest:
+        groups.append({"params": rest, "lr": lr, "name": "encoder"})
+    return groups
