@@ -281,6 +281,33 @@ def test_init_from_a_frozen_run_starts_fine_tuning_from_its_decoder(tmp_path, ca
     assert code == 2 and err.count("\n") == 1 and "another program vocabulary" in err, err
 
 
+def test_bert_ft_trains_all_layers_with_layer_lr_decay_and_warmup(tmp_path, capsys):
+    """`mathtune train t2m-bert-ft` fine-tuning the whole MiniLM with layer_lr_decay and warmup (shrunk: 16
+    problems, 64 word pieces, 2 epochs) trains, records both in its result and checkpoint, and keeps one
+    optimizer group per layer at its own lr; a decay of 0 or a warm-up over half the run is a one-line error."""
+    small = tmp_path / "small16.json"
+    small.write_text(json.dumps(json.loads((COL775 / "train.json").read_text())[:16]))
+    common = ["train", "t2m-bert-ft", "--set", f"train_file={small}", "--set", f"dev_file={small}",
+              "--set", "epochs=2", "--set", "threads=1", "--set", "device=cpu", "--set", "max_input_tokens=64",
+              "--set", "dec_emb=16", "--set", "dec_hidden=32", "--set", "batch_size=8", "--set", "beam_width=1",
+              "--set", "max_decode_len=40", "--set", "encoder_lr=1e-4"]
+    code, out, err = run(capsys, *common, "--set", "layer_lr_decay=0.8", "--set", "warmup=0.25",
+                         "--out", tmp_path / "run")
+    assert code == 0, err
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["config"]["layer_lr_decay"] == 0.8 and record["config"]["warmup"] == 0.25
+    assert record["config"]["finetune_layers"] == 0 and len(json.loads(
+        (tmp_path / "run" / "last" / "metrics.json").read_text())["history"]) == 2
+    state = torch.load(tmp_path / "run" / "last" / "state.pt", weights_only=True)
+    groups = state["optimizer"]["param_groups"]
+    assert [g["name"] for g in groups] == ["embeddings", *(f"layer{i}" for i in range(6)), "decoder"]
+    assert groups[6]["lr"] == 1e-4 and groups[0]["lr"] == pytest.approx(1e-4 * 0.8 ** 6)  # warm-up over
+    for bad, needle in (("layer_lr_decay=0", "layer_lr_decay: 0.0 must be above 0"),
+                        ("warmup=0.9", "warmup: 0.9 is above the maximum 0.5")):
+        code, out, err = run(capsys, *common, "--set", bad, "--out", tmp_path / "bad")
+        assert code == 2 and err.count("\n") == 1 and needle in err, err
+
+
 def test_amp_trains_on_any_cpu(tmp_path):
     """`amp=true` trains under bfloat16 autocast where the CPU has bfloat16 units and in float32 elsewhere
     (oneDNN has no bfloat16 LSTM without them): the fused teacher-forced path finishes an epoch either way."""
