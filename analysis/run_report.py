@@ -78,8 +78,14 @@ def load_run(folder: str | Path) -> dict[str, Any]:
 
 def _infer_family(config: dict[str, Any]) -> str | None:
     """The family whose parameters are exactly the checkpoint's config keys (a run that has not ended yet has
-    no result.json naming it)."""
-    matches = [n for n in family_names() if set(get_family(n).all_params()) == set(config)]
+    no result.json naming it); else, for a run written before parameters were added, the one family whose
+    parameters hold every key with the fewest added."""
+    keys = set(config)
+    params = {n: set(get_family(n).all_params()) for n in family_names()}
+    matches = [n for n, p in params.items() if p == keys]
+    if not matches:
+        wider = {n: len(p - keys) for n, p in params.items() if p > keys}
+        matches = [n for n, extra in wider.items() if extra == min(wider.values())] if wider else []
     return matches[0] if len(matches) == 1 else None
 
 

@@ -416,3 +416,16 @@ def test_hand_tuned_figure_is_the_shipped_file_that_agrees_with_what_the_search_
     found = hand_tuned("t2m-attn", {"amp": True, "lr_schedule": "cosine"}, {})
     assert found is not None and found.selection[1] == max(g["figure"]["val_exec_acc"] for g in glove)
     assert hand_tuned("t2m-lstm", {}, {}).family == "t2m-lstm"
+
+
+def test_an_unfinished_run_is_told_by_its_config_keys_even_from_before_a_parameter_was_added():
+    """A run without result.json is the family whose parameters its config.json holds; a config written before
+    a parameter was added (no warmup key) is the family that needs the fewest keys added."""
+    from mathtune.analysis.run_report import _infer_family
+    from mathtune.trainables import get_family
+
+    for name in ("t2m-lstm", "t2m-attn", "t2m-bert-ft", "arith-text2text"):
+        config = get_family(name).make_config().as_dict()
+        assert _infer_family(config) == name
+        assert _infer_family({k: v for k, v in config.items() if k != "warmup"}) == name
+    assert _infer_family({"no_such_key": 1}) is None
