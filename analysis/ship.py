@@ -9,7 +9,7 @@ where the runs trained and the command that produced them. Two kinds of run ship
 * :func:`ship_config`: one or more finished runs of the same configuration (several training seeds):
   ``mathtune train`` folders, or Tune trial folders of a search or of its confirmation (``EXP/confirm/trial_*``,
   the confirmed winner's new-seed runs). The figure is the best epoch's ``val_*`` and ``test_*`` metrics, the mean over the runs with
-  ``figure.seeds`` holding each run's value, plus ``train_char_acc`` and ``train_exact_match``: each run's
+  ``figure.seeds`` holding each run's value, plus the family's train figures (e.g. ``train_exact_match``): each run's
   selected checkpoint (``best/``) scored on its own training queries in eval mode, the reference reports'
   "train" rows. :func:`add_train_figures` adds just these to a file already shipped from the same runs.
 * one run of a family that ships its trained model (``Family.ships_model``; a ``mathtune train`` folder, a
@@ -180,8 +180,9 @@ def search_of(exp: Path) -> dict[str, Any]:
 
 
 def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1) -> list[dict[str, float]]:
-    """Each run's selected checkpoint (``best/``) scored on its training queries: train_char_acc,
-    train_exact_match (``threads`` torch CPU threads while scoring)."""
+    """Each run's selected checkpoint (``best/``) scored on its own training data, the family's ``train_*``
+    figures (:meth:`Family.train_figures <mathtune.trainables.base.Family.train_figures>`; ``threads`` torch CPU
+    threads while scoring)."""
     import torch
 
     before = torch.get_num_threads()
@@ -191,10 +192,8 @@ def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1
         for folder in folders:
             family, config, model, data = load_trained(_best_checkpoint(folder), family=family_name,
                                                        device="cpu")
-            if not hasattr(family, "part_metrics"):
-                raise ShipError(f"{family_name} has no per-part metrics, so its train figures cannot be measured")
-            scored = family.part_metrics(model, data, config, "train", torch.device("cpu"))
-            out.append({k: scored[k] for k in ("train_char_acc", "train_exact_match")})
+            model.eval()
+            out.append(dict(family.train_figures(model, data, config, torch.device("cpu"))))
         return out
     finally:
         torch.set_num_threads(before)
@@ -203,7 +202,7 @@ def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1
 def with_train_figures(figure: dict[str, Any], scored: Sequence[dict[str, float]]) -> dict[str, Any]:
     """``figure`` with the train metrics of ``scored`` (one entry per seed run, in the figure's seed order)."""
     figure = dict(figure)
-    for key in ("train_char_acc", "train_exact_match"):
+    for key in (scored[0] if scored else {}):
         values = [s[key] for s in scored]
         figure[key] = statistics.fmean(values)
         if "seeds" in figure:
@@ -271,7 +270,7 @@ def ship_config(name: str, runs: Sequence[str | Path], *, produced_by: str, note
 
 def add_train_figures(name: str, runs: Sequence[str | Path], *, configs_dir: str | Path | None = None,
                       threads: int = 1, log: Log | None = None) -> Path:
-    """Add ``train_char_acc`` and ``train_exact_match`` to the already shipped ``NAME.json`` from the runs that
+    """Add the family's train figures (e.g. ``train_exact_match``) to the already shipped ``NAME.json`` from the runs that
     produced it (each run's configuration and selected epoch must be the file's), leaving the rest of the
     file as it is. Returns the path."""
     _check_name(name, "NAME")
@@ -296,11 +295,12 @@ def add_train_figures(name: str, runs: Sequence[str | Path], *, configs_dir: str
             diff = sorted(k for k in cfg.keys() | shipped.keys() if cfg.get(k) != shipped.get(k))
             raise ShipError(f"{folder} did not produce {out.name} (config differs in {diff or 'nothing'}; "
                             f"selected epoch {r.best['epoch']}, the file's {epoch})")
-    record = dataclasses.replace(record, figure=with_train_figures(figure, train_figures(folders, family,
-                                                                                         threads=threads)))
+    scored = train_figures(folders, family, threads=threads)
+    if not any(scored):
+        raise ShipError(f"{family} records no train figures (Family.train_figures): nothing to add to {out}")
+    record = dataclasses.replace(record, figure=with_train_figures(figure, scored))
     record.write(out)
-    _say(log, f"[mathtune] {shown_path(out)}: train_char_acc {record.figure['train_char_acc']:.4f}, "
-              f"train_exact_match {record.figure['train_exact_match']:.4f}")
+    _say(log, f"[mathtune] {shown_path(out)}: " + ", ".join(f"{k} {record.figure[k]:.4f}" for k in scored[0]))
     return out
 
 

@@ -322,7 +322,7 @@ out, so `mathtune train --config` uses the machine it runs on.
 A family whose runs ship as a configuration (the default): RUN... are finished runs of one configuration
 (several training seeds; only seed may differ): `mathtune train` folders, or Tune trial folders of a search or of its confirmation
 (EXP/confirm/trial_*: the confirmed winner's new-seed runs; with --search EXP the file names the search). The figure is the best epoch's val_*/test_* metrics, the mean
-over the runs with each run's value under figure.seeds, plus train_char_acc and train_exact_match:
+over the runs with each run's value under figure.seeds, plus the family's train figures (train_*):
 each run's best/ checkpoint scored on its own training queries in eval mode. --train-only adds just
 these to an already shipped NAME.json from the runs that produced it.
 

@@ -305,6 +305,13 @@ class Family(abc.ABC):
         raise ShipError(f"a {self.ships_model or 'configuration'} run of {self.name} ships alone; got {len(runs)} "
                         f"runs")
 
+    def train_figures(self, model: torch.nn.Module, data: Any, config: FamilyConfig,
+                      device: torch.device) -> dict[str, float]:
+        """What a shipped configuration records of a run's selected checkpoint (``model`` in eval mode) on its own
+        training data, beside the validation and test figures: ``train_*`` metrics, e.g. ``train_exact_match``.
+        The default, ``{}``: the family records none."""
+        return {}
+
     # ----------------------------------------------------------------- what the reports show
     #: test metrics the report's family summary shows beside the selection metric's test figure, as
     #: (metric, column title) pairs, e.g. ``(("test_char_acc", "test per-char"),)``; reported only, like every test_*

@@ -151,6 +151,12 @@ class ArithFamily(Family):
         return metrics
 
     @torch.no_grad()
+    def train_figures(self, model, data, config, device) -> dict[str, float]:
+        """Per-character accuracy and exact match on the training queries as they are (the reference reports
+        give a train accuracy beside the test one)."""
+        scored = self.part_metrics(model, data, config, "train", device)
+        return {k: scored[k] for k in ("train_char_acc", "train_exact_match")}
+
     def part_metrics(self, model, data, config, part: str, device) -> dict[str, float]:
         """``{part}_loss``, ``{part}_exact_match`` and ``{part}_char_acc`` of ``model`` (in eval mode) on one part
         of the data: "val", "test", or "train" (the training queries as they are, without augmentation)."""
