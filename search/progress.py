@@ -99,6 +99,11 @@ class SearchProgress(Callback):
         if isinstance(value, (int, float)):
             if tid not in self.best or is_better(float(value), self.best[tid][0], self.mode):
                 self.best[tid] = (float(value), epoch)
+        # the trial's own best so far (the loop reports it): for a trial resumed from a checkpoint, it holds the
+        # epochs before this session, which this callback never saw
+        before = result.get(f"best_{self.metric}")
+        if isinstance(before, (int, float)) and is_better(float(before), self.best.get(tid, (None, 0))[0], self.mode):
+            self.best[tid] = (float(before), int(result.get("best_epoch") or epoch))
         now = self.clock()
         first = tid not in self.seen_first
         self.seen_first.add(tid)

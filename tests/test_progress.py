@@ -73,3 +73,24 @@ def test_a_resumed_search_shows_the_best_of_the_trials_before_it():
     assert "best val_exact_match 0.8000 (old)" in progress.status_line([old, new])
     progress.on_trial_result(0, [old, new], new, {"epoch": 2, "val_exact_match": 0.9})
     assert "best val_exact_match 0.9000 (new)" in progress.status_line([old, new])
+
+
+def test_a_trial_resumed_from_its_checkpoint_keeps_its_best_from_before():
+    """A running trial restored by `mathtune resume` goes on from its checkpoint below its best epoch: its lines and
+    the status line show the best the trial reports (best_val_exact_match, epochs before this session), not the best
+    of what this session saw."""
+    out, clock = io.StringIO(), _Clock()
+    progress = SearchProgress(params=["lr"], factors=["split"], metric="val_exact_match", mode="max",
+                              max_epochs=240, num_samples=-1, out=out, clock=clock)
+    t = _trial("t", lr=0.003)
+    progress.on_trial_result(0, [t], t, {"epoch": 193, "val_exact_match": 0.465, "best_val_exact_match": 0.4967,
+                                         "best_epoch": 160})
+    assert "(best 0.4967)" in out.getvalue().splitlines()[-1]
+    assert "best val_exact_match 0.4967 (t)" in progress.status_line([t])
+    progress.on_trial_result(0, [t], t, {"epoch": 194, "val_exact_match": 0.51, "best_val_exact_match": 0.51,
+                                         "best_epoch": 194})
+    assert "best val_exact_match 0.5100 (t)" in progress.status_line([t])
+    t.status = "TERMINATED"
+    progress.on_trial_complete(0, [t], t)
+    assert "best val_exact_match 0.5100 (epoch 194)" in out.getvalue().splitlines()[-1]
+
