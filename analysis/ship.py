@@ -52,7 +52,7 @@ from mathtune.trainables.checkpoints import best_checkpoint, load_trained, run_c
 from mathtune.trainables.errors import MathtuneError, ShipError
 from mathtune.trainables.files import CHECKPOINT_FILE
 from mathtune.trainables.loop import load_state_file
-from mathtune.trainables.provenance import EXECUTION_KEYS, configuration_of, machine_of, provenance_of, shown_path
+from mathtune.trainables.provenance import configuration_of, machine_of, provenance_of, shown_path
 from mathtune.trainables.records import CONFIGS_DIR, RUN_FILE, RunRecord, ShippedRecord
 from mathtune.trainables.registry import family_names, get_family
 
@@ -179,6 +179,18 @@ def search_of(exp: Path) -> dict[str, Any]:
             "budget_s": opts.get("budget"), "spent_s": budget.get("spent_s"), "created": record.created}
 
 
+def _comparable(family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """What runs of one configuration share: ``config`` as the family reads it (a parameter added since the run
+    trained takes its default, so an older run and a newer one of the same settings compare equal), without
+    the seed and how the run was executed. A configuration the family no longer reads is compared as written."""
+    values = {k: v for k, v in config.items() if k != "seed"}
+    try:
+        values = get_family(family).make_config(values).as_dict()
+    except MathtuneError:
+        pass
+    return {k: v for k, v in configuration_of(values).items() if k != "seed"}
+
+
 def train_figures(folders: Sequence[Path], family_name: str, *, threads: int = 1) -> list[dict[str, float]]:
     """Each run's selected checkpoint (``best/``) scored on its own training data, the family's ``train_*``
     figures (:meth:`Family.train_figures <mathtune.trainables.base.Family.train_figures>`; ``threads`` torch CPU
@@ -236,9 +248,9 @@ def ship_config(name: str, runs: Sequence[str | Path], *, produced_by: str, note
     if any(r.family != family for r in results):
         raise ShipError("the runs belong to different families: "
                         + ", ".join(f"{f} is {r.family}" for f, r in zip(folders, results)))
-    base = configuration_of({k: v for k, v in results[0].config.items() if k != "seed"})
+    base = _comparable(family, results[0].config)
     for r, folder in zip(results[1:], folders[1:]):
-        other = configuration_of({k: v for k, v in r.config.items() if k != "seed"})
+        other = _comparable(family, r.config)
         if other != base:
             diff = sorted(k for k in base.keys() | other.keys() if base.get(k) != other.get(k))
             raise ShipError(f"{folder} differs from {folders[0]} in {', '.join(diff)} (only seed may differ)")
@@ -287,10 +299,9 @@ def add_train_figures(name: str, runs: Sequence[str | Path], *, configs_dir: str
     if got != {family} or len(epochs) != len(results):
         raise ShipError(f"{out} is {family} from {len(epochs)} run(s); got {len(results)} "
                         f"{'/'.join(sorted(got))} run(s)")
-    ignored = ("seed", *EXECUTION_KEYS)
-    shipped = {k: v for k, v in record.config.items() if k not in ignored}
+    shipped = _comparable(family, record.config)
     for r, folder, epoch in zip(results, folders, epochs):
-        cfg = {k: v for k, v in r.config.items() if k not in ignored}
+        cfg = _comparable(family, r.config)
         if cfg != shipped or int(r.best["epoch"]) != int(epoch):
             diff = sorted(k for k in cfg.keys() | shipped.keys() if cfg.get(k) != shipped.get(k))
             raise ShipError(f"{folder} did not produce {out.name} (config differs in {diff or 'nothing'}; "

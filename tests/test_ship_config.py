@@ -139,6 +139,24 @@ def test_a_run_without_recorded_provenance_keeps_how_its_configuration_asked_it_
     assert {"threads", "device"}.isdisjoint(payload["config"])
 
 
+def test_a_run_older_than_a_parameter_ships_beside_a_newer_run_of_the_same_settings(runs, tmp_path, capsys):
+    """A run trained before a parameter existed (here ``warmup``: its config lacks the key) has the parameter's
+    default: with a newer run of the same settings it ships as one configuration, and --train-only finds it the
+    file's run. A real difference in a setting is still refused."""
+    old = tmp_path / "old-s0"
+    shutil.copytree(runs[0], old)
+    result = json.loads((old / "result.json").read_text())
+    assert result["config"].pop("warmup") == 0.0
+    (old / "result.json").write_text(json.dumps(result))
+    assert main(["ship", "mixed", str(old), str(runs[1]), "--produced-by", "x", "--configs-dir", str(tmp_path)]) == 0
+    assert main(["ship", "mixed", str(old), str(runs[1]), "--train-only", "--configs-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    result["config"]["lr"] *= 2
+    (old / "result.json").write_text(json.dumps(result))
+    assert "differs from" in _error(capsys, "ship", "x", runs[1], old, "--produced-by", "x",
+                                    "--configs-dir", tmp_path)
+
+
 def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
     """A missing run folder, a run without its checkpoint, a name that is not shipped or not a name, options of
     the other kind of run: one line on stderr, exit 2, no file written."""
