@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from mathtune.trainables.base import ConfigError
 from mathtune.trainables.loop import format_duration
 from mathtune.trainables.metrics import best_of, sign
+from mathtune.trainables.provenance import EXECUTION_KEYS
 from mathtune.trainables.registry import get_family
 
 from .plots import PALETTE, save_figure
@@ -71,7 +72,7 @@ def hand_tuned(family: str, fixed: dict[str, Any], combo: dict[str, Any]) -> Shi
         if shipped.family not in families:
             continue
         if all(k not in shipped.config or _same(shipped.config[k], v) for k, v in want.items()
-               if k not in ("epochs", "threads", "device", "seed")):
+               if k not in ("epochs", "seed", *EXECUTION_KEYS)):
             matches.append(shipped)
     return best_of(matches, mode, key=lambda s: s.selection[1])  # the first file on ties
 
