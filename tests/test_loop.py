@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from mathtune.trainables import ConfigError, Family, get_family, load_checkpoint, train
+from mathtune.trainables.checkpoints import load_trained
 from mathtune.trainables.arith.data import as_written, decode, encode, fixed_width
 from mathtune.trainables.arith.text2text import Seq2SeqLSTM
 from mathtune.trainables.atomic import backup_of
 from mathtune.trainables.loop import CheckpointError, averaged_model, eta_seconds, format_duration
+from mathtune.trainables.metrics import is_better
 
 FAM = get_family("arith-text2text")
 TINY = {"limit": 512, "batch_size": 32, "hidden": 64, "decoder_hidden": 64, "threads": 1, "lr": 0.005}
@@ -215,6 +217,133 @@ def test_ema_weights_are_evaluated_checkpointed_and_resumed_exactly(tmp_path):
         train(FAM, FAM.make_config({**cfg, "epochs": 2}), checkpoint_dir=tmp_path / "c", progress=None)
 
 
+class Scripted(type(FAM)):
+    """arith-text2text whose evaluations report the scripted val_exact_match values in turn (every other figure
+    measured): the last epoch's own weights, then the average, are the last two evaluations of a run."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def evaluate(self, model, data, config, device, *, final=False):
+        return {**super().evaluate(model, data, config, device, final=final), "val_exact_match": self.values.pop(0)}
+
+
+def _epoch_states(seen):
+    """A report callback that keeps each epoch's checkpoint state (the state.pt of the checkpoint it reports)."""
+    return lambda metrics, path: seen.append(load_checkpoint(path)[0])
+
+
+@pytest.mark.parametrize("script, taken, best_epoch", [
+    ([0.1, 0.5, 0.3, 0.9], True, 3),   # the average beats every epoch: the run's best
+    ([0.1, 0.5, 0.3, 0.4], True, 2),   # it beats the last epoch's own weights only: the last row, not the best
+    ([0.1, 0.5, 0.6, 0.6], False, 3),  # a tie keeps the epoch's own weights
+])
+def test_average_last_evaluates_the_mean_of_the_last_epochs_and_is_selected_only_on_validation(
+        tmp_path, script, taken, best_epoch):
+    """average_last=2 of 3 epochs: the mean of the weights at the end of epochs 2 and 3 is evaluated after the
+    last epoch; the last row (and its checkpoint's model) is the average only when its validation metric beats
+    the epoch's own weights', and the run's best only when it beats every epoch's."""
+    fam = Scripted(script)
+    cfg = FAM.make_config({**TINY, "epochs": 3, "average_last": 2})
+    data = fam.build_data(cfg)
+    seen = []
+    result = train(fam, cfg, data=data, checkpoint_dir=tmp_path, report=_epoch_states(seen), progress=None)
+    assert not fam.values  # one evaluation per epoch and one of the average
+    history = result["history"]
+    assert [r["epoch"] for r in history] == [1, 2, 3]  # one row (and one report) per epoch
+    assert all("averaged_last" not in r for r in history[:2]) and "average" not in seen[0]
+    last = history[-1]
+    assert last["averaged_last"] == (2 if taken else 0)
+    assert last["val_exact_match"] == script[3 if taken else 2]
+    assert (last["averaged_val_exact_match"], last["unaveraged_val_exact_match"]) == (script[3], script[2])
+    other = "unaveraged" if taken else "averaged"  # the evaluation the row is not
+    assert last["val_loss"] != last[f"{other}_val_loss"] and last["test_loss"] != last[f"{other}_test_loss"]
+    assert result["best"]["epoch"] == best_epoch and result["best"]["val_exact_match"] == max(script[:2] + [last[
+        "val_exact_match"]])
+
+    raw = [s.get("train_model", s["model"]) for s in seen]  # the weights the optimizer reached at each epoch's end
+    mean = {k: torch.stack([w[k] for w in raw[1:]]).mean(0) for k in raw[0] if torch.is_floating_point(raw[0][k])}
+    final = load_checkpoint(tmp_path / "last")[0]
+    assert int(final["average"]["n_averaged"]) == 2 and int(seen[1]["average"]["n_averaged"]) == 1
+    for k, v in mean.items():
+        assert torch.allclose(final["average"][f"module.{k}"], v, atol=1e-6), k
+    assert not torch.equal(mean["encoder.weight_ih_l0"], raw[2]["encoder.weight_ih_l0"])
+    assert torch.equal(final["train_model" if taken else "model"]["encoder.weight_ih_l0"],
+                       raw[2]["encoder.weight_ih_l0"])
+    measured = mean if taken else raw[2]
+    assert all(torch.allclose(final["model"][k], measured[k], atol=1e-6) for k in mean)
+    # best/ holds the weights its row was measured on: the row's loss again from that checkpoint
+    chosen = load_trained(tmp_path / "best", family=FAM, data=data)
+    again = FAM.evaluate(chosen.model, data, cfg, torch.device("cpu"), final=True)
+    assert again["val_loss"] == pytest.approx(result["best"]["val_loss"], rel=1e-5)
+    assert load_checkpoint(tmp_path / "best")[2]["best"]["epoch"] == best_epoch
+
+
+def test_average_last_with_ema_averages_the_exponential_averages(tmp_path):
+    """With ema the epochs' weights are the exponential average's (the ones each epoch evaluates): average_last
+    averages those."""
+    seen = []
+    cfg = FAM.make_config({**TINY, "epochs": 3, "average_last": 2, "ema": 0.9})
+    train(FAM, cfg, checkpoint_dir=tmp_path, report=_epoch_states(seen), progress=None)
+    final = load_checkpoint(tmp_path / "last")[0]
+    w = "encoder.weight_ih_l0"
+    evaluated = [s["ema"][f"module.{w}"] for s in seen]
+    assert torch.allclose(final["average"][f"module.{w}"], (evaluated[1] + evaluated[2]) / 2, atol=1e-6)
+    assert not torch.allclose(final["average"][f"module.{w}"], (seen[1]["train_model"][w] + seen[2]["train_model"][w]) / 2,
+                              atol=1e-6)
+
+
+class ByLoss(type(FAM)):
+    """arith-text2text selecting on val_loss, lowest or (to see the other choice of the average) highest first:
+    a figure the average never ties with the epoch's own weights on."""
+
+    metric = "val_loss"
+
+    def __init__(self, mode):
+        self.mode = mode
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_a_run_stopped_among_its_averaged_epochs_resumes_exactly(tmp_path, mode):
+    """Stopped after epoch 2 of 4 with average_last=3 (one epoch averaged), the run resumes with the running
+    average from its checkpoint and ends as the run that went straight through: rows, average and weights,
+    whether the average is taken or not (one of the two modes takes it)."""
+    fam = ByLoss(mode)
+    cfg = FAM.make_config({**TINY, "epochs": 4, "average_last": 3})
+    straight = train(fam, cfg, checkpoint_dir=tmp_path / "a", progress=None)
+    a = straight["history"][-1]
+    assert a["averaged_last"] == (3 if is_better(a["averaged_val_loss"], a["unaveraged_val_loss"], mode) else 0)
+
+    def stop(metrics, path):
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(fam, cfg, checkpoint_dir=tmp_path / "b", report=stop, progress=None)
+    assert int(load_checkpoint(tmp_path / "b" / "last")[0]["average"]["n_averaged"]) == 1
+    resumed = train(fam, cfg, checkpoint_dir=tmp_path / "b", progress=None)
+    assert resumed["resumed_after"] == 2
+    b = resumed["history"][-1]
+    assert a["averaged_last"] == b["averaged_last"] and a["epoch"] == b["epoch"] == 4
+    assert resumed["best"]["epoch"] == straight["best"]["epoch"]
+    for key in ("train_loss", "val_loss", "averaged_val_loss", "averaged_test_loss", "unaveraged_val_loss"):
+        assert b[key] == pytest.approx(a[key], rel=1e-5), key
+    for which in ("last", "best"):
+        sa, sb = load_checkpoint(tmp_path / "a" / which)[0], load_checkpoint(tmp_path / "b" / which)[0]
+        assert sa["epoch"] == sb["epoch"]
+        for key in [k for k in ("model", "average") if k in sa]:
+            assert all(torch.allclose(sa[key][k].float(), sb[key][k].float(), atol=1e-6) for k in sa[key]), (which, key)
+    # the finished run read back again: nothing to train, its model the one its last row measured
+    again = train(fam, cfg, checkpoint_dir=tmp_path / "b", progress=None)
+    assert again["resumed_after"] == 4 and again["history"] == resumed["history"]
+    last_model = load_checkpoint(tmp_path / "b" / "last")[0]["model"]
+    assert all(torch.equal(again["model"].state_dict()[k], v) for k, v in last_model.items())
+    # a checkpoint without the average of the epochs already trained cannot resume into them
+    train(FAM, FAM.make_config({**TINY, "epochs": 2}), checkpoint_dir=tmp_path / "c", progress=None)
+    with pytest.raises(CheckpointError, match="holds no average of epochs 2-2"):
+        train(FAM, cfg, checkpoint_dir=tmp_path / "c", progress=None)
+
+
 class TwoRates(type(FAM)):
     """arith-text2text with its encoder at lr and the rest at lr / 10, recording every step's group lrs."""
 
@@ -311,6 +440,8 @@ def test_nan_loss_stops_the_run():
     ({"extra_layers": 1.5}, "extra_layers: expected int"),
     ({"warmup": 0.6}, "warmup: 0.6 is above the maximum 0.5"),
     ({"warmup": -0.01}, "warmup: -0.01 is below the minimum"),
+    ({"epochs": 3, "average_last": 4}, r"average_last: 4 is above epochs \(3\)"),
+    ({"average_last": -1}, "average_last: -1 is below the minimum"),
 ])
 def test_bad_config_values_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -104,6 +104,13 @@ COMMON_PARAMS: dict[str, Param] = {
                       "evaluation, selection and the checkpoints' model use the averaged weights (0 = off; "
                       "0.999 averages over about the last 1,000 steps; the decay warms up over the first ones, "
                       "min(ema, (1 + n) / (10 + n)) after n steps)", float, 0.0, 0.99999),
+    "average_last": Param(0, "checkpoint averaging: a uniform average of the weights evaluated at the end of each of "
+                             "the last K epochs (with ema, of the averaged weights), evaluated after the last epoch "
+                             "like an epoch; the last epoch's row (its val_* and test_*, its checkpoint's model) is "
+                             "the average when its validation metric beats that epoch's own weights', flagged "
+                             "averaged_last K (0 otherwise), with both evaluations beside as averaged_* and "
+                             "unaveraged_*, so every epoch still reports once and the run's best is the average "
+                             "only when it beats every epoch on validation (0 = off; at most epochs)", int, 0, 10_000),
     "seed": Param(0, "seed for model initialisation and batch order", int, 0, 2**31 - 1),
     "data_seed": Param(0, "seed for the dataset and its train/validation/test split", int, 0, 2**31 - 1),
     "threads": Param(0, "torch CPU threads (0 = the trial's CPU count, or all cores outside Tune)", int, 0, 1024),
@@ -199,6 +206,9 @@ class Family(abc.ABC):
         config = object.__new__(config_type)
         for key in params:
             object.__setattr__(config, key, values[key])
+        if config.average_last > config.epochs:  # the loop's own rule, whatever a family's check_config adds
+            raise ConfigError(f"{where}: average_last: {config.average_last} is above epochs ({config.epochs}): it "
+                              f"averages the weights of the run's last average_last epochs")
         cls.check_config(config, where=where)
         return config
 

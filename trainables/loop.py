@@ -56,14 +56,27 @@ def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
     (21 epochs), and the averaged model read no digit image right. Integer buffers (batch-norm step counts)
     take the current value.
     """
+    return _averaging(model, lambda n: 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+
+def uniform_average(model: torch.nn.Module) -> AveragedModel:
+    """A uniform running mean of ``model``'s parameters and floating buffers, for
+    ``AveragedModel.update_parameters`` once per epoch (``average_last``): after ``n`` updates it holds the mean
+    of the ``n`` states given; integer buffers take the current value, as in :func:`averaged_model`."""
+    return _averaging(model, lambda n: 1.0 / (n + 1.0))
+
+
+def _averaging(model: torch.nn.Module, weight: Callable[[float], float]) -> AveragedModel:
+    """An ``AveragedModel`` of ``model``'s parameters and buffers whose update moves each floating tensor
+    ``weight(n)`` of the way to the current value after ``n`` updates (the first update copies) and copies the
+    integer ones."""
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        n = float(n_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        w = weight(float(n_averaged))
         floating = torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])
         for a, c in zip(averaged, current):
             if floating:
-                a.lerp_(c, weight)
+                a.lerp_(c, w)
             else:
                 a.copy_(c)
 
@@ -73,21 +86,30 @@ def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
 def save_checkpoint(directory: str | os.PathLike, *, model: torch.nn.Module, optimizer, scheduler, epoch: int,
                     generator: torch.Generator, config: FamilyConfig, history: list[dict[str, Any]],
                     best: dict[str, Any] | None, extra: dict[str, Any] | None = None,
-                    ema: AveragedModel | None = None) -> Path:
+                    ema: AveragedModel | None = None, average: AveragedModel | None = None,
+                    averaged: bool = False) -> Path:
     """Write a checkpoint folder: ``state.pt`` (tensors), ``config.json`` (``config.as_dict()``), ``metrics.json``.
 
-    With ``ema`` (a run with ``ema`` > 0), ``state["model"]`` holds the averaged weights, the ones evaluated,
-    and ``state["train_model"]`` / ``state["ema"]`` what resuming needs: the weights the optimizer steps
-    and the average's own state.
+    ``state["model"]`` holds the weights the epoch's row was measured on: ``model``'s own, or with ``ema`` (a run
+    with ``ema`` > 0) the exponential average's, or with ``averaged`` (the last epoch of a run with
+    ``average_last`` whose average won) the average's; when those are not ``model``'s, ``state["train_model"]``
+    holds the weights the optimizer steps. ``state["ema"]`` is the exponential average's own state and
+    ``state["average"]`` the running average of the last epochs' weights (with its ``n_averaged``), for a run
+    inside its ``average_last`` epochs: what resuming needs.
 
     Filled in a temporary sibling and swapped in (:func:`~mathtune.trainables.atomic.atomic_folder`): a crash
     never leaves half a checkpoint, and at every moment the previous or the new one is complete, where a
     resumed run (:func:`train`) and readers find it.
     """
-    state = {"model": (model if ema is None else ema.module).state_dict(), "optimizer": optimizer.state_dict(),
-             "epoch": epoch, "generator": generator.get_state()}
+    measured = average.module if averaged and average is not None else model if ema is None else ema.module
+    state = {"model": measured.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+             "generator": generator.get_state()}
+    if measured is not model:
+        state["train_model"] = model.state_dict()
     if ema is not None:
-        state.update(train_model=model.state_dict(), ema=ema.state_dict())
+        state["ema"] = ema.state_dict()
+    if average is not None:
+        state["average"] = average.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
     with atomic_folder(directory) as tmp:
@@ -156,6 +178,16 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
 
     The selection metric is ``family.metric`` on validation data; test metrics are recorded for
     reporting only.
+
+    With ``average_last`` K > 0, the weights evaluated at the end of each of the last K epochs (the exponential
+    average's with ``ema``) are averaged uniformly, and after the last epoch the average is evaluated as an epoch
+    is (``final=True``). The last epoch's row holds the average's figures, ``averaged_last`` K, and its checkpoint
+    the average's weights when the average's validation metric beats the last epoch's own weights'; otherwise
+    the epoch's own figures and weights with ``averaged_last`` 0. Either way the row carries both evaluations as
+    ``averaged_*`` and ``unaveraged_*``. So every epoch is one row and one report (Tune, ASHA, the searcher's
+    intermediate values and every reader of ``epoch`` see the epochs they always saw), and the run's best is the
+    average exactly when it beats every epoch on validation. The running average is in every checkpoint of the
+    last K epochs, so a run stopped among them resumes to the same result.
     """
     if not isinstance(config, family.config_type()):
         raise TypeError(f"train: config must be {family.name}'s config record (family.make_config(...)), not "
@@ -171,6 +203,8 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
     scheduler = family.scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(config.seed)
     ema = averaged_model(model, config.ema) if config.ema else None
+    average: AveragedModel | None = None  # the running mean of the last average_last epochs' weights, from their first
+    first_averaged = config.epochs - config.average_last + 1 if config.average_last else config.epochs + 1
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     start_epoch = 0
@@ -189,11 +223,21 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
                 raise CheckpointError(f"{resume_from}: written without ema, so it cannot resume with "
                                       f"ema={config.ema} (resume with ema=0 or start a new --out)")
             ema.load_state_dict(state["ema"])
+        start_epoch = int(state["epoch"])
+        if first_averaged <= start_epoch <= config.epochs:  # among the epochs averaged: their mean so far
+            done = start_epoch - first_averaged + 1
+            if "average" in state and int(state["average"]["n_averaged"]) == done:
+                average = uniform_average(ema.module if ema is not None else model)
+                average.load_state_dict(state["average"])
+            elif start_epoch < config.epochs:
+                raise CheckpointError(f"{resume_from}: holds no average of epochs {first_averaged}-{start_epoch}, so "
+                                      f"it cannot resume with average_last={config.average_last} and epochs="
+                                      f"{config.epochs} (resume with the settings it was written with, or start a "
+                                      f"new --out)")
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and "scheduler" in state:
             scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
-        start_epoch = int(state["epoch"])
         history, best = saved.get("history", []), saved.get("best")
         provenance = list(saved.get("provenance") or []) + provenance  # earlier sessions first
         if progress:
@@ -208,6 +252,9 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
 
     metric, mode = family.metric, family.mode
     per_epoch, warm_steps = warmup_steps(family, data, config)
+    # a finished run read back: its last row's model is the average when that row says so
+    averaged = bool(average is not None and start_epoch == config.epochs and history and
+                    history[-1].get("averaged_last"))
     for epoch in range(start_epoch + 1, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -237,10 +284,25 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
             scheduler.step()
         evaluated = ema.module if ema is not None else model
         evaluated.eval()
-        metrics = family.evaluate(evaluated, data, config, device, final=epoch == config.epochs)
+        final = epoch == config.epochs
+        metrics = family.evaluate(evaluated, data, config, device, final=final)
+        averaged, averaging = False, {}
+        if epoch >= first_averaged:
+            if average is None:
+                average = uniform_average(evaluated)
+            average.update_parameters(evaluated)
+            if final:
+                average.module.eval()
+                of_average = family.evaluate(average.module, data, config, device, final=True)
+                averaged = is_better(of_average.get(metric), metrics.get(metric), mode)
+                averaging = {"averaged_last": config.average_last if averaged else 0,
+                             **{f"averaged_{k}": v for k, v in of_average.items()},
+                             **{f"unaveraged_{k}": v for k, v in metrics.items()}}
+                if averaged:
+                    metrics = of_average
         metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
                    "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
-                   "epoch_time_s": time.perf_counter() - t0, "num_params": num_params}
+                   "epoch_time_s": time.perf_counter() - t0, "num_params": num_params, **averaging}
         improved = metric in metrics and is_better(metrics[metric], best.get(metric) if best else None, mode)
         if improved:
             best = dict(metrics)
@@ -248,21 +310,23 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
         metrics = {**metrics, f"best_{metric}": best.get(metric) if best else float("nan"),
                    "best_epoch": best["epoch"] if best else 0}
         ckpt_path = _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config,
-                                       history, best, improved, ema, extra={"provenance": provenance})
+                                       history, best, improved, ema, extra={"provenance": provenance},
+                                       average=average, averaged=averaged)
         if progress:
-            progress(_progress_line(family, epoch, config.epochs, metrics, history))
+            progress(_progress_line(family, epoch, config.epochs, metrics, history, config.average_last))
         if report is not None:
             if ckpt_path is None:
                 with tempfile.TemporaryDirectory(prefix="mathtune-ckpt-") as tmp:
                     save_checkpoint(Path(tmp) / "ckpt", model=model, optimizer=optimizer, scheduler=scheduler,
                                     epoch=epoch, generator=generator, config=config, history=history, best=best,
-                                    ema=ema, extra={"provenance": provenance})
+                                    ema=ema, extra={"provenance": provenance}, average=average,
+                                    averaged=averaged)
                     report(metrics, str(Path(tmp) / "ckpt"))
             else:
                 report(metrics, str(ckpt_path))
+    measured = average.module if averaged else ema.module if ema is not None else model
     return {"history": history, "best": best, "last": history[-1] if history else None, "config": config,
-            "model": ema.module if ema is not None else model, "data": data, "resumed_after": start_epoch,
-            "provenance": provenance}
+            "model": measured, "data": data, "resumed_after": start_epoch, "provenance": provenance}
 
 
 def warmup_steps(family: Family, data: Any, config: FamilyConfig) -> tuple[int, int]:
@@ -289,16 +353,16 @@ def warmed_step(optimizer: torch.optim.Optimizer, factor: float) -> None:
 
 
 def _write_checkpoints(checkpoint_dir, model, optimizer, scheduler, epoch, generator, config, history, best,
-                       improved, ema=None, extra=None) -> Path | None:
+                       improved, ema=None, extra=None, average=None, averaged=False) -> Path | None:
     if checkpoint_dir is None:
         return None
     last = save_checkpoint(checkpoint_dir / "last", model=model, optimizer=optimizer, scheduler=scheduler,
                            epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema,
-                           extra=extra)
+                           extra=extra, average=average, averaged=averaged)
     if improved:
         save_checkpoint(checkpoint_dir / "best", model=model, optimizer=optimizer, scheduler=scheduler,
                         epoch=epoch, generator=generator, config=config, history=history, best=best, ema=ema,
-                        extra=extra)
+                        extra=extra, average=average, averaged=averaged)
     return last
 
 
@@ -331,11 +395,17 @@ def format_duration(seconds: float) -> str:
 
 
 def _progress_line(family: Family, epoch: int, epochs: int, m: dict[str, Any],
-                   history: list[dict[str, Any]] | None = None) -> str:
+                   history: list[dict[str, Any]] | None = None, average_last: int = 0) -> str:
     parts = [f"[{family.name}] epoch {epoch}/{epochs}", f"train_loss {m['train_loss']:.4f}"]
     for key in (family.metric, test_metric_for(family.metric), "val_char_acc", "test_char_acc"):
         if key in m and isinstance(m[key], (int, float)):
             parts.append(f"{key} {m[key]:.4f}")
+    if "averaged_last" in m:
+        own, mean = m.get(f"unaveraged_{family.metric}"), m.get(f"averaged_{family.metric}")
+        figures = f"{mean:.4f} against the epoch's own {own:.4f}" if isinstance(mean, (int, float)) and \
+            isinstance(own, (int, float)) else "no figure"
+        parts.append(f"average of the last {average_last} epochs: {figures}, "
+                     f"{'taken' if m['averaged_last'] else 'not taken'}")
     if m.get("best_epoch"):
         parts.append(f"best {m[f'best_{family.metric}']:.4f} (epoch {m['best_epoch']})")
     parts.append(f"{m['train_samples_per_s']:.0f} samples/s, {m['epoch_time_s']:.1f} s")
