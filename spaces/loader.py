@@ -396,13 +396,26 @@ class _SpaceValidator:
 
 
 def check_combos(space: Space, where: str) -> None:
-    """One full config per factor combination proves constants and factors agree with the family."""
+    """One full config per factor combination proves constants and factors agree with the family; where
+    ``average_last`` or ``epochs`` is searched, that config takes the most epochs averaged and the fewest epochs
+    the space can pick, so a trial the family would refuse (``average_last`` above ``epochs``) is a one-line
+    error here, before the search starts, not a failure of the searcher's suggestion."""
     family = get_family(space.family)
+    extremes = {name: value for name, value in (("average_last", _extreme(space.params.get("average_last"), max)),
+                                                ("epochs", _extreme(space.params.get("epochs"), min)))
+                if value is not None}
     for combo in space.factor_combos():
         try:
-            family.make_config({**space.constants, **combo}, where=where)
+            family.make_config({**space.constants, **combo, **extremes}, where=where)
         except ConfigError as exc:
             raise SpaceError(str(exc)) from None
+
+
+def _extreme(spec: ParamSpec | None, pick) -> Any:
+    """``pick`` (min or max) of the values a searched parameter can take; None when it is not searched."""
+    if spec is None:
+        return None
+    return pick(spec.values) if spec.type == "choice" else pick(spec.low, spec.high)
 
 
 def _param_spec(where: str, name: str, spec: Any, check) -> ParamSpec:

@@ -73,6 +73,7 @@ BAD = [
     (GOOD + "points_to_evaluate: [{hidden: 128}]\n", "points_to_evaluate[0].hidden: 128 lies outside the space"),
     (GOOD + "points_to_evaluate: [{epochs: 3}]\n", "points_to_evaluate[0].epochs: not a searched parameter"),
     (GOOD.replace("constants: {", "constants: {hidden: 64, "), "constants.hidden: already given in params"),
+    (GOOD.replace("  lr:", "  average_last: {type: choice, values: [0, 3]}\n  lr:"), "average_last: 3 is above epochs (2)"),
 ]
 
 
@@ -103,3 +104,15 @@ def test_cli_reports_a_bad_space_in_one_line_without_traceback(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("mathtune: error:") and "mode" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_space_that_could_average_more_epochs_than_a_trial_trains_is_refused_before_it_searches():
+    """The t2m spaces search average_last up to 5: fixing epochs below that needs average_last fixed too, said in
+    one line when the search is set up rather than a trial the family refuses mid-search."""
+    from mathtune.search.engine import apply_overrides
+
+    space = load_space("t2m-lstm")
+    assert space.params["average_last"].values == (0, 3, 5) and min(space.params["epochs"].values) >= 5
+    with pytest.raises(SpaceError, match=r"^--set: average_last: 5 is above epochs \(4\)"):
+        apply_overrides(space, {"epochs": 4})
+    assert apply_overrides(space, {"epochs": 4, "average_last": 3}).constants["average_last"] == 3
