@@ -448,8 +448,8 @@ def test_campaign_spaces_start_from_the_reference_and_search_the_recipes():
     shipped = [json.loads(p.read_text())["config"] for p in CONFIGS.glob("*.json")]
     recipes = {"arith-img2text-addsub": {"ema", "weight_decay", "decoder_hidden", "init", "reverse", "epochs"},
                "arith-text2text-mul": {"ema", "weight_decay", "decoder_hidden", "init", "reverse", "epochs"},
-               "t2m-lstm": {"ema", "label_smoothing", "dec_hidden", "epochs"},
-               "t2m-attn": {"ema", "label_smoothing", "dec_hidden", "attention_style", "epochs"},
+               "t2m-lstm": {"ema", "average_last", "label_smoothing", "dec_hidden", "epochs"},
+               "t2m-attn": {"ema", "average_last", "label_smoothing", "dec_hidden", "attention_style", "epochs"},
                "t2m-glove": {"ema", "label_smoothing", "dec_hidden", "attention_style", "epochs"}}
     for name, searched in recipes.items():
         space = load_space(name)
