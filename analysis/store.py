@@ -22,7 +22,7 @@ import yaml
 from optuna.storages.journal import JournalFileBackend
 
 from mathtune.trainables.atomic import write_text
-from mathtune.trainables.checkpoints import best_checkpoint, trial_checkpoints
+from mathtune.trainables.checkpoints import best_checkpoint, checkpoint_history, trial_checkpoints
 from mathtune.trainables.errors import RecordError
 from mathtune.trainables.metrics import best_of
 from mathtune.trainables.records import Record
@@ -292,27 +292,64 @@ def stopped_by_signal(exp_dir: str | Path) -> bool:
 
 
 def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
-    """Every trial folder of an experiment (readable while the search still runs)."""
+    """Every trial folder of an experiment (readable while the search still runs).
+
+    A trial's epochs come from Tune's ``result.json``; the epochs it lacks come from the trial's newest kept
+    checkpoint, whose ``metrics.json`` holds every epoch the trial trained (:func:`_with_checkpoint_epochs`). A
+    trial folder that Tune's loggers never wrote into (no ``params.json``) is read from its checkpoints alone."""
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise ExperimentError(f"{exp_dir}: experiment folder not found")
     states = tune_trial_states(exp_dir)
+    folders = {p.parent for p in exp_dir.glob("*/params.json")}
+    folders |= {p.parent.parent for p in exp_dir.glob(f"{TRIAL_PREFIX}*/checkpoint_*/metrics.json")}
     trials = []
-    for params in sorted(exp_dir.glob("*/params.json")):
-        try:
-            config = json.loads(params.read_text())
-        except (OSError, json.JSONDecodeError):
+    for folder in sorted(folders):
+        config: Any = None
+        if (folder / "params.json").is_file():
+            try:
+                config = json.loads((folder / "params.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+        saved_config, saved_history = checkpoint_history(folder)
+        config = config if isinstance(config, dict) else saved_config
+        if not isinstance(config, dict):
             continue
-        history = _read_results(params.parent / "result.json")
-        trial_id = history[-1].get("trial_id") if history else None
+        history = _with_checkpoint_epochs(_read_results(folder / "result.json"), saved_history)
+        trial_id = next((r["trial_id"] for r in reversed(history) if r.get("trial_id")), None)
         if not trial_id:
-            name = params.parent.name
+            name = folder.name
             trial_id = name[len(TRIAL_PREFIX):] if name.startswith(TRIAL_PREFIX) else name
         state = states.get(str(trial_id), {})
-        trials.append(TrialRecord(trial_id=str(trial_id), path=params.parent, config=config, history=history,
+        trials.append(TrialRecord(trial_id=str(trial_id), path=folder, config=config, history=history,
                                   tune_status=state.get("status"),
                                   tune_info={k: v for k, v in state.items() if k != "status"}))
     return trials
+
+
+def _with_checkpoint_epochs(results: list[dict[str, Any]], saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tune's epoch rows, with the checkpoint's rows of the epochs that Tune's files lack, in epoch order.
+
+    Those can be missing when the driver stopped between a trial's checkpoint and Tune logging its result, or
+    when a session's run configuration named no result loggers. A row taken from the checkpoint has the
+    loop's metrics, ``from_checkpoint: True``, and a ``time_total_s`` that adds each epoch's own time to the
+    epoch before (it lacks the trial's set-up and reporting time)."""
+    have = {int(r.get("epoch", 0)) for r in results}
+    missing = [r for r in saved if int(r["epoch"]) not in have]
+    if not missing:
+        return results
+    rows = {int(r.get("epoch", 0)): r for r in results}
+    rows.update({int(r["epoch"]): {**r, "from_checkpoint": True} for r in missing})
+    out, total = [], 0.0
+    for epoch in sorted(rows):
+        row = rows[epoch]
+        if row.get("from_checkpoint"):
+            total += float(row.get("epoch_time_s") or 0.0)
+            row = {**row, "time_total_s": total}
+        else:
+            total = float(row.get("time_total_s") or total)
+        out.append(row)
+    return out
 
 
 def load_confirmation(exp_dir: str | Path) -> dict[str, Any] | None:

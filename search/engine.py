@@ -396,7 +396,8 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
     num_samples = options.num_samples
     if options.sampler == "grid" and num_samples == -1:
         num_samples = _grid_size(space)
-    opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent, "num_samples": num_samples}
+    opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent, "num_samples": num_samples,
+            "named_loggers": True}
     if options.budget:
         BudgetClock.start(exp_dir, options.budget)  # the dataset build below counts
     record = ExperimentRecord(
@@ -570,8 +571,10 @@ def _tune_console(record: ExperimentRecord):
     * At verbosity 0, Tune's classic console output, which then prints nothing (its newer output prints an
       experiment box and a TensorBoard hint even when silent), leaving the terminal to mathtune's progress lines.
     * No loggers added behind mathtune's back: the run config names its own (:func:`_loggers`), so TensorBoard
-      files are written only when asked for."""
-    wanted = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+      files are written only when asked for. An experiment started before searches named them (its record has
+      no ``named_loggers``) resumes with a run configuration that holds none, so Tune adds its default loggers
+      there as it did when the experiment started: without them no trial would write ``result.json``."""
+    wanted = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"} if record.options.get("named_loggers") else {}
     if int(record.options.get("verbose", 0)) == 0:
         wanted["RAY_AIR_NEW_OUTPUT"] = "0"
     previous = {name: os.environ.get(name) for name in wanted}

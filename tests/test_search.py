@@ -1,5 +1,6 @@
 """Real tiny searches on a local Ray: Optuna bookkeeping, shared data, report, resume after a kill."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,9 +15,11 @@ from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
 from mathtune.analysis.store import open_study_storage
-from mathtune.search.engine import _datasets
+from mathtune.search import engine
+from mathtune.search.engine import _datasets, resume_search
 from mathtune.spaces.loader import load_space
 from mathtune.trainables.registry import get_family
+from ray.tune import Callback
 
 from .conftest import MATHTUNE
 
@@ -165,6 +168,54 @@ def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
     assert (exp / "report.md").is_file()
     print(f"\n{sig.name}: {len(before)} trial(s) had started before the interrupt; after resume 4 trials, "
           f"4 COMPLETE in Optuna, 4 x 4 epochs in the results")
+
+
+class InterruptOnce(Callback):
+    """Ctrl-C to the driver at the n-th trial result, once per test (the marker file outlives Tune's pickle of
+    the run configuration, which a resume restores)."""
+
+    def __init__(self, marker: str, after: int):
+        self.marker, self.after, self.seen = marker, after, 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.seen += 1
+        if self.seen == self.after and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_session_without_tunes_result_files_is_read_from_checkpoints_and_resumes_with_them(
+        ray_session, tmp_path, monkeypatch):
+    """An experiment started before searches named their loggers, resumed by a mathtune that does: the run
+    configuration Tune restores holds no result loggers, so that session must not switch off Tune's default ones.
+    The epochs a session left out of Tune's files are read from the trials' checkpoints."""
+    marker = tmp_path / "interrupted"
+    monkeypatch.setattr(engine, "_loggers", lambda record: [InterruptOnce(str(marker), 2)])
+    first = run_search("arith-text2text-addsub",
+                       SearchOptions(num_samples=3, max_concurrent=1, scheduler="none", storage_path=str(tmp_path),
+                                     name="older", verbose=0, dashboard=False, overrides={**SHRINK, "epochs": 3}))
+    exp = first.experiment_dir
+    assert first.interrupted and marker.exists()
+    assert not list(exp.glob("trial_*/result.json")) and not list(exp.glob("trial_*/params.json"))
+    (started,) = load_trials(exp)  # from its checkpoints alone
+    assert [r["epoch"] for r in started.history] == [1, 2]
+    assert all(r["from_checkpoint"] and 0 <= r["val_exact_match"] <= 1 for r in started.history)
+    assert started.config["epochs"] == 3 and started.status == "running"
+    record = json.loads((exp / "mathtune.json").read_text())
+    del record["options"]["named_loggers"]  # as a search started before they were named
+    (exp / "mathtune.json").write_text(json.dumps(record))
+    monkeypatch.undo()
+    resumed = resume_search(exp, dashboard=False)
+    assert not resumed.interrupted
+    trials = {t.trial_id: t for t in load_trials(exp)}
+    assert len(trials) == 3
+    assert all([r["epoch"] for r in t.history] == [1, 2, 3] and t.status == "finished" for t in trials.values())
+    assert len(list(exp.glob("trial_*/result.json"))) == 3  # Tune's default loggers wrote this session
+    again = trials[started.trial_id].history
+    # epoch 1 only in the first session's checkpoints; the epochs the resumed trial trained are Tune's rows
+    # (the epoch cut short by Ctrl-C trains again from the checkpoint Tune had registered)
+    assert again[0]["from_checkpoint"] and not again[-1].get("from_checkpoint")
+    assert again[0]["val_exact_match"] == started.history[0]["val_exact_match"]
 
 
 def test_stock_optuna_search_runs_the_same_space_for_comparison(ray_session, tmp_path):

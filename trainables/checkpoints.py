@@ -1,6 +1,8 @@
 """Which checkpoint of a run to use, and the trained model in it: the one picker and the one loader.
 
 * :func:`trial_checkpoints`: epoch -> ``checkpoint_*`` folder of a Tune trial folder (the ones Tune kept);
+* :func:`checkpoint_history`: the configuration and every epoch's metrics as the newest kept checkpoint holds
+  them (the loop's own record, written before Tune's result files);
 * :func:`best_checkpoint`: the kept checkpoint whose epoch scored best on validation (the earliest on ties,
   :func:`~mathtune.trainables.metrics.best_of`): what the report, ``mathtune best``, decode-time scoring and
   ``mathtune evaluate`` use;
@@ -34,7 +36,8 @@ from .loop import load_checkpoint
 from .metrics import best_of
 from .registry import get_family
 
-__all__ = ["Trained", "trial_checkpoints", "best_checkpoint", "run_checkpoint", "state_meta", "load_trained"]
+__all__ = ["Trained", "trial_checkpoints", "checkpoint_history", "best_checkpoint", "run_checkpoint", "state_meta",
+           "load_trained"]
 
 META_KEY = "meta_json"  # a model state's own metadata (JSON bytes), e.g. a text-to-program model's family and vocabularies
 
@@ -63,6 +66,22 @@ def trial_checkpoints(trial_dir: str | os.PathLike) -> dict[int, Path]:
     """Epoch -> checkpoint folder, for the checkpoints Tune kept in a trial folder (``checkpoint_*/`` holding
     ``state.pt`` and a ``metrics.json`` that names its epoch)."""
     return {epoch: ckpt for epoch, (ckpt, _) in _kept(Path(trial_dir)).items()}
+
+
+def checkpoint_history(trial_dir: str | os.PathLike) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(configuration, epoch rows) from the newest checkpoint kept in a trial folder: its ``config.json`` and the
+    ``history`` its ``metrics.json`` holds (every epoch the trial has trained, one row each, written by the loop
+    with the checkpoint). ``(None, [])`` when the folder keeps no readable checkpoint."""
+    kept = _kept(Path(trial_dir))
+    if not kept:
+        return None, []
+    ckpt, metrics = kept[max(kept)]
+    history = [dict(r) for r in metrics.get("history") or [] if isinstance(r, dict) and "epoch" in r]
+    try:
+        config = json.loads((ckpt / "config.json").read_text())
+    except (OSError, ValueError):
+        config = None
+    return (config if isinstance(config, dict) else None), history
 
 
 def best_checkpoint(trial_dir: str | os.PathLike, metric: str, mode: str, *,
