@@ -30,7 +30,7 @@ from mathtune.trainables.records import Record
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
            "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "BUDGET_FILE", "read_budget", "EXPERIMENT_FILE", "ExperimentRecord",
            "read_experiment", "OPTUNA_JOURNAL", "JOURNAL_PREFIX", "journal_url", "open_optuna_storage", "study_storage_url",
-           "open_study_storage", "ExperimentError", "TRIAL_PREFIX", "trial_dirname"]
+           "open_study_storage", "ExperimentError", "TRIAL_PREFIX", "trial_dirname", "tune_sessions"]
 
 CONFIRM_FILE = "confirm.json"
 """The seed confirmation's outcome (``mathtune search --confirm-top``), written by mathtune.search.confirm."""
@@ -303,7 +303,7 @@ def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
     states = tune_trial_states(exp_dir)
     folders = {p.parent for p in exp_dir.glob("*/params.json")}
     folders |= {p.parent.parent for p in exp_dir.glob(f"{TRIAL_PREFIX}*/checkpoint_*/metrics.json")}
-    trials = []
+    trials, sessions = [], None
     for folder in sorted(folders):
         config: Any = None
         if (folder / "params.json").is_file():
@@ -311,11 +311,15 @@ def load_trials(exp_dir: str | Path) -> list[TrialRecord]:
                 config = json.loads((folder / "params.json").read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-        saved_config, saved_history = checkpoint_history(folder)
-        config = config if isinstance(config, dict) else saved_config
+        saved = checkpoint_history(folder)
+        config = config if isinstance(config, dict) else saved.config
         if not isinstance(config, dict):
             continue
-        history = _with_checkpoint_epochs(_read_results(folder / "result.json"), saved_history)
+        history = _with_checkpoint_epochs(_read_results(folder / "result.json"), saved.history)
+        if any(not _is_number(r.get("timestamp")) for r in history):
+            if sessions is None:
+                sessions = tune_sessions(exp_dir)
+            history = _stamped(history, sessions, folder.name[len(TRIAL_PREFIX):], saved.starts)
         trial_id = next((r["trial_id"] for r in reversed(history) if r.get("trial_id")), None)
         if not trial_id:
             name = folder.name
@@ -332,15 +336,16 @@ def _with_checkpoint_epochs(results: list[dict[str, Any]], saved: list[dict[str,
 
     Those can be missing when the driver stopped between a trial's checkpoint and Tune logging its result, or
     when a session's run configuration named no result loggers. A row taken from the checkpoint has the
-    loop's metrics, ``from_checkpoint: True``, and a ``time_total_s`` that adds each epoch's own time to the
-    epoch before (it lacks the trial's set-up and reporting time)."""
+    loop's metrics (its ``timestamp`` among them) and ``from_checkpoint: True``; its ``time_total_s`` adds each
+    epoch's own time to the epoch before (it lacks the trial's set-up and reporting time)."""
     have = {int(r.get("epoch", 0)) for r in results}
     missing = [r for r in saved if int(r["epoch"]) not in have]
     if not missing:
         return results
     rows = {int(r.get("epoch", 0)): r for r in results}
     rows.update({int(r["epoch"]): {**r, "from_checkpoint": True} for r in missing})
-    out, total = [], 0.0
+    out: list[dict[str, Any]] = []
+    total = 0.0
     for epoch in sorted(rows):
         row = rows[epoch]
         if row.get("from_checkpoint"):
@@ -348,6 +353,50 @@ def _with_checkpoint_epochs(results: list[dict[str, Any]], saved: list[dict[str,
             row = {**row, "time_total_s": total}
         else:
             total = float(row.get("time_total_s") or total)
+        out.append(row)
+    return out
+
+
+def tune_sessions(exp_dir: str | Path) -> list[tuple[float, dict[str, int]]]:
+    """Each session of a search (its start, and the last epoch each trial had reported when Tune last saved that
+    session's state), oldest first, from Tune's ``experiment_state-*.json`` files (one per start or resume)."""
+    out = []
+    for path in sorted(Path(exp_dir).glob("experiment_state-*.json"), key=lambda p: p.name):
+        try:
+            payload = json.loads(path.read_text())
+            start = float(payload["runner_data"]["_start_time"])
+            ends: dict[str, int] = {}
+            for entry in payload.get("trial_data", []):
+                static, runtime = (json.loads(e) if isinstance(e, str) else e for e in entry[:2])
+                last = runtime.get("last_result") or {}
+                if "epoch" in last:
+                    ends[str(static["trial_id"])] = int(last["epoch"])
+            out.append((start, ends))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return sorted(out, key=lambda s: s[0])
+
+
+def _stamped(history: list[dict[str, Any]], sessions: list[tuple[float, dict[str, int]]], trial_id: str,
+             starts: Sequence[float] = ()) -> list[dict[str, Any]]:
+    """Rows without a ``timestamp`` (checkpoint rows written before the loop stamped its epochs) get one
+    estimated: the epoch's session is the first whose saved state had the trial at that epoch or later (else the
+    last); the row ends its own time after the row before it in that session, or else after the trial's own
+    start in that session (``starts``, from its checkpoint's provenance), or the session's start."""
+    out: list[dict[str, Any]] = []
+    prev_stamp, prev_session = None, None
+    for row in history:
+        epoch = int(row.get("epoch", 0))
+        index = next((i for i, (_, ends) in enumerate(sessions) if ends.get(trial_id, -1) >= epoch),
+                     len(sessions) - 1)
+        if not _is_number(row.get("timestamp")) and index >= 0:
+            begin = sessions[index][0]
+            until = sessions[index + 1][0] if index + 1 < len(sessions) else math.inf
+            begin = max([begin, *(s for s in starts if begin <= s < until)][:2])  # the trial's first start in it
+            base = prev_stamp if prev_stamp is not None and prev_session == index else begin
+            row = {**row, "timestamp": max(base, begin) + float(row.get("epoch_time_s") or 0.0)}
+        if _is_number(row.get("timestamp")):
+            prev_stamp, prev_session = float(row["timestamp"]), index
         out.append(row)
     return out
 

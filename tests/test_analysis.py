@@ -18,6 +18,7 @@ from mathtune.search import SearchOptions, run_search
 from mathtune.search.cli import main
 from mathtune.analysis.store import journal_url, open_study_storage
 from mathtune.trainables.arith.errors import arith_errors
+from mathtune.trainables.checkpoints import trial_checkpoints
 
 from .browser import CHROMIUM, load_page
 
@@ -227,7 +228,8 @@ def test_report_renders_in_chromium_without_errors(report_dir, experiment, tmp_p
 
 
 def test_report_on_a_running_experiment(experiment, tmp_path):
-    """A copy mid-search: no Tune state saved yet, one result line half written, one trial not reporting yet."""
+    """A copy mid-search: no Tune state saved yet, one result line half written, one trial training its second
+    epoch, one trial not reporting yet."""
     run = tmp_path / "running"
     shutil.copytree(experiment, run)
     for state in run.glob("experiment_state-*.json"):
@@ -235,13 +237,23 @@ def test_report_on_a_running_experiment(experiment, tmp_path):
     trial_dirs = sorted(run.glob("trial_*"))
     result = trial_dirs[0] / "result.json"
     lines = result.read_text().splitlines()
-    result.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # epoch 2 being written
+    # its last epoch being written to result.json: its checkpoint, saved before the report, has it
+    result.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
+    training = trial_dirs[2] / "result.json"
+    first = training.read_text().splitlines()[0]
+    training.write_text(first + "\n")
+    for epoch, ckpt in trial_checkpoints(trial_dirs[2]).items():
+        if epoch > 1:
+            shutil.rmtree(ckpt)  # training its second epoch
     fresh = run / "trial_fresh000"
     fresh.mkdir()
     shutil.copyfile(trial_dirs[1] / "params.json", fresh / "params.json")
     live = load_tables(run)
     status = dict(zip(live.trials["trial_id"], live.trials["status"]))
-    assert status[json.loads(lines[0])["trial_id"]] == "running" and status["fresh000"] == "pending"
+    assert status[json.loads(first)["trial_id"]] == "running" and status["fresh000"] == "pending"
+    assert status[json.loads(lines[0])["trial_id"]] == "finished"  # its last epoch read from the checkpoint
+    epochs = live.epochs[live.epochs["trial_id"] == json.loads(lines[0])["trial_id"]]
+    assert list(epochs["epoch"]) == [1, 2] and list(epochs["from_checkpoint"].fillna(False)) == [False, True]
     assert list(status.values()).count("finished") == 2
     out = tmp_path / "out"
     assert main(["report", str(run), "--out", str(out), "--format", "md,html", "--no-predictions"]) == 0

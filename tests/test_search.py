@@ -14,10 +14,11 @@ from optuna.trial import TrialState
 from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
-from mathtune.analysis.store import open_study_storage
+from mathtune.analysis.store import _stamped, open_study_storage, tune_sessions
 from mathtune.search import engine
 from mathtune.search.engine import _datasets, resume_search
 from mathtune.spaces.loader import load_space
+from mathtune.trainables.checkpoints import checkpoint_history
 from mathtune.trainables.registry import get_family
 from ray.tune import Callback
 
@@ -201,6 +202,12 @@ def test_a_session_without_tunes_result_files_is_read_from_checkpoints_and_resum
     assert [r["epoch"] for r in started.history] == [1, 2]
     assert all(r["from_checkpoint"] and 0 <= r["val_exact_match"] <= 1 for r in started.history)
     assert started.config["epochs"] == 3 and started.status == "running"
+    # checkpoints written before the loop stamped its epochs: their rows' times estimated from Tune's sessions
+    # and the trial's start, within seconds of the times the loop stamped
+    unstamped = [{k: v for k, v in r.items() if k != "timestamp"} for r in started.history]
+    saved = checkpoint_history(started.path)
+    estimated = _stamped(unstamped, tune_sessions(exp), started.trial_id, saved.starts)
+    assert [abs(e["timestamp"] - r["timestamp"]) < 10 for e, r in zip(estimated, started.history)] == [True, True]
     record = json.loads((exp / "mathtune.json").read_text())
     del record["options"]["named_loggers"]  # as a search started before they were named
     (exp / "mathtune.json").write_text(json.dumps(record))

@@ -16,6 +16,7 @@ import torch
 
 from mathtune.search.cli import _load_config_file, main
 from mathtune.trainables import get_family
+from mathtune.trainables.checkpoints import trial_checkpoints
 from mathtune.trainables.loop import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,6 +292,9 @@ def test_a_searchs_confirmed_winner_ships_from_its_trial_folders(ray_session, tm
     shutil.copy(exp / "mathtune.json", short / "mathtune.json")
     lines = (short / seeds[0].name / "result.json").read_text().splitlines()
     (short / seeds[0].name / "result.json").write_text(lines[0] + "\n")
+    for epoch, ckpt in trial_checkpoints(short / seeds[0].name).items():
+        if epoch > 1:
+            shutil.rmtree(ckpt)  # stopped after its first epoch: no checkpoint of a later one
     assert "only a trial that ran all its epochs ships" in _error(
         capsys, "ship", "cut", short / seeds[0].name, "--produced-by", "x", "--configs-dir", tmp_path)
     (short / "mathtune.json").unlink()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 import os
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -36,7 +37,7 @@ from .loop import load_checkpoint
 from .metrics import best_of
 from .registry import get_family
 
-__all__ = ["Trained", "trial_checkpoints", "checkpoint_history", "best_checkpoint", "run_checkpoint", "state_meta",
+__all__ = ["Trained", "SavedHistory", "trial_checkpoints", "checkpoint_history", "best_checkpoint", "run_checkpoint", "state_meta",
            "load_trained"]
 
 META_KEY = "meta_json"  # a model state's own metadata (JSON bytes), e.g. a text-to-program model's family and vocabularies
@@ -68,20 +69,34 @@ def trial_checkpoints(trial_dir: str | os.PathLike) -> dict[int, Path]:
     return {epoch: ckpt for epoch, (ckpt, _) in _kept(Path(trial_dir)).items()}
 
 
-def checkpoint_history(trial_dir: str | os.PathLike) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """(configuration, epoch rows) from the newest checkpoint kept in a trial folder: its ``config.json`` and the
-    ``history`` its ``metrics.json`` holds (every epoch the trial has trained, one row each, written by the loop
-    with the checkpoint). ``(None, [])`` when the folder keeps no readable checkpoint."""
+class SavedHistory(NamedTuple):
+    """What :func:`checkpoint_history` returns."""
+
+    config: dict[str, Any] | None  # the checkpoint's config.json
+    history: list[dict[str, Any]]  # one row per epoch trained, oldest first
+    starts: list[float]  # when each session of the run started (seconds since the epoch), from its provenance
+
+
+def checkpoint_history(trial_dir: str | os.PathLike) -> SavedHistory:
+    """The newest checkpoint kept in a trial folder: its ``config.json``, the ``history`` its ``metrics.json``
+    holds (every epoch the trial has trained, one row each, written by the loop with the checkpoint) and when
+    each session of the run started (its ``provenance``). Empty when the folder keeps no readable checkpoint."""
     kept = _kept(Path(trial_dir))
     if not kept:
-        return None, []
+        return SavedHistory(None, [], [])
     ckpt, metrics = kept[max(kept)]
     history = [dict(r) for r in metrics.get("history") or [] if isinstance(r, dict) and "epoch" in r]
+    starts = []
+    for entry in metrics.get("provenance") or []:
+        try:
+            starts.append(datetime.strptime(entry["started"], "%Y-%m-%d %H:%M:%S %z").timestamp())
+        except (KeyError, TypeError, ValueError):
+            continue
     try:
         config = json.loads((ckpt / "config.json").read_text())
     except (OSError, ValueError):
         config = None
-    return (config if isinstance(config, dict) else None), history
+    return SavedHistory(config if isinstance(config, dict) else None, history, sorted(starts))
 
 
 def best_checkpoint(trial_dir: str | os.PathLike, metric: str, mode: str, *,

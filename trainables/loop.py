@@ -302,7 +302,8 @@ def train(family: Family, config: FamilyConfig, *, data: Any = None, checkpoint_
                     metrics = of_average
         metrics = {"epoch": epoch, "train_loss": train_loss, **metrics,
                    "train_samples_per_s": n_samples / train_time if train_time > 0 else 0.0,
-                   "epoch_time_s": time.perf_counter() - t0, "num_params": num_params, **averaging}
+                   "epoch_time_s": time.perf_counter() - t0, "num_params": num_params, **averaging,
+                   "timestamp": int(time.time())}  # when the epoch ended, as Tune stamps a result
         improved = metric in metrics and is_better(metrics[metric], best.get(metric) if best else None, mode)
         if improved:
             best = dict(metrics)
