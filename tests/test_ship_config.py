@@ -274,7 +274,7 @@ def test_a_searchs_confirmed_winner_ships_from_its_trial_folders(ray_session, tm
     seeds = sorted((exp / "confirm").glob("trial_*"))
     assert len(seeds) == 2
     assert main(["ship", "found-addsub", *map(str, seeds), "--search", str(exp), "--configs-dir", str(tmp_path),
-                 "--produced-by", f"mathtune search arith-text2text-addsub ... --name found"]) == 0
+                 "--produced-by", "mathtune search arith-text2text-addsub ... --name found"]) == 0
     payload = json.loads((tmp_path / "found-addsub.json").read_text())
     trials = {t.path.name: t for t in load_trials(exp / "confirm")}
     bests = [trials[s.name].best("val_exact_match") for s in seeds]
