@@ -450,7 +450,7 @@ def test_campaign_spaces_start_from_the_reference_and_search_the_recipes():
                "arith-text2text-mul": {"ema", "weight_decay", "decoder_hidden", "init", "reverse", "epochs"},
                "t2m-lstm": {"ema", "average_last", "label_smoothing", "dec_hidden", "epochs"},
                "t2m-attn": {"ema", "average_last", "label_smoothing", "dec_hidden", "attention_style", "epochs"},
-               "t2m-glove": {"ema", "label_smoothing", "dec_hidden", "attention_style", "epochs"}}
+               "t2m-glove": {"ema", "average_last", "label_smoothing", "dec_hidden", "attention_style", "epochs"}}
     for name, searched in recipes.items():
         space = load_space(name)
         assert searched <= set(space.params), (name, searched - set(space.params))

@@ -240,8 +240,8 @@ def test_the_campaign_space_trains_and_scores_its_choices(ray_session, tmp_path)
                                   {**point, "attention_style": "none", "decoder": "op"}]
     path = tmp_path / "t2m-glove.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    shrink = {"epochs": 1, "threads": 1, "emb": 50, "hidden": 64, "dec_hidden": 128, "max_decode_len": 30,
-              "batch_size": 16, "train_file": str(small), "dev_file": str(small)}
+    shrink = {"epochs": 1, "average_last": 0, "threads": 1, "emb": 50, "hidden": 64, "dec_hidden": 128,
+              "max_decode_len": 30, "batch_size": 16, "train_file": str(small), "dev_file": str(small)}
     outcome = run_search(str(path), SearchOptions(num_samples=2, storage_path=str(tmp_path), name="glove",
                                                   verbose=0, overrides=shrink, seed=1, max_concurrent=2,
                                                   dashboard=False, scheduler="none"))
