@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from mathtune.trainables.registry import get_family
 from .plots import PALETTE, save_figure
 from .reference import _same
 from .shipped import ShippedConfig, load_shipped
-from .store import read_budget, read_experiment, searched_params
+from .store import read_budget, read_experiment, searched_params, tune_sessions
 from .tables import CONFIG_PREFIX, Table, _sort_best, metric_label
 from .tidy import Tables, test_metric_for
 
@@ -77,19 +77,32 @@ def hand_tuned(family: str, fixed: dict[str, Any], combo: dict[str, Any]) -> Shi
     return best_of(matches, mode, key=lambda s: s.selection[1])  # the first file on ties
 
 
-def best_so_far(epochs: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
-    """(hours, best) after every report, in arrival order; hours of wall-clock since the first report, with
-    gaps of more than :data:`IDLE_GAP_S` between reports (a stopped search) cut out."""
+def best_so_far(epochs: pd.DataFrame, metric: str, mode: str, starts: Sequence[float] = ()) -> pd.DataFrame:
+    """(hours, best) after every report, in arrival order; hours the search ran before that report.
+
+    With ``starts`` (when each session of the search started: the search, then each resume) a report's hours are
+    the time its session had run, plus every earlier session's time up to its last report; time between
+    sessions does not count. Without them, gaps of more than :data:`IDLE_GAP_S` between reports (a stopped
+    search) are cut out."""
     if not len(epochs) or "timestamp" not in epochs or metric not in epochs:
         return pd.DataFrame(columns=["hours", "best"])
     rows = epochs[["timestamp", metric]].dropna().sort_values("timestamp")
     if not len(rows):
         return pd.DataFrame(columns=["hours", "best"])
-    gaps = np.diff(rows["timestamp"].to_numpy(dtype=float), prepend=float(rows["timestamp"].iloc[0]))
-    gaps = np.where(gaps > IDLE_GAP_S, 0.0, gaps)
+    stamps = rows["timestamp"].to_numpy(dtype=float)
     values = rows[metric].to_numpy(dtype=float)
     best = sign(mode) * np.maximum.accumulate(sign(mode) * values)  # the best so far, for either mode
-    return pd.DataFrame({"hours": np.cumsum(gaps) / 3600.0, "best": best})
+    starts = sorted(s for s in starts if s <= stamps[-1])
+    if starts:
+        session = np.searchsorted(np.asarray(starts), stamps, side="right") - 1  # -1: before the first start
+        begin = np.where(session >= 0, np.asarray(starts)[np.maximum(session, 0)], stamps[0])
+        ran = {k: float(stamps[session == k].max() - (starts[k] if k >= 0 else stamps[0])) for k in set(session)}
+        before = np.array([sum(v for j, v in ran.items() if j < k) for k in session])
+        hours = (before + stamps - begin) / 3600.0
+    else:
+        gaps = np.diff(stamps, prepend=stamps[0])
+        hours = np.cumsum(np.where(gaps > IDLE_GAP_S, 0.0, gaps)) / 3600.0
+    return pd.DataFrame({"hours": hours, "best": best})
 
 
 def search_found(tables: Tables, experiment: str, files: Path) -> tuple[Table, Path | None, list[str]]:
@@ -103,6 +116,7 @@ def search_found(tables: Tables, experiment: str, files: Path) -> tuple[Table, P
     searched = list(searched_params(exp_dir))
     fixed = _fixed(exp_dir)
     epochs = tables.epochs[tables.epochs["experiment"] == experiment] if len(tables.epochs) else tables.epochs
+    starts = [start for start, _ in tune_sessions(exp_dir)]  # time between the search's sessions does not count
     rows, curves = [], []
     groups = trials.groupby([CONFIG_PREFIX + f for f in factors], dropna=False) if factors else [((), trials)]
     for key, group in groups:
@@ -130,7 +144,7 @@ def search_found(tables: Tables, experiment: str, files: Path) -> tuple[Table, P
         rows.append(row)
         ids = set(group["trial_id"])
         part = epochs[epochs["trial_id"].isin(ids)] if len(epochs) else epochs
-        curves.append((label, best_so_far(part, metric, mode), hand_value, hand.path.name if hand else None))
+        curves.append((label, best_so_far(part, metric, mode, starts), hand_value, hand.path.name if hand else None))
     frame = pd.DataFrame(rows)
     pct = {c for c in frame.columns if "validation" in c or "test" in c or c == "search - hand"}
     table = Table(f"{experiment}-found", f"{experiment}: what the search found", frame, percent=pct,

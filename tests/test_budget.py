@@ -13,7 +13,9 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from mathtune.analysis import load_trials
+from mathtune.analysis import load_tables, load_trials
+from mathtune.analysis.found import best_so_far
+from mathtune.analysis.store import tune_sessions
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.budget import BudgetError, BudgetGate, format_budget, parse_duration
 
@@ -122,6 +124,9 @@ def test_resumed_search_keeps_counting_its_budget(tmp_path):
     assert report.index("What the search found") < report.index("Versus the reference")
     assert f"Budget: {after['spent_s']:.0f} s of 40 s wall-clock spent" in report
     assert "none ships for this setting" in report and "budget-resume-found.png" in report
+    # best so far against the time the search ran: its sessions' time, not the seconds between them
+    curve = best_so_far(load_tables(exp).epochs, "val_exact_match", "max", [s for s, _ in tune_sessions(exp)])
+    assert 0.5 * after["spent_s"] < curve["hours"].max() * 3600 <= after["spent_s"], (curve, after)
     # the driver recorded its commit, CPU and versions at the start and at the resume
     sessions = json.loads((exp / "provenance.json").read_text())["sessions"]
     assert len(sessions) == 2 and all(s["cpu"] and s["torch"] and s["ray"] for s in sessions)
