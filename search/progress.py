@@ -52,7 +52,8 @@ class SearchProgress(Callback):
 
     ``params`` are the searched parameter names (a trial's start line shows only those), ``factors`` the
     study factors, ``metric``/``mode`` the selection metric, ``max_epochs`` the epoch cap (a trial that ends
-    before it was stopped by the scheduler), ``num_samples`` the number of trials the search will run.
+    before its own ``epochs``, or before the cap when its configuration has none, was stopped by the scheduler),
+    ``num_samples`` the number of trials the search will run.
     """
 
     def __init__(self, *, params: Sequence[str], factors: Sequence[str], metric: str, mode: str, max_epochs: int,
@@ -115,13 +116,18 @@ class SearchProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         tid = trial.trial_id
         epoch = self.last_epoch.get(tid, 0)
-        if self.scheduler in ("asha", "optuna") and 0 < epoch < self.max_epochs:
+        if self.scheduler in ("asha", "optuna") and 0 < epoch < self._planned(trial):
             self.ended[tid] = "stopped"
             by = "ASHA" if self.scheduler == "asha" else "Optuna's pruner"
             self._print(f"{tid} stopped by {by} at epoch {epoch}: {self._best_line(tid)}")
         else:
             self.ended[tid] = "finished"
             self._print(f"{tid} finished after {epoch} epoch{'s' if epoch != 1 else ''}: {self._best_line(tid)}")
+
+    def _planned(self, trial) -> int:
+        """The epochs a trial was to run: its own ``epochs`` (a searched schedule length), else the cap."""
+        epochs = (getattr(trial, "config", None) or {}).get("epochs")
+        return int(epochs) if isinstance(epochs, (int, float)) and epochs > 0 else self.max_epochs
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self.ended[trial.trial_id] = "error"
@@ -149,6 +155,9 @@ class SearchProgress(Callback):
         capped = self.num_samples > 0
         pending = max(0, self.num_samples - done - running) if capped else states.count("PENDING")
         stopped = sum(v == "stopped" for v in self.ended.values())
+        if self.scheduler in ("asha", "optuna"):  # a resumed search: the trials stopped in its earlier sessions
+            stopped += sum(1 for t in trials if t.status == "TERMINATED" and t.trial_id not in self.ended
+                           and 0 < int((getattr(t, "last_result", None) or {}).get("epoch") or 0) < self._planned(t))
         errors = states.count("ERROR")
         extras = ", ".join(x for x in (f"{stopped} stopped early" if stopped else "",
                                        f"{errors} errored" if errors else "") if x)

@@ -94,3 +94,28 @@ def test_a_trial_resumed_from_its_checkpoint_keeps_its_best_from_before():
     progress.on_trial_complete(0, [t], t)
     assert "best val_exact_match 0.5100 (epoch 194)" in out.getvalue().splitlines()[-1]
 
+
+
+def test_a_trial_that_ran_its_own_shorter_schedule_finished_and_earlier_sessions_stops_are_counted():
+    """A space that searches the schedule's length: a trial of 120 epochs that ran them all finished, though the
+    cap is 240; after `mathtune resume` the status line counts the trials ASHA stopped in earlier sessions
+    (Tune restores them ended, with their last result) as stopped early too."""
+    out, clock = io.StringIO(), _Clock()
+    progress = SearchProgress(params=["lr"], factors=["split"], metric="val_exact_match", mode="max",
+                              max_epochs=240, num_samples=-1, out=out, clock=clock)
+    short = _trial("short", epochs=120)
+    progress.on_trial_result(0, [short], short, {"epoch": 120, "val_exact_match": 0.4})
+    short.status = "TERMINATED"
+    progress.on_trial_complete(0, [short], short)
+    assert out.getvalue().splitlines()[-1].endswith("short finished after 120 epochs: best val_exact_match 0.4000 "
+                                                    "(epoch 120)")
+    cut = _trial("cut", epochs=240)
+    progress.on_trial_result(0, [short, cut], cut, {"epoch": 60, "val_exact_match": 0.1})
+    cut.status = "TERMINATED"
+    progress.on_trial_complete(0, [short, cut], cut)
+    assert "cut stopped by ASHA at epoch 60" in out.getvalue().splitlines()[-1]
+    earlier = _trial("earlier", status="TERMINATED", epochs=240)
+    earlier.last_result = {"epoch": 99, "val_exact_match": 0.3, "best_val_exact_match": 0.35, "best_epoch": 98}
+    whole = _trial("whole", status="TERMINATED", epochs=120)
+    whole.last_result = {"epoch": 120, "val_exact_match": 0.4, "best_val_exact_match": 0.43, "best_epoch": 74}
+    assert "4 trials done (2 stopped early)" in progress.status_line([short, cut, earlier, whole])
