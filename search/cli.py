@@ -193,7 +193,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     outcome = resume_search(args.experiment, address=args.address, dashboard=not args.no_dashboard)
-    _write_report([outcome.experiment_dir], None)
+    if not args.no_report:
+        _write_report([outcome.experiment_dir], None)
     return 130 if outcome.interrupted else 0
 
 
@@ -473,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="the experiment folder printed by `mathtune search`")
     p.add_argument("--address", help="Ray cluster to join (default: local Ray on 127.0.0.1)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write the report at the end (`mathtune report EXPERIMENT` writes it any time)")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("dashboard", help="serve an experiment's Optuna studies with optuna-dashboard (127.0.0.1)",

@@ -17,7 +17,7 @@ def run(*args, timeout=120):
     return subprocess.run([MATHTUNE, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_train_prints_progress_writes_result_and_resumes(tmp_path):
+def test_train_prints_progress_writes_result_and_resumes(tmp_path, capsys):
     out = tmp_path / "t"
     first = run("train", "arith-text2text", *TINY, "--set", "epochs=1", "--out", str(out))
     assert first.returncode == 0, first.stderr
@@ -33,8 +33,8 @@ def test_train_prints_progress_writes_result_and_resumes(tmp_path):
     assert resumed["resumed_after_epoch"] == 1 and "since resuming after epoch 1" in second.stdout
     assert resumed["wall_time_s"] == pytest.approx(resumed["this_process_wall_time_s"] + first_epoch)
     # `mathtune report` on the run folder: its own report (curves, selected and last epoch, configuration)
-    report = run("report", str(out))
-    assert report.returncode == 0 and f"report written: {out / 'report.md'}" in report.stdout, report.stderr
+    assert main(["report", str(out)]) == 0  # the command's own entry point, in this process
+    assert f"report written: {out / 'report.md'}" in capsys.readouterr().out
     md = (out / "report.md").read_text()
     assert "Family `arith-text2text`" in md and "finished after 2 epochs" in md
     assert "| selected (" in md and "| last (2) |" in md and "| hidden | 16 |" in md and "| threads | 1 |" in md
@@ -47,8 +47,8 @@ def test_train_prints_progress_writes_result_and_resumes(tmp_path):
     # a config file (as `mathtune best` writes it) is accepted; --set overrides it
     cfg = tmp_path / "best.json"
     cfg.write_text(json.dumps({"config": {**summary["config"], "epochs": 1}, "val_exact_match": 0.0}))
-    third = run("train", "arith-text2text", "--config", str(cfg), "--set", "hidden=8", "--out", str(tmp_path / "c"))
-    assert third.returncode == 0, third.stderr
+    assert main(["train", "arith-text2text", "--config", str(cfg), "--set", "hidden=8", "--out", str(tmp_path / "c"),
+                 "-q"]) == 0
     assert json.loads((tmp_path / "c" / "result.json").read_text())["config"]["hidden"] == 8
 
 

@@ -106,7 +106,7 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
 
     from .test_budget import _replay_space
 
-    space = _replay_space(tmp_path, time_scale=0.3)
+    space = _replay_space(tmp_path, time_scale=0.15)
     exp = tmp_path / "runs" / "conf-int"
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     cmd = [MATHTUNE, "search", space, "--num-samples", "2", "--max-concurrent", "2", "--scheduler", "none",
@@ -115,10 +115,11 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     code, first = interrupt_after(cmd, exp, "confirm/trial_*/result.json", 3)
     assert "confirmation interrupted" in first and "confirmed winner" not in first, first[-3000:]
     assert not (exp / "confirm.json").exists()
-    resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard"], env=env, capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard", "--no-report"], env=env,
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "confirmed winner" in resumed.stdout, resumed.stdout[-3000:]
+    assert "report written" not in resumed.stdout and not (exp / "report.md").exists()
     runs = load_trials(exp / "confirm")
     assert len(runs) == 2 and all(r.epochs_run == 15 for r in runs)
     summary = json.loads((exp / "confirm.json").read_text())

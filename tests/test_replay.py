@@ -10,6 +10,7 @@ import yaml
 
 from mathtune.analysis import load_trials
 from mathtune.search import SearchError, SearchOptions, run_search
+from mathtune.search.cli import main
 from mathtune.search.searcher import study_name_for
 from mathtune.spaces import SpaceError
 from mathtune.trainables.replay import ReplayError, ReplayTable, write_table
@@ -101,12 +102,13 @@ def test_replayed_search_reports_the_recorded_curves_and_tells_optuna(table, ray
         assert sorted(told.intermediate_values) == list(range(1, t.epochs_run + 1))
 
 
-def test_replay_bad_tables_and_configurations_are_one_line_errors(table, tmp_path):
+def test_replay_bad_tables_and_configurations_are_one_line_errors(table, tmp_path, capsys):
+    """Through the command's own entry point (the executable's one-line errors are tested in test_bad_input)."""
     path, _, _ = table
     assert {k: sorted(v) for k, v in ReplayTable(path).grid().items()} == GRID
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"not parquet at all")
-    base = [MATHTUNE, "train", "replay-arith-text2text", "--out", str(tmp_path / "run"), "--set", "split=0.5",
+    base = ["train", "replay-arith-text2text", "--out", str(tmp_path / "run"), "--set", "split=0.5",
             "--set", "time_scale=0", "--set", "lr=0.003"]
     cases = {
         ("table=" + str(tmp_path / "missing.parquet"), "hidden=8"): "missing.parquet: file not found",
@@ -115,10 +117,12 @@ def test_replay_bad_tables_and_configurations_are_one_line_errors(table, tmp_pat
         ("table=" + str(path), "hidden=8", "epochs=5"): "epochs 5 asked for, 3 recorded",
     }
     for sets, message in cases.items():
-        run = subprocess.run(base + [a for s in sets for a in ("--set", s)], capture_output=True, text=True)
-        assert run.returncode == 2, run.stderr
-        assert message in run.stderr and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
-    run = subprocess.run(base + ["--set", f"table={path}", "--set", "hidden=8", "--set", "epochs=3"],
+        code = main(base + [a for s in sets for a in ("--set", s)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "run" / "result.json").exists()
+    run = subprocess.run([MATHTUNE, *base, "--set", f"table={path}", "--set", "hidden=8", "--set", "epochs=3"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "run" / "result.json").read_text())

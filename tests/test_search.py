@@ -127,8 +127,11 @@ def _wait_for_results(exp_dir: Path, n_rows: int, proc, timeout: float = 120) ->
     raise AssertionError(f"no {n_rows} results in {exp_dir} after {timeout} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-driver", "ctrl-c"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["kill-driver", "ctrl-c"])
 def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
+    """The driver killed, or stopped with Ctrl-C (slow: Ctrl-C and resume through the command line are also
+    in test_budget's resumed search, and in-process below), mid-search; `mathtune resume` runs every trial once."""
     exp = tmp_path / "runs" / "intr"
     # trials long enough (about a second per epoch) that the interrupt lands mid-search on an idle machine
     sets = sum((["--set", f"{k}={v}"] for k, v in {**SHRINK, "epochs": 4, "limit": 2048}.items()), [])
@@ -217,6 +220,9 @@ def test_a_session_without_tunes_result_files_is_read_from_checkpoints_and_resum
     trials = {t.trial_id: t for t in load_trials(exp)}
     assert len(trials) == 3
     assert all([r["epoch"] for r in t.history] == [1, 2, 3] and t.status == "finished" for t in trials.values())
+    study = _study_trials(exp, "older[split=0.5]")  # Optuna saw each trial once, each to its end
+    assert [t.state for t in study] == [TrialState.COMPLETE] * 3
+    assert sorted(t.user_attrs[TUNE_ID_ATTR] for t in study) == sorted(trials)
     assert len(list(exp.glob("trial_*/result.json"))) == 3  # Tune's default loggers wrote this session
     again = trials[started.trial_id].history
     # epoch 1 only in the first session's checkpoints; the epochs the resumed trial trained are Tune's rows

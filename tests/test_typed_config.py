@@ -113,14 +113,17 @@ def test_a_record_unpickles_in_a_fresh_process_that_has_made_no_family():
     imported no family and made no replay class yet; the family class is found by its import path."""
     from ray import cloudpickle
 
-    load = ("import pickle, sys; c = pickle.loads(sys.stdin.buffer.read()); "
-            "print(type(c).__name__, c._family.name, c.epochs, c.seed)")
-    for name in ("replay-arith-text2text", "replay-t2m-attn", "arith-img2text"):
-        config = get_family(name).make_config({"epochs": 3, "seed": 7})
-        for dumps in (pickle.dumps, cloudpickle.dumps):
-            done = subprocess.run([sys.executable, "-c", load], input=dumps(config), capture_output=True, timeout=120)
-            assert done.returncode == 0, done.stderr.decode()[-2000:]
-            assert done.stdout.decode().split() == [type(config).__name__, name, "3", "7"]
+    # one process per pickler; in each, every config is of a family (or replay class) it has not met before
+    load = ("import pickle, sys\nfor blob in pickle.loads(sys.stdin.buffer.read()):\n    c = pickle.loads(blob)\n"
+            "    print(type(c).__name__, c._family.name, c.epochs, c.seed)")
+    configs = [get_family(name).make_config({"epochs": 3, "seed": 7})
+               for name in ("replay-arith-text2text", "replay-t2m-attn", "arith-img2text")]
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        done = subprocess.run([sys.executable, "-c", load], input=pickle.dumps([dumps(c) for c in configs]),
+                              capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        assert [line.split() for line in done.stdout.decode().splitlines()] == \
+            [[type(c).__name__, c._family.name, "3", "7"] for c in configs]
 
 
 def test_replace_checks_through_the_params_with_make_configs_messages():
