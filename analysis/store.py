@@ -259,6 +259,12 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _state_entries(payload: dict[str, Any]):
+    """(static, runtime) dicts of each trial in a Tune ``experiment_state-*.json`` payload."""
+    for entry in payload.get("trial_data", []):
+        yield tuple(json.loads(e) if isinstance(e, str) else e for e in entry[:2])
+
+
 def tune_trial_states(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Trial id -> ``{"status", "start_time", "num_failures"}`` from Tune's newest experiment state.
 
@@ -271,8 +277,7 @@ def tune_trial_states(exp_dir: str | Path) -> dict[str, dict[str, Any]]:
         try:
             payload = json.loads(path.read_text())
             out: dict[str, dict[str, Any]] = {}
-            for entry in payload.get("trial_data", []):
-                static, runtime = (json.loads(e) if isinstance(e, str) else e for e in entry[:2])
+            for static, runtime in _state_entries(payload):
                 out[str(static["trial_id"])] = {"status": static.get("status"),
                                                 "start_time": runtime.get("start_time"),
                                                 "num_failures": runtime.get("num_failures", 0)}
@@ -366,8 +371,7 @@ def tune_sessions(exp_dir: str | Path) -> list[tuple[float, dict[str, int]]]:
             payload = json.loads(path.read_text())
             start = float(payload["runner_data"]["_start_time"])
             ends: dict[str, int] = {}
-            for entry in payload.get("trial_data", []):
-                static, runtime = (json.loads(e) if isinstance(e, str) else e for e in entry[:2])
+            for static, runtime in _state_entries(payload):
                 last = runtime.get("last_result") or {}
                 if "epoch" in last:
                     ends[str(static["trial_id"])] = int(last["epoch"])

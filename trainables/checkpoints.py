@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -37,8 +37,8 @@ from .loop import load_checkpoint
 from .metrics import best_of
 from .registry import get_family
 
-__all__ = ["Trained", "SavedHistory", "trial_checkpoints", "checkpoint_history", "best_checkpoint", "run_checkpoint", "state_meta",
-           "load_trained"]
+__all__ = ["Trained", "SavedHistory", "trial_checkpoints", "checkpoint_history", "best_checkpoint", "run_checkpoint",
+           "state_meta", "load_trained"]
 
 META_KEY = "meta_json"  # a model state's own metadata (JSON bytes), e.g. a text-to-program model's family and vocabularies
 
