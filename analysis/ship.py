@@ -367,20 +367,42 @@ def _model_family(run: Path) -> Family | None:
     return family
 
 
+def _selectable_family(run: Path) -> Any:
+    """The family of ``run`` when it ships its model, else None (a run ``--select`` leaves out)."""
+    try:
+        return _model_family(run)
+    except ShipError:
+        return None
+
+
 def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = None, note: str = "",
          search: str | Path | None = None, configs_dir: str | Path | None = None, train_only: bool = False,
          weights: str | None = None, widths: Sequence[int] | None = None, threads: int | None = None,
-         log: Log | None = None) -> Path:
+         select: int | None = None, select_width: int = 1, select_pool: int = 8, log: Log | None = None) -> Path:
     """``mathtune ship``: the family's ``ship_model`` for a run of a family that ships its model (``widths`` and
     ``threads`` default to the family's), its ``ship_ensemble`` for several such runs (one ensemble model
     ``pretrained:WEIGHTS``), :func:`add_train_figures` with ``train_only`` and :func:`ship_config` otherwise
-    (``threads`` default 1). Returns the shipped configuration's path (an ensemble's: its weights folder)."""
+    (``threads`` default 1). With ``select=K`` the family's ``select_members`` first chooses at most K of the runs
+    on validation (at beam ``select_width``, among the ``select_pool`` best recorded), and how is recorded with
+    ``note``. Returns the shipped configuration's path (an ensemble's: its weights folder)."""
     _check_name(name, "NAME")
     runs = [Path(r) for r in runs]
     if not runs:
         raise ShipError("no run to ship")
     if threads is not None and threads < 1:
         raise ShipError(f"--threads {threads}: at least 1")
+    if select is not None:
+        if weights is None:
+            raise ShipError("--select chooses the members of one shipped model: --weights WNAME names it")
+        family = next((f for f in map(_selectable_family, runs) if f is not None), None)
+        if family is None:
+            raise ShipError(f"--select: none of the {len(runs)} runs is a {_model_kinds()} run, checkpoint or "
+                            f"trial folder")
+        if not produced_by:
+            raise ShipError("--produced-by is required (the command that trained the runs, as a user would type it)")
+        runs, how = family.select_members(runs, size=select, width=select_width, pool=select_pool,
+                                          threads=threads, log=log)
+        note = f"{note}; {how}" if note else how
     family = _model_family(runs[0])
     if family is not None:
         if train_only:

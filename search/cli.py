@@ -308,7 +308,8 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_ship(args: argparse.Namespace) -> int:
     ship(args.name, args.runs, produced_by=args.produced_by, note=args.note, search=args.search,
          configs_dir=args.configs_dir, train_only=args.train_only, weights=args.weights, widths=args.widths,
-         threads=args.threads, log=lambda line: print(line, flush=True))
+         threads=args.threads, select=args.select, select_width=args.select_width, select_pool=args.select_pool,
+         log=lambda line: print(line, flush=True))
     return 0
 
 
@@ -335,7 +336,16 @@ The family measures the figures on the run's best checkpoint itself, at each dec
 ship as one ensemble model, pretrained:WNAME: its members (one per RUN, in order, under
 trainables/weights/WNAME/members/) decode as one, as `mathtune evaluate --ensemble` does, measured from the
 shipped files; they must share their training file (program vocabulary) and take at most 40 MB in
-float16 in all. An ensemble is no `mathtune train` input: no NAME.json is written for it."""
+float16 in all. An ensemble is no `mathtune train` input: no NAME.json is written for it.
+
+--select K chooses the members instead of taking every RUN: give many (a search's EXP/trial_* and
+EXP/confirm/trial_*). The --select-pool runs with the best dev figures their runs recorded are decoded on dev
+at beam --select-width, alone, and the best alone is the first member; each round then adds the run that
+raises the ensemble's dev execution accuracy most, and selection stops when no run raises it, at K members,
+or at the 40 MB limit. Dev is validation: the choice, like the figures, never reads the test split. The
+choice and each round's figure are printed and recorded in the shipped model (`selected`); one chosen run
+ships alone. The first usable RUN fixes the dev file and the program vocabulary; runs without a checkpoint
+(a trial that failed), with another vocabulary or another dev file are left out with a line, not refused."""
 
 SHIP_EPILOG = """\
 examples:
@@ -348,6 +358,8 @@ examples:
       --produced-by "mathtune train t2m-lstm --set ... --out runs/lstm-ls30"
   mathtune ship t2m-ens runs/lstm-ls30 runs/frozen30 --weights t2m-ens \\
       --produced-by "mathtune train t2m-lstm ... --out runs/lstm-ls30; mathtune train t2m-bert-frozen ..."
+  mathtune ship t2m runs/campaign-t2m/trial_* runs/campaign-t2m/confirm/trial_* --weights t2m --select 4 \\
+      --search runs/campaign-t2m --produced-by "mathtune search t2m-glove --budget 12h ... --name campaign-t2m"
 """
 
 
@@ -559,6 +571,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="WNAME",
                    help="a family that ships its model: also ship the model itself, as pretrained:WNAME (several "
                         "RUNs: one ensemble model of them)")
+    p.add_argument("--select", type=int, metavar="K",
+                   help="with --weights: choose at most K members among the RUNs by greedy forward selection on "
+                        "dev (validation), instead of shipping every RUN")
+    p.add_argument("--select-width", type=int, default=1, metavar="W",
+                   help="--select: the beam width the candidates are decoded at while choosing (default 1: "
+                        "greedy, the cheapest; the chosen model is then measured at every --widths)")
+    p.add_argument("--select-pool", type=int, default=8, metavar="P",
+                   help="--select: decode only the P runs with the best dev figures their runs recorded "
+                        "(default 8)")
     p.add_argument("--widths", type=int, nargs="+", metavar="W",
                    help="a family that ships its model: the decode widths to measure it at (default: the family's)")
     p.add_argument("--threads", type=int, metavar="N",

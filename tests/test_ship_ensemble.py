@@ -24,14 +24,14 @@ TINY = {"epochs": 4, "threads": 1, "device": "cpu", "emb": 16, "hidden": 32, "de
         "beam_width": 1, "max_decode_len": 40, "batch_size": 8, "lr": 0.01}
 
 
-def _train(root: Path, family: str, problems: int, name: str) -> Path:
-    """A one-epoch `mathtune train` run of ``family`` on the first ``problems`` COL775 training problems
-    (validated on the same problems)."""
+def _train(root: Path, family: str, problems: int, name: str, **overrides) -> Path:
+    """A tiny `mathtune train` run of ``family`` on the first ``problems`` COL775 training problems (validated on
+    the same problems), TINY with ``overrides``."""
     data = root / f"train{problems}.json"
     if not data.is_file():
         data.write_text(json.dumps(json.loads((COL775 / "train.json").read_text())[:problems]))
     config = root / f"{name}.json"
-    config.write_text(json.dumps({**TINY, "train_file": str(data), "dev_file": str(data)}))
+    config.write_text(json.dumps({**TINY, **overrides, "train_file": str(data), "dev_file": str(data)}))
     before = torch.get_num_threads()
     try:
         assert main(["train", family, "--config", str(config), "--out", str(root / name), "-q"]) == 0
@@ -168,3 +168,71 @@ def test_an_ensemble_over_the_size_limit_is_refused(runs, weights, tmp_path, cap
     err = _error(capsys, "ship", "x", attn, lstm, "--weights", "big", "--produced-by", "x", "--threads", 1)
     assert re.search(r"pretrained:big: 2 members take [\d.]+ MB in float16, over the 0.001 MB", err), err
     assert not weights.exists() or not list(weights.iterdir())
+
+
+def _figure(capsys, *argv) -> tuple[float, float]:
+    """(execution, exact match) that `mathtune evaluate ARGV... --beam-width 1` prints."""
+    code, out, err = _run(capsys, "evaluate", *argv, "--beam-width", 1, "--threads", 1)
+    assert code == 0, err
+    (_, em, ex), = LINE.findall(out)
+    return float(ex), float(em)
+
+
+def test_select_chooses_members_on_dev_by_greedy_forward_selection(runs, weights, tmp_path, capsys):
+    """--select K among many runs: a folder without a checkpoint, a repeated run and a run of another vocabulary
+    are left out with a line; the best alone on dev is the first member, each added member raises the
+    ensemble's dev execution accuracy (checked against `mathtune evaluate --ensemble`), no left-out run raises
+    the final one, and the shipped model records how its members were chosen."""
+    root, _ = runs
+    dev = root / "train24.json"
+    learns = {"epochs": 14, "emb": 32, "dec_emb": 100, "hidden": 64, "dec_hidden": 64, "dropout": 0.0,
+              "teacher_forcing": 1.0, "lr": 0.02, "batch_size": 4}  # part-way to memorising its 24 problems
+    attn, lstm, seed2 = (_train(root, family, 24, f"{family}-sel-{seed}", seed=seed, **learns)
+                         for family, seed in (("t2m-attn", 0), ("t2m-lstm", 0), ("t2m-attn", 2)))
+    weak = _train(root, "t2m-lstm", 24, "weak", **{**learns, "epochs": 2, "seed": 1})
+    other = _train(root, "t2m-lstm", 6, "other-vocab")
+    failed = tmp_path / "trial_failed"
+    failed.mkdir()
+    candidates = [attn, failed, lstm, weak, other, seed2, attn]
+    code, out, err = _run(capsys, "ship", "sel", *candidates, "--weights", "sel", "--select", 3, "--widths", 1,
+                          "--threads", 1, "--produced-by", "mathtune train ...", "--configs-dir",
+                          tmp_path / "configs")
+    assert code == 0, err
+    assert f"select: left out {failed}: not a finished `mathtune train` run" in out
+    assert f"select: left out {attn}: the same checkpoint as {attn}" in out
+    assert f"select: left out {other}: trained on another program vocabulary than {attn}" in out
+
+    pool = [attn, lstm, weak, seed2]
+    alone = {run: _figure(capsys, run, dev) for run in pool}
+    record = shipped.read_model_record(weights / "sel")
+    chosen = ([Path(m["run"]) for m in record["members"]] if shipped.is_ensemble(weights / "sel")
+              else [Path(record["source_checkpoint"]).parent])  # one chosen run ships alone (RUN/best)
+    # these seeds train members that differ enough for a second one to help (training is deterministic on CPU)
+    assert 2 <= len(chosen) <= 3 and set(chosen) <= set(pool)
+    assert alone[chosen[0]] == max(alone.values())  # the best alone comes first
+    figures = [alone[chosen[0]]]
+    for k in range(2, len(chosen) + 1):  # each member raised the ensemble's figure
+        figures.append(_figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:k]), [])))
+        assert figures[-1] > figures[-2]
+    if len(chosen) < 3:  # it stopped because no run left out raises the figure
+        for run in set(pool) - set(chosen):
+            assert _figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:] + [run]), [])) \
+                <= figures[-1]
+    for line, (ex, em) in zip([ln for ln in out.splitlines() if "select: round" in ln], figures[1:]):
+        assert f"execution {ex:.2f}%, exact match {em:.2f}%" in line
+    selected = record["selected"]
+    assert selected.startswith("greedy forward selection on dev (beam 1) among the 4 of 4 runs")
+    assert f"{chosen[0]} alone {figures[0][0]:.2f}%" in selected
+
+
+def test_select_needs_weights_and_sane_numbers(runs, weights, tmp_path, capsys):
+    root, (attn, lstm) = runs
+    ship = ["ship", "x", attn, lstm, "--produced-by", "x", "--threads", 1, "--configs-dir", tmp_path / "configs"]
+    assert "--select chooses the members of one shipped model: --weights WNAME names it" in _error(
+        capsys, *ship, "--select", 2)
+    assert "--select 0: choose at least 1 member" in _error(capsys, *ship, "--weights", "w", "--select", 0)
+    assert "--select-width 0: beam widths start at 1" in _error(capsys, *ship, "--weights", "w", "--select", 2,
+                                                                "--select-width", 0)
+    assert "--select: none of the 1 runs is a" in _error(capsys, "ship", "x", tmp_path, "--weights", "w",
+                                                        "--select", 2, "--produced-by", "x")
+    assert not weights.exists() and not (tmp_path / "configs").exists()

@@ -315,6 +315,16 @@ class Family(abc.ABC):
         raise ShipError(f"a {self.ships_model or 'configuration'} run of {self.name} ships alone; got {len(runs)} "
                         f"runs")
 
+    def select_members(self, runs: Sequence[Path], *, size: int, width: int = 1, pool: int = 8,
+                       threads: int | None = None, log: Callable[[str], None] | None = None
+                       ) -> tuple[list[Path], str]:
+        """``mathtune ship NAME RUN... --weights WNAME --select K`` for a family with :attr:`ships_model` whose
+        models decode as one ensemble: choose at most ``size`` of ``runs`` on validation (decoded at ``width``,
+        among the ``pool`` best by their recorded figures) and return them with a sentence on how they were
+        chosen. The default: the family's models do not form ensembles (one-line
+        :class:`~mathtune.trainables.errors.ShipError`)."""
+        raise ShipError(f"--select: {self.name} runs do not ship as ensembles, so there are no members to choose")
+
     def train_figures(self, model: torch.nn.Module, data: Any, config: FamilyConfig,
                       device: torch.device) -> dict[str, float]:
         """What a shipped configuration records of a run's selected checkpoint (``model`` in eval mode) on its own

@@ -49,7 +49,7 @@ from .models import ATTENTION_STYLES, CachedStates, GloveEncoder, PretrainedEnco
 from .opdecoder import DECODERS
 from .pretrained import BUNDLED as ENCODER_BUNDLED
 from .pretrained import fresh_encoder
-from .ship import ship_ensemble, ship_text2program
+from .ship import select_members, ship_ensemble, ship_text2program
 
 __all__ = ["T2MFamily", "T2MLstm", "T2MAttn", "T2MBertFrozen", "T2MBertFT"]
 
@@ -272,6 +272,11 @@ class T2MFamily(Family):
         ensemble model ``pretrained:WNAME``, measured from the shipped files at each width)."""
         return ship_ensemble(runs, weights=weights, produced_by=produced_by, note=note, searched=searched,
                              widths=widths, threads=threads, log=log)
+
+    def select_members(self, runs, *, size, width=1, pool=8, threads=None, log=None):
+        """``mathtune ship NAME RUN... --weights WNAME --select K``: :func:`.ship.select_members` (greedy forward
+        selection on dev)."""
+        return select_members(runs, size=size, width=width, pool=pool, threads=threads, log=log)
 
     def report_figures(self, model, data, config, device) -> dict[str, Any]:
         """``mathtune report`` views: validation scores by beam width (1, 5, 10) and by the gold program's

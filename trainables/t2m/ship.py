@@ -15,6 +15,11 @@ vocabulary (their training file) and take at most :data:`.shipped.MAX_ENSEMBLE_B
 no ``mathtune train`` input, so no configuration NAME.json is written for it: each member's ``config.json``
 trains it again.
 
+Members can be chosen rather than listed (:func:`select_members`, ``mathtune ship NAME RUN... --weights WNAME
+--select K``): among many runs (a search's trial folders and its confirmation's), greedy forward selection on
+dev adds, one at a time, the run that raises the ensemble's dev execution accuracy most, and stops when none
+does, at K members or at the size limit.
+
 Every file is written atomically (:mod:`mathtune.trainables.atomic`). Bad input raises
 :class:`~mathtune.trainables.errors.ShipError` (one line).
 
@@ -44,15 +49,18 @@ from ..loop import load_checkpoint, load_state_file, set_threads
 from ..provenance import configuration_of, machine_of, provenance_of, shown_path
 from ..records import ShippedRecord
 from . import shipped
+from .data import DataError
 from .dataset import resolve_file
 from .ensemble import same_programs
 from .evaluation import evaluate_file, find_checkpoint, vocabularies_of
 from .models import meta_of_state
 
-__all__ = ["DEFAULT_WIDTHS", "FIRST", "ship_text2program", "ship_ensemble", "program_checkpoint", "measure"]
+__all__ = ["DEFAULT_WIDTHS", "FIRST", "SELECT_POOL", "ship_text2program", "ship_ensemble", "select_members",
+           "program_checkpoint", "measure"]
 
 DEFAULT_WIDTHS = (1, 5, 10)
 DEFAULT_THREADS = 2  # torch threads while decoding, unless asked otherwise
+SELECT_POOL = 8  # members are chosen among this many runs, those with the best recorded dev figures
 FIRST = 200  # a shipped model is also measured on the first FIRST dev problems: the figure its test checks
 RESULT_FILE = "result.json"
 
@@ -278,3 +286,124 @@ def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_b
         return dest
     finally:
         torch.set_num_threads(before)
+
+
+def _float16_bytes(model: torch.nn.Module) -> int:
+    """About what ``model``'s state takes shipped (floating tensors in float16, the rest as they are)."""
+    return sum(t.numel() * (2 if t.is_floating_point() else t.element_size()) for t in model.state_dict().values())
+
+
+def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, pool: int = SELECT_POOL,
+                   threads: int | None = None, log: Log | None = None) -> tuple[list[Path], str]:
+    """Choose at most ``size`` members of one ensemble model among text-to-program ``runs`` (``mathtune train``
+    folders, checkpoints or Tune trial folders, e.g. a search's ``EXP/trial_*`` and ``EXP/confirm/trial_*``), on
+    dev only, by greedy forward selection.
+
+    The first usable run fixes the dev file (its configuration's) and the program vocabulary; a run selected on
+    another dev file or trained on another vocabulary is left out. The ``pool`` runs with the best dev
+    execution accuracy their runs recorded (the selected epoch's, greedy) are decoded on that dev file at beam
+    ``width`` with ``threads`` torch threads, alone; the best alone is the first member. Then each round adds the run whose addition gives the ensemble (each
+    step the mean of the members' probabilities) the highest dev execution accuracy (exact match breaks ties),
+    while that is higher than without it, the members stay within :data:`.shipped.MAX_ENSEMBLE_BYTES` in
+    float16 and there are fewer than ``size``. Every run left out (no text-to-program checkpoint, the same
+    checkpoint as another, another vocabulary or dev file) gets a line to ``log``.
+
+    Returns the chosen runs, best alone first, and a sentence on how they were chosen (what a shipped model
+    records as ``selected``). Bad arguments or no usable run: a one-line :class:`ShipError`."""
+    if size < 1:
+        raise ShipError(f"--select {size}: choose at least 1 member")
+    if width < 1:
+        raise ShipError(f"--select-width {width}: beam widths start at 1")
+    if pool < 1:
+        raise ShipError(f"--select-pool {pool}: at least 1 run")
+    threads = threads or DEFAULT_THREADS
+    found: list[tuple[float, int, Path, Path]] = []
+    seen: dict[Path, Path] = {}
+    reference: tuple[Path, dict[str, Any], Path] | None = None  # the first usable run, its model's meta, its dev
+    for order, run in enumerate(Path(r) for r in runs):
+        try:
+            ckpt = program_checkpoint(run)
+            meta = meta_of_state(load_state_file(ckpt / CHECKPOINT_FILE)["model"])
+            dev = resolve_file(str(read_json(ckpt / "config.json").get("dev_file") or ""), "dev_file", "dev.json")
+        except (ShipError, CheckpointError, DataError) as exc:
+            _say(log, f"[mathtune] select: left out {exc}")
+            continue
+        if ckpt.resolve() in seen:
+            _say(log, f"[mathtune] select: left out {run}: the same checkpoint as {seen[ckpt.resolve()]}")
+            continue
+        if reference is None:
+            reference = (run, meta, dev)
+        elif not same_programs(meta, reference[1]):
+            _say(log, f"[mathtune] select: left out {run}: trained on another program vocabulary than "
+                      f"{reference[0]}")
+            continue
+        elif dev.resolve() != reference[2].resolve():
+            _say(log, f"[mathtune] select: left out {run}: selected on another dev file ({dev}) than "
+                      f"{reference[0]} ({reference[2]})")
+            continue
+        seen[ckpt.resolve()] = run
+        metrics = read_json(ckpt / "metrics.json") if (ckpt / "metrics.json").is_file() else {}
+        recorded = (metrics.get("best") or {}).get("val_exec_acc")
+        found.append((-1.0 if recorded is None else float(recorded), order, run, ckpt))
+    if reference is None:
+        raise ShipError(f"--select: none of the {len(runs)} runs has a text-to-program checkpoint to ship")
+    dev = reference[2]
+    found.sort(key=lambda f: (-f[0], f[1]))
+    chosen_from = found[:pool]
+    _say(log, f"[mathtune] select: at most {size} members among the {len(chosen_from)} of {len(found)} runs with "
+              f"the best recorded execution accuracy on {shown_path(dev)}, by greedy forward selection on it at "
+              f"beam {width}")
+    before = torch.get_num_threads()
+    try:
+        loaded = []
+        for _, _, run, ckpt in chosen_from:
+            family, config, model, _ = load_trained(ckpt, data=vocabularies_of,
+                                                    overrides={"threads": threads, "device": "cpu"})
+            loaded.append((run, family, config, model, _float16_bytes(model)))
+        set_threads(loaded[0][2])
+
+        def score(members: list[int]) -> tuple[float, float]:
+            _, family, config, model, _ = loaded[members[0]]
+            out = evaluate_file(family, config, model, dev, widths=[width],
+                                ensemble=[(loaded[i][3], loaded[i][2]) for i in members[1:]])
+            return out.scores[width].execution_accuracy, out.scores[width].exact_match
+
+        alone = []
+        for i, (run, *_rest) in enumerate(loaded):
+            alone.append(score([i]))
+            _say(log, f"[mathtune] select: {shown_path(run)} alone: execution {alone[i][0]:.2f}%, exact match "
+                      f"{alone[i][1]:.2f}%")
+        first = max(range(len(loaded)), key=lambda i: (alone[i], -i))
+        members, best = [first], alone[first]
+        steps = [f"{shown_path(loaded[first][0])} alone {best[0]:.2f}%"]
+        others = [i for i in range(len(loaded)) if i != first]
+        ended = "no run left to add"
+        while len(members) < size:
+            room = shipped.MAX_ENSEMBLE_BYTES - sum(loaded[m][4] for m in members)
+            fits = [i for i in others if i not in members and loaded[i][4] <= room]
+            if not fits:
+                ended = "no run left that fits the size limit" if any(i not in members for i in others) else ended
+                break
+            tried = {i: score(members + [i]) for i in fits}
+            pick = max(fits, key=lambda i: (tried[i], -i))
+            _say(log, f"[mathtune] select: round {len(members) + 1}: best addition {shown_path(loaded[pick][0])}: "
+                      f"execution {tried[pick][0]:.2f}%, exact match {tried[pick][1]:.2f}% (of {len(fits)} tried; "
+                      f"{best[0]:.2f}% without it)")
+            if tried[pick] <= best:
+                ended = "no addition raised dev execution accuracy"
+                break
+            members.append(pick)
+            best = tried[pick]
+            steps.append(f"+ {shown_path(loaded[pick][0])} {best[0]:.2f}%")
+        else:
+            ended = f"{size} members"
+    finally:
+        torch.set_num_threads(before)
+    chosen = [loaded[m][0] for m in members]
+    _say(log, f"[mathtune] select: {len(chosen)} member{'s' if len(chosen) != 1 else ''} ({ended}): "
+              + ", ".join(shown_path(r) for r in chosen))
+    how = (f"greedy forward selection on dev (beam {width}) among the {len(chosen_from)} of {len(found)} runs "
+           f"with the best recorded dev execution accuracy, at most {size} members: " + "; ".join(steps)
+           + f" (stopped: {ended}); each member at the epoch with the best greedy dev execution accuracy of its "
+             f"run; the COL775 test split was not used")
+    return chosen, how
