@@ -113,3 +113,33 @@ def test_decode_section_names_only_decode_time_settings(tmp_path):
                                     "points_to_evaluate": []}, sort_keys=False))
     with pytest.raises(SpaceError, match="its decode-time settings: none"):
         load_space(path)
+
+
+def test_select_chooses_ensemble_members_among_the_searchs_trial_folders(search, tmp_path, monkeypatch, capsys):
+    """`mathtune ship ... EXP/trial_* --weights W --select K`, as a search's user would type it: every member is
+    one of the search's trials at its selected (best validation) checkpoint, and the model names the search and
+    how its members were chosen."""
+    from mathtune.search.cli import main
+    from mathtune.trainables.t2m import shipped
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
+    exp = Path(search.experiment_dir)
+    folders = sorted(exp.glob("trial_*"))
+    assert len(folders) == 2
+    code = main([str(a) for a in ("ship", "sel", *folders, "--weights", "sel", "--select", 2, "--widths", 1,
+                                  "--threads", 1, "--search", exp, "--produced-by", "mathtune search ...",
+                                  "--configs-dir", tmp_path / "configs")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "select: at most 2 members among the 2 of 2 runs" in out
+    folder = tmp_path / "weights" / "sel"
+    record = shipped.read_model_record(folder)
+    sources = ([m["source_checkpoint"] for m in record["members"]] if shipped.is_ensemble(folder)
+               else [record["source_checkpoint"]])
+    selected_ckpts = {str(t.best_checkpoint("val_exec_acc")[0]) for t in load_trials(exp)}
+    assert 1 <= len(sources) <= 2 and set(sources) <= selected_ckpts
+    assert record["selected"].startswith("greedy forward selection on dev (beam 1) among the 2 of 2 runs")
+    # an ensemble records the search in its model.json; one chosen trial ships with its configuration, which does
+    searched = (record if shipped.is_ensemble(folder)
+                else json.loads((tmp_path / "configs" / "sel.json").read_text()))["search"]
+    assert searched["experiment"] == "dec" and searched["command"].startswith("mathtune search")
