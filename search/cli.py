@@ -198,6 +198,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from mathtune.search.status import experiment_status
+
+    print("\n".join(experiment_status(args.experiment)), flush=True)
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     server = open_dashboard(args.experiment, port=args.port)
     names = ", ".join(server.study_names)
@@ -489,6 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true",
                    help="do not write the report at the end (`mathtune report EXPERIMENT` writes it any time)")
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="where a search stands: running, interrupted or finished, trials, best, budget",
+                       description="Read an experiment folder and say where its search stands, while it runs or "
+                                   "after: whether a driver (a `mathtune search` or `resume`) runs it now, and which "
+                                   "(pid, host, since when), or whether it was interrupted (with the resume command) "
+                                   "or finished; its trials by status; the best trial per factor value on the "
+                                   "selection metric (validation; test is never shown here); the budget spent; the "
+                                   "confirmation's state. Starts no Ray and writes nothing. A second driver on the "
+                                   "same folder is refused: one runs it at a time.")
+    p.add_argument("experiment", help="the experiment folder printed by `mathtune search`")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("dashboard", help="serve an experiment's Optuna studies with optuna-dashboard (127.0.0.1)",
                        description="Serve the experiment's Optuna studies (one per study-factor value, from the "

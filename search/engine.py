@@ -27,6 +27,7 @@ from mathtune.analysis.store import (EXPERIMENT_FILE, OPTUNA_JOURNAL, Experiment
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
 from mathtune.search.confirm import run_confirmation
 from mathtune.search.decode import score_decode_settings
+from mathtune.search.driver import hold_experiment
 from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
 from mathtune.search.scheduler import GroupedASHA, OptunaPruning
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, open_storage
@@ -390,37 +391,41 @@ def run_search(space_ref: str | Path | Space, options: SearchOptions | None = No
         raise SearchError(f"{exp_dir} already holds an experiment; resume it with `mathtune resume {exp_dir}` "
                           f"or choose another --name")
     exp_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(space.path, exp_dir / "space.yaml")
-    ensure_ray(options.address, dashboard=options.dashboard, worker_logs=options.verbose > 0)
-    max_concurrent = options.max_concurrent or _default_concurrency(resources)
-    num_samples = options.num_samples
-    if options.sampler == "grid" and num_samples == -1:
-        num_samples = _grid_size(space)
-    opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent, "num_samples": num_samples,
-            "named_loggers": True}
-    if options.budget:
-        BudgetClock.start(exp_dir, options.budget)  # the dataset build below counts
-    record = ExperimentRecord(
-        family=space.family, metric=space.metric, mode=space.mode, name=name, space=str(space.path),
-        space_name=space.name, storage_path=storage_path, study_name=name, resources=resources, options=opts,
-        optuna_storage=options.optuna_storage or journal_url(exp_dir / OPTUNA_JOURNAL), factors=list(space.factors),
-        objectives=[list(o) for o in space.objectives], created=time.strftime("%Y-%m-%d %H:%M:%S"))
-    trainable, search_alg, scheduler = _build_tuner_parts(space, record)
-    record.write(exp_dir)  # after the datasets built: a bad data file leaves no experiment
-    _record_provenance(exp_dir)
-    tuner = tune.Tuner(trainable,
-                       tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
-                                                   num_samples=num_samples, metric=space.metric,
-                                                   mode=space.mode, trial_dirname_creator=trial_dirname,
-                                                   trial_name_creator=trial_dirname,
-                                                   reuse_actors=options.reuse_actors),
-                       run_config=_run_config(space, record))
-    trials = "trials until the budget is spent" if num_samples == -1 else f"{num_samples} trials"
-    budget = f", budget {format_budget(options.budget)} wall-clock" if options.budget else ""
-    print(f"[mathtune] experiment {exp_dir} ({space.family}, {trials}, {max_concurrent} at a time, "
-          f"{resources['cpu']:g} CPU / {resources['gpu']:g} GPU each{budget})", flush=True)
-    print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
-    return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
+    with hold_experiment(exp_dir):  # one driver per experiment folder
+        if (exp_dir / EXPERIMENT_FILE).exists():  # a search of the same --name started a moment before
+            raise SearchError(f"{exp_dir} already holds an experiment; choose another --name")
+        shutil.copyfile(space.path, exp_dir / "space.yaml")
+        ensure_ray(options.address, dashboard=options.dashboard, worker_logs=options.verbose > 0)
+        max_concurrent = options.max_concurrent or _default_concurrency(resources)
+        num_samples = options.num_samples
+        if options.sampler == "grid" and num_samples == -1:
+            num_samples = _grid_size(space)
+        opts = {**dataclasses.asdict(options), "max_concurrent": max_concurrent, "num_samples": num_samples,
+                "named_loggers": True}
+        if options.budget:
+            BudgetClock.start(exp_dir, options.budget)  # the dataset build below counts
+        record = ExperimentRecord(
+            family=space.family, metric=space.metric, mode=space.mode, name=name, space=str(space.path),
+            space_name=space.name, storage_path=storage_path, study_name=name, resources=resources, options=opts,
+            optuna_storage=options.optuna_storage or journal_url(exp_dir / OPTUNA_JOURNAL),
+            factors=list(space.factors), objectives=[list(o) for o in space.objectives],
+            created=time.strftime("%Y-%m-%d %H:%M:%S"))
+        trainable, search_alg, scheduler = _build_tuner_parts(space, record)
+        record.write(exp_dir)  # after the datasets built: a bad data file leaves no experiment
+        _record_provenance(exp_dir)
+        tuner = tune.Tuner(trainable,
+                           tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                                       num_samples=num_samples, metric=space.metric,
+                                                       mode=space.mode, trial_dirname_creator=trial_dirname,
+                                                       trial_name_creator=trial_dirname,
+                                                       reuse_actors=options.reuse_actors),
+                           run_config=_run_config(space, record))
+        trials = "trials until the budget is spent" if num_samples == -1 else f"{num_samples} trials"
+        budget = f", budget {format_budget(options.budget)} wall-clock" if options.budget else ""
+        print(f"[mathtune] experiment {exp_dir} ({space.family}, {trials}, {max_concurrent} at a time, "
+              f"{resources['cpu']:g} CPU / {resources['gpu']:g} GPU each{budget})", flush=True)
+        print(f"[mathtune] resume if interrupted: mathtune resume {exp_dir}", flush=True)
+        return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
 
 
 def _finish_and_confirm(tuner, trainable, space: Space, record: ExperimentRecord, exp_dir: Path) -> SearchOutcome:
@@ -491,16 +496,17 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
     space = apply_overrides(load_space(exp_dir / "space.yaml"), record.options.get("overrides") or {})
     if not tune.Tuner.can_restore(str(exp_dir)):
         raise SearchError(f"{exp_dir}: Ray Tune saved no experiment state yet; start the search again")
-    ensure_ray(address, dashboard=dashboard, worker_logs=int(record.options.get("verbose", 0)) > 0)
-    _record_provenance(exp_dir)
-    clock = BudgetClock.resume(exp_dir) if record.options.get("budget") else None
-    if clock is not None:
-        print(f"[mathtune] budget: {clock.describe()} before this resume", flush=True)
-    trainable, _, _ = _build_tuner_parts(space, record)
-    tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
-                               restart_errored=False)
-    print(f"[mathtune] resuming {exp_dir}", flush=True)
-    return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
+    with hold_experiment(exp_dir):  # before anything is restored or written: one driver per experiment folder
+        ensure_ray(address, dashboard=dashboard, worker_logs=int(record.options.get("verbose", 0)) > 0)
+        _record_provenance(exp_dir)
+        clock = BudgetClock.resume(exp_dir) if record.options.get("budget") else None
+        if clock is not None:
+            print(f"[mathtune] budget: {clock.describe()} before this resume", flush=True)
+        trainable, _, _ = _build_tuner_parts(space, record)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+        print(f"[mathtune] resuming {exp_dir}", flush=True)
+        return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
 
 
 def _confirm(outcome: SearchOutcome, trainable, space: Space, record: ExperimentRecord, exp_dir: Path) -> SearchOutcome:

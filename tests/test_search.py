@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from mathtune.analysis import load_trials, write_report
 from mathtune.search import SearchError, SearchOptions, run_search
 from mathtune.search.searcher import TUNE_ID_ATTR
+from mathtune.search.status import experiment_status
 from mathtune.analysis.store import _stamped, open_study_storage, tune_sessions
 from mathtune.search import engine
 from mathtune.search.engine import _datasets, resume_search
@@ -143,11 +144,27 @@ def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
                             start_new_session=True)
     try:
         _wait_for_results(exp, 6, proc)  # mid-search: the second trial is running
+        # one driver per experiment: while this one runs (held still meanwhile), `mathtune status` names it and a
+        # second driver, `mathtune resume`, is refused in one line before it restores or writes anything
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            status, second = (subprocess.Popen([MATHTUNE, *args], env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True)
+                              for args in (["status", str(exp)], ["resume", str(exp), "--no-dashboard"]))
+            (shown, _), (_, refused) = status.communicate(timeout=120), second.communicate(timeout=120)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert status.returncode == 0 and f"state: running: pid {proc.pid} on " in shown, shown
+        assert "trials: " in shown and "running" in shown.split("trials: ")[1].splitlines()[0], shown
+        assert second.returncode == 2 and refused.count("\n") == 1 and "Traceback" not in refused, refused
+        assert f"another driver is running this experiment (pid {proc.pid} on " in refused, refused
         proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    # a driver that died, even by kill -9, holds nothing: the folder is interrupted, not running
+    assert experiment_status(exp)[1] == f"state: interrupted: continue with `mathtune resume {exp}`"
     printed = proc.stdout.read()
     # mathtune's own lines by default: no Tune boxes, no TensorBoard hint, and after Ctrl-C the command that works
     assert "started: extra_layers" in printed and "epoch 1: val_exact_match" in printed, printed[-3000:]
@@ -170,6 +187,7 @@ def test_interrupted_search_resumes_with_every_trial_once(tmp_path, sig):
     assert [t.state for t in study] == [TrialState.COMPLETE] * 4
     assert sorted(t.user_attrs[TUNE_ID_ATTR] for t in study) == sorted(t.trial_id for t in trials)
     assert (exp / "report.md").is_file()
+    assert experiment_status(exp)[1] == f"state: finished; report: {exp / 'report.md'}"
     print(f"\n{sig.name}: {len(before)} trial(s) had started before the interrupt; after resume 4 trials, "
           f"4 COMPLETE in Optuna, 4 x 4 epochs in the results")
 
