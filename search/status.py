@@ -37,6 +37,8 @@ def _state(exp_dir: Path, confirm_asked: bool, confirmed: bool) -> str:
         pid = driver.get("pid")
         return (f"running: {describe_driver(driver)}"
                 + (f"; `kill -INT {pid}` stops it cleanly (resume later)" if pid else ""))
+    if not any(exp_dir.glob("experiment_state-*.json")):
+        return "stopped before Ray Tune saved its state (nothing to resume): start the search again"
     confirming = (exp_dir / CONFIRM_DIR).is_dir()
     if stopped_by_signal(exp_dir) or (confirming and stopped_by_signal(exp_dir / CONFIRM_DIR)) \
             or (confirm_asked and confirming and not confirmed):

@@ -213,11 +213,11 @@ def test_select_chooses_members_on_dev_by_greedy_forward_selection(runs, weights
     figures = [alone[chosen[0]]]
     for k in range(2, len(chosen) + 1):  # each member raised the ensemble's figure
         figures.append(_figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:k]), [])))
-        assert figures[-1] > figures[-2]
+        assert figures[-1][0] > figures[-2][0]
     if len(chosen) < 3:  # it stopped because no run left out raises the figure
         for run in set(pool) - set(chosen):
-            assert _figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:] + [run]), [])) \
-                <= figures[-1]
+            assert _figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:] + [run]), []))[0] \
+                <= figures[-1][0]
     for line, (ex, em) in zip([ln for ln in out.splitlines() if "select: round" in ln], figures[1:]):
         assert f"execution {ex:.2f}%, exact match {em:.2f}%" in line
     selected = record["selected"]

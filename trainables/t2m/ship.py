@@ -302,11 +302,12 @@ def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, poo
     The first usable run fixes the dev file (its configuration's) and the program vocabulary; a run selected on
     another dev file or trained on another vocabulary is left out. The ``pool`` runs with the best dev
     execution accuracy their runs recorded (the selected epoch's, greedy) are decoded on that dev file at beam
-    ``width`` with ``threads`` torch threads, alone; the best alone is the first member. Then each round adds the run whose addition gives the ensemble (each
-    step the mean of the members' probabilities) the highest dev execution accuracy (exact match breaks ties),
-    while that is higher than without it, the members stay within :data:`.shipped.MAX_ENSEMBLE_BYTES` in
-    float16 and there are fewer than ``size``. Every run left out (no text-to-program checkpoint, the same
-    checkpoint as another, another vocabulary or dev file) gets a line to ``log``.
+    ``width`` with ``threads`` torch threads, alone; the best alone is the first member. Then each round tries
+    every remaining run beside the members (each step the mean of the members' probabilities) and keeps the one
+    that gives the highest dev execution accuracy (exact match breaks ties), if that execution accuracy is
+    higher than without it, the members stay within :data:`.shipped.MAX_ENSEMBLE_BYTES` in float16 and there
+    are fewer than ``size``. Every run left out (no text-to-program checkpoint, the same checkpoint as
+    another, another vocabulary or dev file) gets a line to ``log``.
 
     Returns the chosen runs, best alone first, and a sentence on how they were chosen (what a shipped model
     records as ``selected``). Bad arguments or no usable run: a one-line :class:`ShipError`."""
@@ -389,7 +390,7 @@ def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, poo
             _say(log, f"[mathtune] select: round {len(members) + 1}: best addition {shown_path(loaded[pick][0])}: "
                       f"execution {tried[pick][0]:.2f}%, exact match {tried[pick][1]:.2f}% (of {len(fits)} tried; "
                       f"{best[0]:.2f}% without it)")
-            if tried[pick] <= best:
+            if tried[pick][0] <= best[0]:  # execution accuracy must rise; exact match alone adds no member
                 ended = "no addition raised dev execution accuracy"
                 break
             members.append(pick)
