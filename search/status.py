@@ -94,7 +94,8 @@ def experiment_status(exp_dir: str | Path) -> list[str]:
                      f" spent over {budget.get('sessions', '?')} session(s)" + (", used up" if budget.get("exhausted")
                                                                               else ""))
     if confirm_asked:
-        top, seeds = record.options.get("confirm_top"), record.options.get("confirm_seeds")
+        top, seeds = int(record.options.get("confirm_top")), int(record.options.get("confirm_seeds") or 1)
+        which = f"the best {top} trial{'s' if top != 1 else ''}, {seeds} new seed{'s' if seeds != 1 else ''} each"
         if confirmation is not None:
             winners = [f"{label}: {c.get('winner')}" for label, c in sorted(confirmation["combos"].items())]
             lines.append(f"confirmation: done; the winner{'s' if len(winners) != 1 else ''}: " + "; ".join(winners)
@@ -103,7 +104,7 @@ def experiment_status(exp_dir: str | Path) -> list[str]:
             runs = load_trials(exp_dir / CONFIRM_DIR)
             done = sum(r.status == "finished" for r in runs)
             lines.append(f"confirmation: under way, {done} of {len(runs)} new-seed runs finished "
-                         f"(the best {top} trials, {seeds} new seeds each)")
+                         f"({which})")
         else:
-            lines.append(f"confirmation: after the search (the best {top} trials, {seeds} new seeds each)")
+            lines.append(f"confirmation: after the search ({which})")
     return lines

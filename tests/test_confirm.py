@@ -1,6 +1,7 @@
 """--confirm-top / --confirm-seeds: a real tiny search whose best trials are retrained with new seeds."""
 
 import json
+import re
 import statistics
 import subprocess
 
@@ -9,6 +10,7 @@ import pytest
 from mathtune.analysis import load_trials, write_report
 from mathtune.analysis.best import best_config
 from mathtune.search import SearchError, SearchOptions, resume_search, run_search
+from mathtune.search.status import experiment_status
 
 from .conftest import MATHTUNE, interrupt_after
 
@@ -115,6 +117,10 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     code, first = interrupt_after(cmd, exp, "confirm/trial_*/result.json", 3)
     assert "confirmation interrupted" in first and "confirmed winner" not in first, first[-3000:]
     assert not (exp / "confirm.json").exists()
+    status = experiment_status(exp)
+    assert status[1] == f"state: interrupted: continue with `mathtune resume {exp}`"
+    assert re.fullmatch(r"confirmation: under way, [0-2] of 2 new-seed runs finished \(the best 1 trial, 2 new "
+                        r"seeds each\)", status[-1]), status
     resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard", "--no-report"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -124,6 +130,10 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     assert len(runs) == 2 and all(r.epochs_run == 15 for r in runs)
     summary = json.loads((exp / "confirm.json").read_text())
     assert all(c["complete"] for combo in summary["combos"].values() for c in combo["candidates"])
+    status = experiment_status(exp)
+    assert status[1] == "state: finished" and status[2] == "trials: 2: 2 finished", status
+    (winner,) = [c["winner"] for c in summary["combos"].values()]
+    assert status[-1].startswith("confirmation: done; the winner: ") and winner in status[-1], status
 
 
 def test_ctrl_c_during_the_search_does_not_start_the_confirmation(tmp_path):
@@ -139,5 +149,9 @@ def test_ctrl_c_during_the_search_does_not_start_the_confirmation(tmp_path):
     code, printed = interrupt_after(cmd, exp, "trial_*/result.json", 6)
     assert code == 130, printed[-3000:]
     assert "confirming" not in printed and not (exp / "confirm").exists(), printed[-3000:]
+    status = experiment_status(exp)
+    assert status[1] == f"state: interrupted: continue with `mathtune resume {exp}`", status
+    assert status[-2].startswith("budget: ") and " of 10 min spent over 1 session(s)" in status[-2], status
+    assert status[-1] == "confirmation: after the search (the best 1 trial, 1 new seed each)", status
     assert f"interrupted: the running trials were saved at their last epoch; continue with: mathtune resume " \
            f"{exp}" in printed, printed[-3000:]
