@@ -84,7 +84,7 @@ def experiment_status(exp_dir: str | Path) -> list[str]:
         setting = f", decoded with {', '.join(f'{k}={v}' for k, v in decoded.items())}" if decoded else ""
         epochs = next((t.epochs_run for t in trials if t.trial_id == tid), 0)
         lines.append(f"best ({label}): {metric} {best[metric]:.4f}, trial {tid} at epoch {int(best.get('epoch', 0))}"
-                     f"{setting} (it has run {epochs} epochs)")
+                     f"{setting} (it has run {epochs} epoch{'s' if epochs != 1 else ''})")
     if not groups:
         lines.append(f"best: no trial has reported {metric} yet")
 
