@@ -136,12 +136,13 @@ def bench_family(name: str, args: argparse.Namespace) -> dict[str, Any]:
     row: dict[str, Any] = {"family": name, "batch_size": config.batch_size, "threads": args.threads, "amp": amp,
                            "teacher_forcing": config.teacher_forcing,
                            "attention_style": config.attention_style if fam.attention else "-",
-                           "ours_samples_per_s": round(ours_rate, 1), "minimal_samples_per_s": round(mini_rate, 1),
+                           "ours_samples_per_s": round(ours_rate, 2), "minimal_samples_per_s": round(mini_rate, 2),
                            "ratio": round(ours_rate / mini_rate, 3), "ours_params": params(ours),
                            "minimal_params": params(mini)}
     print(f"[speed] {name} (batch {config.batch_size}, teacher forcing {config.teacher_forcing}, attention "
-          f"{row['attention_style']}, {args.threads} threads): ours {ours_rate:.0f} samples/s, minimal "
-          f"{mini_rate:.0f} samples/s, ratio {ours_rate / mini_rate:.2f}", flush=True)
+          f"{row['attention_style']}, {args.threads} threads): ours {ours_rate:.3g} samples/s "
+          f"({config.batch_size / ours_rate:.3g} s a step), minimal {mini_rate:.3g} samples/s, ratio "
+          f"{ours_rate / mini_rate:.2f}", flush=True)
     ckpts = dict(pair.split("=", 1) for pair in args.checkpoint)
     if name in ckpts:
         from mathtune.trainables.t2m.dataset import encode_part, resolve_file
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
           "greedy dev decode s | beam-10 dev decode s |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['family']} | {r['batch_size']} | {r['teacher_forcing']} | {r['attention_style']} | "
-              f"{r['ours_samples_per_s']:.0f} | {r['minimal_samples_per_s']:.0f} | {r['ratio']:.2f} | "
+              f"{r['ours_samples_per_s']:.3g} | {r['minimal_samples_per_s']:.3g} | {r['ratio']:.2f} | "
               f"{r.get('decode_beam1_s', '-')} | {r.get('decode_beam10_s', '-')} |")
     if args.out:
         from mathtune.trainables.atomic import write_text
