@@ -501,10 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read an experiment folder and say where its search stands, while it runs or "
                                    "after: whether a driver (a `mathtune search` or `resume`) runs it now, and which "
                                    "(pid, host, since when), or whether it was interrupted (with the resume command) "
-                                   "or finished; its trials by status; the best trial per factor value on the "
-                                   "selection metric (validation; test is never shown here); the budget spent; the "
-                                   "confirmation's state. Starts no Ray and writes nothing. A second driver on the "
-                                   "same folder is refused: one runs it at a time.")
+                                   "or finished; its trials by status and when the last epoch was reported; the "
+                                   "best trial per factor value on the selection metric (validation; test is never "
+                                   "shown here); the budget spent; the confirmation's state. Starts no Ray and "
+                                   "writes nothing. A second driver on the same folder is refused: one runs it at a "
+                                   "time.")
     p.add_argument("experiment", help="the experiment folder printed by `mathtune search`")
     p.set_defaults(func=cmd_status)
 

@@ -1,7 +1,8 @@
 """``mathtune status EXP``: where a search stands, read from its folder, without starting Ray or writing anything.
 
 Whether a driver runs it now (:mod:`.driver`'s lock), was interrupted (Tune's saved state still has trials
-running or pending, or a confirmation that has not summarised) or finished; the trials by status; the best
+running or pending, or a confirmation that has not summarised) or finished; the trials by status and when
+the last epoch was reported (a search whose driver runs but reports nothing for long is stuck); the best
 trial per factor value so far on the selection metric (validation; test is never shown here); the budget
 spent; the confirmation's state. For a search running in the background, it is the question a user asks
 between two looks at the log.
@@ -14,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from mathtune.analysis.store import (EXPERIMENT_FILE, STATUSES, load_confirmation, load_trials, read_budget,
@@ -67,6 +69,11 @@ def experiment_status(exp_dir: str | Path) -> list[str]:
         counts[t.status] = counts.get(t.status, 0) + 1
     lines.append(f"trials: {len(trials)}" + (": " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
                                              if trials else ""))
+    stamps = [float(r["timestamp"]) for t in trials for r in t.history if isinstance(r.get("timestamp"), (int, float))]
+    if stamps:
+        ago = max(0.0, time.time() - max(stamps))
+        lines.append(f"last epoch reported: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(stamps)))} "
+                     f"({format_budget(ago)} ago)")
 
     metric, mode, factors = record.metric, record.mode, list(record.factors)
     groups: dict[str, list[tuple[str, dict]]] = {}

@@ -132,6 +132,7 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     assert all(c["complete"] for combo in summary["combos"].values() for c in combo["candidates"])
     status = experiment_status(exp)
     assert status[1] == "state: finished" and status[2] == "trials: 2: 2 finished", status
+    assert re.fullmatch(r"last epoch reported: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+ (s|min) ago\)", status[3]), status
     (winner,) = [c["winner"] for c in summary["combos"].values()]
     assert status[-1].startswith("confirmation: done; the winner: ") and winner in status[-1], status
 
