@@ -387,6 +387,7 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
     ``note``. Returns the shipped configuration's path (an ensemble's: its weights folder)."""
     _check_name(name, "NAME")
     runs = [Path(r) for r in runs]
+    votes: list[int] | None = None  # an ensemble's members' votes, from --select
     if not runs:
         raise ShipError("no run to ship")
     if threads is not None and threads < 1:
@@ -400,8 +401,8 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
                             f"trial folder")
         if not produced_by:
             raise ShipError("--produced-by is required (the command that trained the runs, as a user would type it)")
-        runs, how = family.select_members(runs, size=select, width=select_width, pool=select_pool,
-                                          threads=threads, log=log)
+        runs, votes, how = family.select_members(runs, size=select, width=select_width, pool=select_pool,
+                                                 threads=threads, log=log)
         note = f"{note}; {how}" if note else how
     family = _model_family(runs[0])
     if family is not None:
@@ -418,7 +419,7 @@ def ship(name: str, runs: Sequence[str | Path], *, produced_by: str | None = Non
                     raise ShipError(f"{run}: a {read_run(run).family} run, which ships as a configuration; only "
                                     f"{family.ships_model} runs ship together, as one ensemble model")
             return family.ship_ensemble(runs, name=name, produced_by=produced_by, note=note, searched=searched,
-                                        weights=weights, widths=widths, threads=threads, log=log)
+                                        weights=weights, widths=widths, threads=threads, votes=votes, log=log)
         return family.ship_model(runs[0], name=name, out=Path(configs_dir or CONFIGS_DIR) / f"{name}.json",
                                  produced_by=produced_by, note=note, searched=searched, weights=weights,
                                  widths=widths, threads=threads, log=log)

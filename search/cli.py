@@ -347,9 +347,11 @@ float16 in all. An ensemble is no `mathtune train` input: no NAME.json is writte
 
 --select K chooses the members instead of taking every RUN: give many (a search's EXP/trial_* and
 EXP/confirm/trial_*). The --select-pool runs with the best dev figures their runs recorded are decoded on dev
-at beam --select-width, alone, and the best alone is the first member; each round then adds the run that
-raises the ensemble's dev execution accuracy most, and selection stops when no run raises it, at K members,
-or at the 40 MB limit. Dev is validation: the choice, like the figures, never reads the test split. The
+at beam --select-width, alone, and the best alone is the first member; each round then adds the vote that
+raises the ensemble's dev execution accuracy most: a new member (while there are fewer than K and they fit in
+40 MB) or one more vote for a member already in (with replacement: a member with two votes counts twice in the
+mean of probabilities, and the model records its votes). Selection stops when no vote raises it, or at 2K votes
+in all. Dev is validation: the choice, like the figures, never reads the test split. The
 choice and each round's figure are printed and recorded in the shipped model (`selected`); one chosen run
 ships alone. The first usable RUN fixes the dev file and the program vocabulary; runs without a checkpoint
 (a trial that failed), with another vocabulary or another dev file are left out with a line, not refused."""
@@ -591,8 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a family that ships its model: also ship the model itself, as pretrained:WNAME (several "
                         "RUNs: one ensemble model of them)")
     p.add_argument("--select", type=int, metavar="K",
-                   help="with --weights: choose at most K members among the RUNs by greedy forward selection on "
-                        "dev (validation), instead of shipping every RUN")
+                   help="with --weights: choose at most K members among the RUNs, and their votes, by greedy "
+                        "forward selection with replacement on dev (validation), instead of shipping every RUN")
     p.add_argument("--select-width", type=int, default=1, metavar="W",
                    help="--select: the beam width the candidates are decoded at while choosing (default 1: "
                         "greedy, the cheapest; the chosen model is then measured at every --widths)")

@@ -138,7 +138,8 @@ def test_select_chooses_ensemble_members_among_the_searchs_trial_folders(search,
                else [record["source_checkpoint"]])
     selected_ckpts = {str(t.best_checkpoint("val_exec_acc")[0]) for t in load_trials(exp)}
     assert 1 <= len(sources) <= 2 and set(sources) <= selected_ckpts
-    assert record["selected"].startswith("greedy forward selection on dev (beam 1) among the 2 of 2 runs")
+    assert record["selected"].startswith("greedy forward selection with replacement on dev (beam 1) among the 2 of "
+                                         "2 runs")
     # an ensemble records the search in its model.json; one chosen trial ships with its configuration, which does
     searched = (record if shipped.is_ensemble(folder)
                 else json.loads((tmp_path / "configs" / "sel.json").read_text()))["search"]

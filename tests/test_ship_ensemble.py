@@ -205,24 +205,50 @@ def test_select_chooses_members_on_dev_by_greedy_forward_selection(runs, weights
     pool = [attn, lstm, weak, seed2]
     alone = {run: _figure(capsys, run, dev) for run in pool}
     record = shipped.read_model_record(weights / "sel")
-    chosen = ([Path(m["run"]) for m in record["members"]] if shipped.is_ensemble(weights / "sel")
-              else [Path(record["source_checkpoint"]).parent])  # one chosen run ships alone (RUN/best)
+    selected = record["selected"]
+    assert selected.startswith("greedy forward selection with replacement on dev (beam 1) among the 4 of 4 runs")
+    # the votes in the order they were cast: "RUN alone X%; + RUN2 Y%; + RUN again Z%"
+    steps = selected.split("at most 3 members: ", 1)[1].split(" (stopped: ", 1)[0].split("; ")
+    cast = [re.fullmatch(r"(?:\+ )?(\S+?)(?: alone| again)? ([\d.]+)%", step).groups() for step in steps]
+    order = [Path(run) for run, _ in cast]
     # these seeds train members that differ enough for a second one to help (training is deterministic on CPU)
-    assert 2 <= len(chosen) <= 3 and set(chosen) <= set(pool)
-    assert alone[chosen[0]] == max(alone.values())  # the best alone comes first
-    figures = [alone[chosen[0]]]
-    for k in range(2, len(chosen) + 1):  # each member raised the ensemble's figure
-        figures.append(_figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:k]), [])))
-        assert figures[-1][0] > figures[-2][0]
-    if len(chosen) < 3:  # it stopped because no run left out raises the figure
-        for run in set(pool) - set(chosen):
-            assert _figure(capsys, chosen[0], dev, *sum((["--ensemble", r] for r in chosen[1:] + [run]), []))[0] \
+    assert len(order) >= 2 and set(order) <= set(pool)
+    assert alone[order[0]] == max(alone.values())  # the best alone comes first
+    if shipped.is_ensemble(weights / "sel"):
+        members = {Path(m["run"]): m["votes"] for m in record["members"]}
+    else:  # one run with several votes is that run alone
+        members = {Path(record["source_checkpoint"]).parent: len(order)}
+    assert members == {run: order.count(run) for run in dict.fromkeys(order)} and len(members) <= 3
+    figures = [alone[order[0]]]
+    for k in range(2, len(order) + 1):  # each vote raised the ensemble's figure: a member with two votes is
+        figures.append(_figure(capsys, order[0], dev, *sum((["--ensemble", r] for r in order[1:k]), [])))  # listed twice
+        assert figures[-1][0] > figures[-2][0] and f"{figures[-1][0]:.2f}" == cast[k - 1][1]
+    if "no vote raised" in selected:  # and then no further vote does
+        for run in pool if len(members) < 3 else members:
+            assert _figure(capsys, order[0], dev, *sum((["--ensemble", r] for r in order[1:] + [run]), []))[0] \
                 <= figures[-1][0]
     for line, (ex, em) in zip([ln for ln in out.splitlines() if "select: round" in ln], figures[1:]):
         assert f"execution {ex:.2f}%, exact match {em:.2f}%" in line
-    selected = record["selected"]
-    assert selected.startswith("greedy forward selection on dev (beam 1) among the 4 of 4 runs")
-    assert f"{chosen[0]} alone {figures[0][0]:.2f}%" in selected
+
+
+def test_votes_count_a_member_as_many_times(runs, weights, tmp_path, capsys):
+    """A member with two votes decodes as that member listed twice: the shipped ensemble with votes 2, 1 predicts
+    what `mathtune evaluate A --ensemble A --ensemble B` does, and says so."""
+    from mathtune.trainables.t2m.ship import ship_ensemble
+
+    root, (attn, lstm) = runs
+    dev = root / "train40.json"
+    ship_ensemble([attn, lstm], weights="voted", produced_by="x", widths=[1, 2], threads=1, votes=[2, 1])
+    record = shipped.read_model_record(weights / "voted")
+    assert [m["votes"] for m in record["members"]] == [2, 1]
+    out, voted = _predictions(capsys, tmp_path, "voted", "pretrained:voted", dev)
+    assert "an ensemble of 2 models with votes 2, 1" in out
+    _, listed = _predictions(capsys, tmp_path, "listed", attn, dev, "--ensemble", attn, "--ensemble", lstm)
+    assert voted == listed
+    printed = {int(w): float(ex) for w, _, ex in LINE.findall(out)}
+    assert printed[1] == pytest.approx(record["figures"]["dev"]["1"]["exec_acc"], abs=0.005)
+    with pytest.raises(Exception, match="votes \\[0, 1\\]: one whole number of at least 1"):
+        ship_ensemble([attn, lstm], weights="bad", produced_by="x", widths=[1], threads=1, votes=[0, 1])
 
 
 def test_select_needs_weights_and_sane_numbers(runs, weights, tmp_path, capsys):

@@ -307,21 +307,21 @@ class Family(abc.ABC):
     def ship_ensemble(self, runs: Sequence[Path], *, name: str, produced_by: str, note: str = "",
                       searched: dict[str, Any] | None = None, weights: str | None = None,
                       widths: Sequence[int] | None = None, threads: int | None = None,
-                      log: Callable[[str], None] | None = None) -> Path:
+                      votes: Sequence[int] | None = None, log: Callable[[str], None] | None = None) -> Path:
         """``mathtune ship NAME RUN1 RUN2 ... --weights WNAME`` for a family with :attr:`ships_model` whose
-        models also decode as one ensemble: ship ``runs`` (two or more, the first of this family) as one ensemble
-        model ``pretrained:WNAME`` and return its folder. The default: a run of this family ships alone (one-line
+        models also decode as one ensemble: ship ``runs`` (two or more, the first of this family, each with its
+        ``votes``, default one) as one ensemble model ``pretrained:WNAME`` and return its folder. The default: a run of this family ships alone (one-line
         :class:`~mathtune.trainables.errors.ShipError`)."""
         raise ShipError(f"a {self.ships_model or 'configuration'} run of {self.name} ships alone; got {len(runs)} "
                         f"runs")
 
     def select_members(self, runs: Sequence[Path], *, size: int, width: int = 1, pool: int = 8,
                        threads: int | None = None, log: Callable[[str], None] | None = None
-                       ) -> tuple[list[Path], str]:
+                       ) -> tuple[list[Path], list[int], str]:
         """``mathtune ship NAME RUN... --weights WNAME --select K`` for a family with :attr:`ships_model` whose
         models decode as one ensemble: choose at most ``size`` of ``runs`` on validation (decoded at ``width``,
-        among the ``pool`` best by their recorded figures) and return them with a sentence on how they were
-        chosen. The default: the family's models do not form ensembles (one-line
+        among the ``pool`` best by their recorded figures) and return them, their votes in the ensemble and a
+        sentence on how they were chosen. The default: the family's models do not form ensembles (one-line
         :class:`~mathtune.trainables.errors.ShipError`)."""
         raise ShipError(f"--select: {self.name} runs do not ship as ensembles, so there are no members to choose")
 

@@ -18,7 +18,7 @@ from ..commands import CommandError
 from ..loop import set_threads
 from .breakdown import format_groups, grouped_scores
 from .ensemble import check_members
-from .evaluation import evaluate_file, find_members, read_predictions, vocabularies_of
+from .evaluation import evaluate_file, find_members, member_votes, read_predictions, vocabularies_of
 from .scoring import score_items
 from .shipped import PREFIX, read_model_record, resolve_pretrained
 
@@ -48,6 +48,7 @@ def evaluate(args: argparse.Namespace) -> int:
     ensemble = []
     others = [(args.checkpoint, c) for c in shipped_members]  # --ensemble with a shipped ensemble adds its members
     others += [(other, c) for other in args.ensemble or [] for c in find_members(other)]
+    votes = member_votes(args.checkpoint) + [v for other in args.ensemble or [] for v in member_votes(other)]
     for other, o_ckpt in others:
         o_family, o_config, o_model, _ = load_trained(o_ckpt, data=vocabularies_of,
                                                       overrides={k: v for k, v in overrides.items()
@@ -59,14 +60,17 @@ def evaluate(args: argparse.Namespace) -> int:
             raise CommandError(f"--ensemble {other}: trained on another program vocabulary than {args.checkpoint} "
                                f"(ensemble members must share their training file)") from None
         ensemble.append((o_model, o_config))
-        print(f"[mathtune] ensemble member: {o_family.name} checkpoint {o_ckpt}", flush=True)
+        weight = votes[len(ensemble)]
+        print(f"[mathtune] ensemble member: {o_family.name} checkpoint {o_ckpt}"
+              + (f" ({weight} votes)" if weight != 1 else ""), flush=True)
     widths = sorted(set(args.beam_width or [1, config.beam_width]))
+    weighting = f" with votes {', '.join(map(str, votes))}" if len(set(votes)) > 1 else ""
     print(f"[mathtune] {family.name} checkpoint {ckpt}; decoding {args.data_file} at beam width "
           f"{', '.join(map(str, widths))} ({config.beam_mode} beam)"
-          f"{f', an ensemble of {len(ensemble) + 1} models' if ensemble else ''}", flush=True)
+          f"{f', an ensemble of {len(ensemble) + 1} models' if ensemble else ''}{weighting}", flush=True)
     t0 = time.perf_counter()
     out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0,
-                        ensemble=ensemble)
+                        ensemble=ensemble, votes=votes if len(set(votes)) > 1 else None)
     wall = time.perf_counter() - t0
     for w in widths:
         r = out.scores[w]

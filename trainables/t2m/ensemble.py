@@ -1,7 +1,8 @@
 """Several trained text-to-program models decoding as one.
 
 At every step an :class:`Ensemble` scores the next token with the mean of its members' next-token
-probabilities (each member grammar-masked, so the mean is too), and greedy decoding and beam search run on
+probabilities (each member grammar-masked, so the mean is too; with ``votes``, a member with two votes counts
+as two members), and greedy decoding and beam search run on
 that as on one model (:mod:`.beam` needs nothing else). Members may differ in everything but the program
 vocabulary and the number of number slots, which come from the training file: a GloVe BiLSTM beside a
 MiniLM model is the usual case. Each member reads the problems through its own encoding (its own input
@@ -74,11 +75,17 @@ class Ensemble:
     decoder, more for the operation decoder) in one flat tuple, so the beam's reordering of state rows
     applies to all of them."""
 
-    def __init__(self, models: Sequence[Any]):
+    def __init__(self, models: Sequence[Any], votes: Sequence[int] | None = None):
         check_members(models)
         self.models = list(models)
         self.vocab, self.table, self.meta = models[0].vocab, models[0].table, models[0].meta
         self._log_m = math.log(len(self.models))
+        self._log_w = None  # equal votes: the plain mean
+        if votes is not None and len(set(votes)) > 1:
+            if len(votes) != len(self.models) or min(votes) < 1:
+                raise ValueError(f"votes {list(votes)}: one whole number of at least 1 per member")
+            total = sum(votes)
+            self._log_w = torch.tensor([math.log(v / total) for v in votes])[:, None, None]
 
     def eval(self) -> "Ensemble":
         for m in self.models:
@@ -104,17 +111,22 @@ class Ensemble:
             at += size
         if len(logps) == 1:
             return logps[0], tuple(new_state)
+        if self._log_w is not None:
+            stacked = torch.stack(logps)
+            return torch.logsumexp(stacked + self._log_w.to(stacked), 0), tuple(new_state)
         return torch.logsumexp(torch.stack(logps), 0) - self._log_m, tuple(new_state)
 
 
 @torch.no_grad()
 def decode_ensemble(members: Sequence[tuple[Any, FamilyConfig]], examples: Sequence[Any], *,
                     widths: Sequence[int], config: FamilyConfig, device: torch.device,
-                    parts: Sequence[Part] | None = None, source: str = "") -> dict[int, list[str]]:
+                    parts: Sequence[Part] | None = None, source: str = "",
+                    votes: Sequence[int] | None = None) -> dict[int, list[str]]:
     """Programs of ``examples`` at each width, decoded by the ensemble of ``members`` ((model, its config)
-    pairs; each config says how that model reads problems). ``config`` gives ``max_decode_len``,
-    ``beam_mode`` and ``eval_batch_size``; ``parts``: the examples already encoded by each member."""
-    ens = Ensemble([m for m, _ in members]).eval()
+    pairs; each config says how that model reads problems), each with its ``votes`` (default one each).
+    ``config`` gives ``max_decode_len``, ``beam_mode`` and ``eval_batch_size``; ``parts``: the examples already
+    encoded by each member."""
+    ens = Ensemble([m for m, _ in members], votes).eval()
     if parts is None:
         parts = [encode_part("eval", list(examples), m.meta, cfg, source=source, device=device)
                  for m, cfg in members]

@@ -41,9 +41,9 @@ from .decoding import decode_part
 from .ensemble import decode_ensemble
 from .models import meta_of_state
 from .scoring import ScoreResult, score_items
-from .shipped import PREFIX, is_ensemble, member_folders, resolve_pretrained
+from .shipped import PREFIX, is_ensemble, member_folders, read_model_record, resolve_pretrained
 
-__all__ = ["find_checkpoint", "find_members", "load_state", "vocabularies_of", "evaluate_file", "EvalOutput", "read_predictions",
+__all__ = ["find_checkpoint", "find_members", "member_votes", "load_state", "vocabularies_of", "evaluate_file", "EvalOutput", "read_predictions",
            "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("Problem", "linear_formula", "answer", "predicted")
@@ -106,6 +106,16 @@ def find_members(path: str | Path) -> list[Path]:
     return [find_checkpoint(path)]
 
 
+def member_votes(path: str | Path) -> list[int]:
+    """The votes of :func:`find_members`'s folders, in the same order: what a shipped ensemble records of each
+    member (one where it records none), one for anything else."""
+    if str(path).startswith(PREFIX):
+        folder = resolve_pretrained(path)
+        if is_ensemble(folder):
+            return [int(m.get("votes", 1)) for m in read_model_record(folder)["members"]]
+    return [1]
+
+
 @dataclass
 class EvalOutput:
     """Predictions (scorer items) and scores per beam width, for one data file."""
@@ -116,10 +126,11 @@ class EvalOutput:
 
 
 def evaluate_file(family, config: FamilyConfig, model, data_file: str | Path, *, widths: Sequence[int],
-                  limit: int = 0, ensemble: Sequence[tuple[Any, FamilyConfig]] = ()) -> EvalOutput:
+                  limit: int = 0, ensemble: Sequence[tuple[Any, FamilyConfig]] = (),
+                  votes: Sequence[int] | None = None) -> EvalOutput:
     """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them.
     With ``ensemble`` ((model, config) pairs) those models decode beside ``model`` as one (see
-    :mod:`.ensemble`)."""
+    :mod:`.ensemble`), with ``votes`` (``model``'s first, then the ensemble's; default one each)."""
     path = Path(data_file)
     examples = load_split(path)
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -130,7 +141,7 @@ def evaluate_file(family, config: FamilyConfig, model, data_file: str | Path, *,
     device = resolve_device(config)
     if ensemble:
         preds = decode_ensemble([(model, config), *ensemble], examples, widths=widths, config=config,
-                                device=device, source=path.name)
+                                device=device, source=path.name, votes=votes)
     else:
         part = encode_part("eval", examples, model.meta, config, source=path.name, device=device)
         preds, _ = decode_part(model, part, widths=widths, config=config, device=device, with_loss=False)

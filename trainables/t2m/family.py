@@ -267,11 +267,11 @@ class T2MFamily(Family):
                                  weights=weights, widths=widths, threads=threads, log=log)
 
     def ship_ensemble(self, runs, *, name, produced_by, note="", searched=None, weights=None, widths=None,
-                      threads=None, log=None):
+                      threads=None, votes=None, log=None):
         """``mathtune ship NAME RUN1 RUN2 ... --weights WNAME``: :func:`.ship.ship_ensemble` (the runs as one
         ensemble model ``pretrained:WNAME``, measured from the shipped files at each width)."""
         return ship_ensemble(runs, weights=weights, produced_by=produced_by, note=note, searched=searched,
-                             widths=widths, threads=threads, log=log)
+                             widths=widths, threads=threads, votes=votes, log=log)
 
     def select_members(self, runs, *, size, width=1, pool=8, threads=None, log=None):
         """``mathtune ship NAME RUN... --weights WNAME --select K``: :func:`.ship.select_members` (greedy forward

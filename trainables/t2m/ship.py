@@ -77,12 +77,13 @@ def _write(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def measure(family, config, model, dev: Path, widths: Sequence[int], *, limit: int = 0, label: str = "dev",
-            ensemble: Sequence[tuple[Any, Any]] = (), log: Log | None = None) -> dict[str, dict[str, Any]]:
+            ensemble: Sequence[tuple[Any, Any]] = (), votes: Sequence[int] | None = None,
+            log: Log | None = None) -> dict[str, dict[str, Any]]:
     """Execution accuracy and exact match (percent) and the problem count of ``model`` (with the models of
     ``ensemble`` decoding beside it as one, :func:`.evaluation.evaluate_file`) on ``dev`` (its first ``limit``
     problems when > 0) at each beam width, keyed by the width as text; one line per width to ``log``."""
     t0 = time.perf_counter()
-    out = evaluate_file(family, config, model, dev, widths=widths, limit=limit, ensemble=ensemble)
+    out = evaluate_file(family, config, model, dev, widths=widths, limit=limit, ensemble=ensemble, votes=votes)
     wall = time.perf_counter() - t0
     for w, r in out.scores.items():
         _say(log, f"[mathtune] {label:14s} beam {w:3d}: execution {r.execution_accuracy:6.2f}%  exact match "
@@ -214,13 +215,14 @@ def _member(index: int, run: Path, ckpt: Path, weights: str) -> dict[str, Any]:
 
 def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_by: str, note: str = "",
                   searched: dict[str, Any] | None = None, widths: Sequence[int] | None = None,
-                  threads: int | None = None, log: Log | None = None) -> Path:
+                  threads: int | None = None, votes: Sequence[int] | None = None, log: Log | None = None) -> Path:
     """Ship text-to-program ``runs`` (two or more) as one ensemble model ``pretrained:WEIGHTS``: each run's best
     checkpoint in float16 as ``trainables/weights/WEIGHTS/members/I/`` (in the runs' order; the first member's
     decoding settings apply), loaded back the way ``mathtune evaluate pretrained:WEIGHTS`` loads them and scored
     as one on the first member's dev file at ``widths`` (all problems, and the first 200) with ``threads`` torch
     threads. ``model.json`` records the figures, the dev file's md5, ``produced_by``, ``note`` (how the members
-    were chosen, as ``selected``), ``searched`` and each member's provenance. Members trained on another program
+    were chosen, as ``selected``), ``searched`` and each member's provenance and ``votes`` (default one each: a
+    member with two counts twice in the mean of probabilities). Members trained on another program
     vocabulary than the first run's, a run given twice, or members over :data:`.shipped.MAX_ENSEMBLE_BYTES` in
     all: a one-line ShipError, nothing written. Returns the weights folder."""
     runs = [Path(r) for r in runs]
@@ -243,7 +245,11 @@ def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_b
         if not same_programs(meta, metas[0]):
             raise ShipError(f"{run}: {meta['family']} trained on another program vocabulary than {runs[0]} "
                             f"(ensemble members must share their training file)")
-    members = [_member(i, r, c, weights) for i, (r, c) in enumerate(zip(runs, ckpts))]
+    votes = [int(v) for v in votes] if votes is not None else [1] * len(runs)
+    if len(votes) != len(runs) or min(votes) < 1:
+        raise ShipError(f"votes {votes}: one whole number of at least 1 for each of the {len(runs)} runs")
+    members = [{**_member(i, r, c, weights), "votes": v} for i, (r, c, v) in enumerate(zip(runs, ckpts, votes))]
+    by_votes = votes if len(set(votes)) > 1 else None
     measuring = {"threads": threads, "device": "cpu"}
     before = torch.get_num_threads()
     dest = shipped.WEIGHTS_DIR / weights
@@ -265,11 +271,12 @@ def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_b
             dev = resolve_file(config.dev_file, "dev_file", "dev.json")
             others = [(t.model, t.config) for t in loaded[1:]]
             _say(log, f"[mathtune] pretrained:{weights}: {len(members)} members decoding as one ("
-                      + ", ".join(f"{m['family']} from {m['source_checkpoint']}" for m in members) + ")")
+                      + ", ".join(f"{m['family']} from {m['source_checkpoint']}"
+                                  + (f" ({m['votes']} votes)" if m["votes"] != 1 else "") for m in members) + ")")
             figures = {"dev": measure(family, config, model, dev, widths, label="shipped dev", ensemble=others,
-                                      log=log),
+                                      votes=by_votes, log=log),
                        f"dev_first_{FIRST}": measure(family, config, model, dev, widths, limit=FIRST, ensemble=others,
-                                                     label=f"shipped dev[:{FIRST}]", log=log)}
+                                                     votes=by_votes, label=f"shipped dev[:{FIRST}]", log=log)}
             record = {"name": weights, "family": " + ".join(dict.fromkeys(m["family"] for m in members)),
                       "members": members, "produced_by": produced_by, "date": dt.date.today().isoformat(),
                       "machine": f"measured with {threads} torch thread(s); the members trained on "
@@ -294,7 +301,7 @@ def _float16_bytes(model: torch.nn.Module) -> int:
 
 
 def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, pool: int = SELECT_POOL,
-                   threads: int | None = None, log: Log | None = None) -> tuple[list[Path], str]:
+                   threads: int | None = None, log: Log | None = None) -> tuple[list[Path], list[int], str]:
     """Choose at most ``size`` members of one ensemble model among text-to-program ``runs`` (``mathtune train``
     folders, checkpoints or Tune trial folders, e.g. a search's ``EXP/trial_*`` and ``EXP/confirm/trial_*``), on
     dev only, by greedy forward selection.
@@ -302,15 +309,18 @@ def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, poo
     The first usable run fixes the dev file (its configuration's) and the program vocabulary; a run selected on
     another dev file or trained on another vocabulary is left out. The ``pool`` runs with the best dev
     execution accuracy their runs recorded (the selected epoch's, greedy) are decoded on that dev file at beam
-    ``width`` with ``threads`` torch threads, alone; the best alone is the first member. Then each round tries
-    every remaining run beside the members (each step the mean of the members' probabilities) and keeps the one
-    that gives the highest dev execution accuracy (exact match breaks ties), if that execution accuracy is
-    higher than without it, the members stay within :data:`.shipped.MAX_ENSEMBLE_BYTES` in float16 and there
-    are fewer than ``size``. Every run left out (no text-to-program checkpoint, the same checkpoint as
-    another, another vocabulary or dev file) gets a line to ``log``.
+    ``width`` with ``threads`` torch threads, alone; the best alone is the first member, with one vote. Then
+    each round tries one more vote for every run of the pool beside the members' votes (each step the mean of
+    the members' probabilities, a member counted once per vote: selection with replacement, as in Caruana et
+    al. 2004), a run not yet a member only while there are fewer than ``size`` members and it fits within
+    :data:`.shipped.MAX_ENSEMBLE_BYTES` in float16. The vote that gives the highest dev execution accuracy
+    (exact match breaks ties) is kept if that execution accuracy is higher than without it; selection stops
+    when none is, or at ``2 * size`` votes in all. Every run left out (no text-to-program checkpoint, the same
+    checkpoint as another, another vocabulary or dev file) gets a line to ``log``.
 
-    Returns the chosen runs, best alone first, and a sentence on how they were chosen (what a shipped model
-    records as ``selected``). Bad arguments or no usable run: a one-line :class:`ShipError`."""
+    Returns the chosen runs (best alone first, then in the order they joined), their votes, and a sentence on
+    how they were chosen (what a shipped model records as ``selected``). Bad arguments or no usable run: a
+    one-line :class:`ShipError`."""
     if size < 1:
         raise ShipError(f"--select {size}: choose at least 1 member")
     if width < 1:
@@ -363,48 +373,48 @@ def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, poo
             loaded.append((run, family, config, model, _float16_bytes(model)))
         set_threads(loaded[0][2])
 
-        def score(members: list[int]) -> tuple[float, float]:
-            _, family, config, model, _ = loaded[members[0]]
+        def score(votes: dict[int, int]) -> tuple[float, float]:
+            first_, *rest = votes
+            _, family, config, model, _ = loaded[first_]
+            weights = list(votes.values())
             out = evaluate_file(family, config, model, dev, widths=[width],
-                                ensemble=[(loaded[i][3], loaded[i][2]) for i in members[1:]])
+                                ensemble=[(loaded[i][3], loaded[i][2]) for i in rest],
+                                votes=weights if len(set(weights)) > 1 else None)
             return out.scores[width].execution_accuracy, out.scores[width].exact_match
 
         alone = []
         for i, (run, *_rest) in enumerate(loaded):
-            alone.append(score([i]))
+            alone.append(score({i: 1}))
             _say(log, f"[mathtune] select: {shown_path(run)} alone: execution {alone[i][0]:.2f}%, exact match "
                       f"{alone[i][1]:.2f}%")
         first = max(range(len(loaded)), key=lambda i: (alone[i], -i))
-        members, best = [first], alone[first]
+        votes, best = {first: 1}, alone[first]  # member -> votes, in the order members joined
         steps = [f"{shown_path(loaded[first][0])} alone {best[0]:.2f}%"]
-        others = [i for i in range(len(loaded)) if i != first]
-        ended = "no run left to add"
-        while len(members) < size:
-            room = shipped.MAX_ENSEMBLE_BYTES - sum(loaded[m][4] for m in members)
-            fits = [i for i in others if i not in members and loaded[i][4] <= room]
-            if not fits:
-                ended = "no run left that fits the size limit" if any(i not in members for i in others) else ended
+        ended = f"{2 * size} votes"
+        while sum(votes.values()) < 2 * size:
+            room = shipped.MAX_ENSEMBLE_BYTES - sum(loaded[m][4] for m in votes)
+            fits = [i for i in range(len(loaded))
+                    if i in votes or (len(votes) < size and loaded[i][4] <= room)]
+            tried = {i: score({**votes, i: votes.get(i, 0) + 1}) for i in fits}
+            pick = max(fits, key=lambda i: (tried[i], i in votes, -i))
+            again = " again" if pick in votes else ""
+            _say(log, f"[mathtune] select: round {sum(votes.values()) + 1}: best vote {shown_path(loaded[pick][0])}"
+                      f"{again}: execution {tried[pick][0]:.2f}%, exact match {tried[pick][1]:.2f}% (of {len(fits)} "
+                      f"tried; {best[0]:.2f}% without it)")
+            if tried[pick][0] <= best[0]:  # execution accuracy must rise; exact match alone adds no vote
+                ended = "no vote raised dev execution accuracy"
                 break
-            tried = {i: score(members + [i]) for i in fits}
-            pick = max(fits, key=lambda i: (tried[i], -i))
-            _say(log, f"[mathtune] select: round {len(members) + 1}: best addition {shown_path(loaded[pick][0])}: "
-                      f"execution {tried[pick][0]:.2f}%, exact match {tried[pick][1]:.2f}% (of {len(fits)} tried; "
-                      f"{best[0]:.2f}% without it)")
-            if tried[pick][0] <= best[0]:  # execution accuracy must rise; exact match alone adds no member
-                ended = "no addition raised dev execution accuracy"
-                break
-            members.append(pick)
+            votes[pick] = votes.get(pick, 0) + 1
             best = tried[pick]
-            steps.append(f"+ {shown_path(loaded[pick][0])} {best[0]:.2f}%")
-        else:
-            ended = f"{size} members"
+            steps.append(f"+ {shown_path(loaded[pick][0])}{again} {best[0]:.2f}%")
     finally:
         torch.set_num_threads(before)
-    chosen = [loaded[m][0] for m in members]
+    chosen = [loaded[m][0] for m in votes]
+    counts = list(votes.values())
     _say(log, f"[mathtune] select: {len(chosen)} member{'s' if len(chosen) != 1 else ''} ({ended}): "
-              + ", ".join(shown_path(r) for r in chosen))
-    how = (f"greedy forward selection on dev (beam {width}) among the {len(chosen_from)} of {len(found)} runs "
-           f"with the best recorded dev execution accuracy, at most {size} members: " + "; ".join(steps)
-           + f" (stopped: {ended}); each member at the epoch with the best greedy dev execution accuracy of its "
-             f"run; the COL775 test split was not used")
-    return chosen, how
+              + ", ".join(shown_path(r) + (f" ({v} votes)" if v != 1 else "") for r, v in zip(chosen, counts)))
+    how = (f"greedy forward selection with replacement on dev (beam {width}) among the {len(chosen_from)} of "
+           f"{len(found)} runs with the best recorded dev execution accuracy, at most {size} members: "
+           + "; ".join(steps) + f" (stopped: {ended}); each member at the epoch with the best greedy dev execution "
+           f"accuracy of its run; the COL775 test split was not used")
+    return chosen, counts, how
