@@ -201,7 +201,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from mathtune.search.status import experiment_status
 
-    print("\n".join(experiment_status(args.experiment)), flush=True)
+    blocks = [experiment_status(exp) for exp in args.experiments]  # every folder checked before anything prints
+    print("\n\n".join("\n".join(lines) for lines in blocks), flush=True)
     return 0
 
 
@@ -508,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "shown here); the budget spent; the confirmation's state. Starts no Ray and "
                                    "writes nothing. A second driver on the same folder is refused: one runs it at a "
                                    "time.")
-    p.add_argument("experiment", help="the experiment folder printed by `mathtune search`")
+    p.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
+                   help="experiment folders printed by `mathtune search` (several: one block each)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("dashboard", help="serve an experiment's Optuna studies with optuna-dashboard (127.0.0.1)",

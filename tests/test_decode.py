@@ -144,3 +144,18 @@ def test_select_chooses_ensemble_members_among_the_searchs_trial_folders(search,
     searched = (record if shipped.is_ensemble(folder)
                 else json.loads((tmp_path / "configs" / "sel.json").read_text()))["search"]
     assert searched["experiment"] == "dec" and searched["command"].startswith("mathtune search")
+
+
+def test_status_of_several_experiments_prints_one_block_each(search, capsys):
+    from mathtune.search.cli import main
+
+    exp = Path(search.experiment_dir)
+    assert main(["status", str(exp), str(exp)]) == 0
+    blocks = capsys.readouterr().out.strip().split("\n\n")
+    assert len(blocks) == 2 and blocks[0] == blocks[1]
+    lines = blocks[0].splitlines()
+    assert lines[0].startswith(f"{exp}: experiment dec, space ") and lines[1].startswith("state: finished")
+    assert lines[2] == "trials: 2: 2 finished"
+    best = max(t.best("val_exec_acc")["val_exec_acc"] for t in load_trials(exp))
+    assert "best (split=" not in blocks[0] and f"best (all): val_exec_acc {best:.4f}, trial " in blocks[0]
+    assert "decoded with beam_width=" in blocks[0]  # the trial's figure at its chosen decode-time width
