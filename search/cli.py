@@ -201,7 +201,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from mathtune.search.status import experiment_status
 
-    blocks = [experiment_status(exp) for exp in args.experiments]  # every folder checked before anything prints
+    now = time.time()  # one moment for every folder's "ago"
+    blocks = [experiment_status(exp, now=now) for exp in args.experiments]  # all read before anything prints
     print("\n\n".join("\n".join(lines) for lines in blocks), flush=True)
     return 0
 

@@ -51,8 +51,9 @@ def _state(exp_dir: Path, confirm_asked: bool, confirmed: bool) -> str:
     return "finished" + (f"; report: {exp_dir / 'report.md'}" if (exp_dir / "report.md").is_file() else "")
 
 
-def experiment_status(exp_dir: str | Path) -> list[str]:
-    """The lines ``mathtune status`` prints for ``exp_dir``; :class:`StatusError` when it is no experiment."""
+def experiment_status(exp_dir: str | Path, *, now: float | None = None) -> list[str]:
+    """The lines ``mathtune status`` prints for ``exp_dir`` at time ``now`` (default: the clock's);
+    :class:`StatusError` when it is no experiment."""
     exp_dir = Path(exp_dir).expanduser()
     if not (exp_dir / EXPERIMENT_FILE).is_file():
         raise StatusError(f"{exp_dir}: not a mathtune experiment folder (no {EXPERIMENT_FILE})")
@@ -71,7 +72,7 @@ def experiment_status(exp_dir: str | Path) -> list[str]:
                                              if trials else ""))
     stamps = [float(r["timestamp"]) for t in trials for r in t.history if isinstance(r.get("timestamp"), (int, float))]
     if stamps:
-        ago = max(0.0, time.time() - max(stamps))
+        ago = max(0.0, (time.time() if now is None else now) - max(stamps))
         lines.append(f"last epoch reported: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(stamps)))} "
                      f"({format_budget(ago)} ago)")
 
@@ -94,6 +95,12 @@ def experiment_status(exp_dir: str | Path) -> list[str]:
                      f"{setting} (it has run {epochs} epoch{'s' if epochs != 1 else ''})")
     if not groups:
         lines.append(f"best: no trial has reported {metric} yet")
+    live = [t for t in trials if t.status == "running"]
+    if live:  # running now, or running when the driver stopped
+        lines.append("running trials: " + "; ".join(
+            f"{t.trial_id} epoch {t.epochs_run}/{t.epochs_planned or '?'}"
+            + (f" (best {b[metric]:.4f})" if (b := t.best(metric, mode)) is not None and metric in b else "")
+            for t in live))
 
     budget = read_budget(exp_dir)
     if budget:

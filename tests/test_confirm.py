@@ -153,6 +153,9 @@ def test_ctrl_c_during_the_search_does_not_start_the_confirmation(tmp_path):
     status = experiment_status(exp)
     assert status[1] == f"state: interrupted: continue with `mathtune resume {exp}`", status
     assert status[-2].startswith("budget: ") and " of 10 min spent over 1 session(s)" in status[-2], status
+    (running,) = [line for line in status if line.startswith("running trials: ")]  # when the driver stopped
+    assert re.fullmatch(r"running trials: \w+ epoch \d+/15( \(best [\d.]+\))?(; \w+ epoch \d+/15( \(best [\d.]+\))?)*",
+                        running), running
     assert status[-1] == "confirmation: after the search (the best 1 trial, 1 new seed each)", status
     assert f"interrupted: the running trials were saved at their last epoch; continue with: mathtune resume " \
            f"{exp}" in printed, printed[-3000:]
