@@ -21,6 +21,7 @@ from pathlib import Path
 from mathtune.analysis.store import (EXPERIMENT_FILE, STATUSES, load_confirmation, load_trials, read_budget,
                                      read_experiment, stopped_by_signal)
 from mathtune.search.budget import format_budget
+from mathtune.trainables.loop import format_duration
 from mathtune.search.confirm import CONFIRM_DIR
 from mathtune.search.driver import describe_driver, running_driver
 from mathtune.trainables.errors import MathtuneError
@@ -74,7 +75,7 @@ def experiment_status(exp_dir: str | Path, *, now: float | None = None) -> list[
     if stamps:
         ago = max(0.0, (time.time() if now is None else now) - max(stamps))
         lines.append(f"last epoch reported: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(max(stamps)))} "
-                     f"({format_budget(ago)} ago)")
+                     f"({format_duration(ago)} ago)")
 
     metric, mode, factors = record.metric, record.mode, list(record.factors)
     groups: dict[str, list[tuple[str, dict]]] = {}

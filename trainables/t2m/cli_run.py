@@ -70,7 +70,7 @@ def evaluate(args: argparse.Namespace) -> int:
           f"{f', an ensemble of {len(ensemble) + 1} models' if ensemble else ''}{weighting}", flush=True)
     t0 = time.perf_counter()
     out = evaluate_file(family, config, model, args.data_file, widths=widths, limit=args.limit or 0,
-                        ensemble=ensemble, votes=votes if len(set(votes)) > 1 else None)
+                        ensemble=ensemble, votes=votes)
     wall = time.perf_counter() - t0
     for w in widths:
         r = out.scores[w]

@@ -81,9 +81,9 @@ class Ensemble:
         self.vocab, self.table, self.meta = models[0].vocab, models[0].table, models[0].meta
         self._log_m = math.log(len(self.models))
         self._log_w = None  # equal votes: the plain mean
+        if votes is not None and (len(votes) != len(self.models) or min(votes) < 1):
+            raise ValueError(f"votes {list(votes)}: one whole number of at least 1 per member")
         if votes is not None and len(set(votes)) > 1:
-            if len(votes) != len(self.models) or min(votes) < 1:
-                raise ValueError(f"votes {list(votes)}: one whole number of at least 1 per member")
             total = sum(votes)
             self._log_w = torch.tensor([math.log(v / total) for v in votes])[:, None, None]
 

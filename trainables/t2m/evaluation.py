@@ -36,7 +36,7 @@ from ..errors import CheckpointError
 from ..loop import CHECKPOINT_FILE, load_state_file
 from ..registry import get_family
 from .data import DataError, load_split
-from .dataset import T2MData, encode_part
+from .dataset import Part, T2MData, encode_part
 from .decoding import decode_part
 from .ensemble import decode_ensemble
 from .models import meta_of_state
@@ -127,10 +127,14 @@ class EvalOutput:
 
 def evaluate_file(family, config: FamilyConfig, model, data_file: str | Path, *, widths: Sequence[int],
                   limit: int = 0, ensemble: Sequence[tuple[Any, FamilyConfig]] = (),
-                  votes: Sequence[int] | None = None) -> EvalOutput:
+                  votes: Sequence[int] | None = None, parts: Sequence[Part] | None = None) -> EvalOutput:
     """Decode the problems of ``data_file`` (the first ``limit`` when > 0) at each width and score them.
     With ``ensemble`` ((model, config) pairs) those models decode beside ``model`` as one (see
-    :mod:`.ensemble`), with ``votes`` (``model``'s first, then the ensemble's; default one each)."""
+    :mod:`.ensemble`), with ``votes`` (``model``'s first, then the ensemble's; default one each). ``parts``:
+    every problem of the file already encoded by ``model`` and by each ensemble member, in that order (a caller
+    that decodes the same file many times encodes it once)."""
+    if parts is not None and limit:
+        raise ValueError("parts hold every problem of the file; give no limit with them")
     path = Path(data_file)
     examples = load_split(path)
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -141,9 +145,10 @@ def evaluate_file(family, config: FamilyConfig, model, data_file: str | Path, *,
     device = resolve_device(config)
     if ensemble:
         preds = decode_ensemble([(model, config), *ensemble], examples, widths=widths, config=config,
-                                device=device, source=path.name, votes=votes)
+                                device=device, source=path.name, votes=votes, parts=parts)
     else:
-        part = encode_part("eval", examples, model.meta, config, source=path.name, device=device)
+        part = parts[0] if parts else encode_part("eval", examples, model.meta, config, source=path.name,
+                                                  device=device)
         preds, _ = decode_part(model, part, widths=widths, config=config, device=device, with_loss=False)
     items: dict[int, list[dict[str, Any]]] = {}
     scores: dict[int, ScoreResult] = {}

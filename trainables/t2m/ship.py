@@ -49,8 +49,8 @@ from ..loop import load_checkpoint, load_state_file, set_threads
 from ..provenance import configuration_of, machine_of, provenance_of, shown_path
 from ..records import ShippedRecord
 from . import shipped
-from .data import DataError
-from .dataset import resolve_file
+from .data import DataError, load_split
+from .dataset import encode_part, resolve_file
 from .ensemble import same_programs
 from .evaluation import evaluate_file, find_checkpoint, vocabularies_of
 from .models import meta_of_state
@@ -249,7 +249,6 @@ def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_b
     if len(votes) != len(runs) or min(votes) < 1:
         raise ShipError(f"votes {votes}: one whole number of at least 1 for each of the {len(runs)} runs")
     members = [{**_member(i, r, c, weights), "votes": v} for i, (r, c, v) in enumerate(zip(runs, ckpts, votes))]
-    by_votes = votes if len(set(votes)) > 1 else None
     measuring = {"threads": threads, "device": "cpu"}
     before = torch.get_num_threads()
     dest = shipped.WEIGHTS_DIR / weights
@@ -274,9 +273,9 @@ def ship_ensemble(runs: Sequence[str | Path], *, weights: str | None, produced_b
                       + ", ".join(f"{m['family']} from {m['source_checkpoint']}"
                                   + (f" ({m['votes']} votes)" if m["votes"] != 1 else "") for m in members) + ")")
             figures = {"dev": measure(family, config, model, dev, widths, label="shipped dev", ensemble=others,
-                                      votes=by_votes, log=log),
+                                      votes=votes, log=log),
                        f"dev_first_{FIRST}": measure(family, config, model, dev, widths, limit=FIRST, ensemble=others,
-                                                     votes=by_votes, label=f"shipped dev[:{FIRST}]", log=log)}
+                                                     votes=votes, label=f"shipped dev[:{FIRST}]", log=log)}
             record = {"name": weights, "family": " + ".join(dict.fromkeys(m["family"] for m in members)),
                       "members": members, "produced_by": produced_by, "date": dt.date.today().isoformat(),
                       "machine": f"measured with {threads} torch thread(s); the members trained on "
@@ -372,14 +371,16 @@ def select_members(runs: Sequence[str | Path], *, size: int, width: int = 1, poo
                                                     overrides={"threads": threads, "device": "cpu"})
             loaded.append((run, family, config, model, _float16_bytes(model)))
         set_threads(loaded[0][2])
+        examples = load_split(dev)  # each model reads dev once, however many ensembles it is tried in
+        encoded = [encode_part("eval", examples, model.meta, config, source=dev.name, device=torch.device("cpu"))
+                   for _, _, config, model, _ in loaded]
 
         def score(votes: dict[int, int]) -> tuple[float, float]:
             first_, *rest = votes
             _, family, config, model, _ = loaded[first_]
-            weights = list(votes.values())
             out = evaluate_file(family, config, model, dev, widths=[width],
-                                ensemble=[(loaded[i][3], loaded[i][2]) for i in rest],
-                                votes=weights if len(set(weights)) > 1 else None)
+                                ensemble=[(loaded[i][3], loaded[i][2]) for i in rest], votes=list(votes.values()),
+                                parts=[encoded[i] for i in votes])
             return out.scores[width].execution_accuracy, out.scores[width].exact_match
 
         alone = []
