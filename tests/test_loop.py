@@ -136,6 +136,36 @@ def test_loop_learns_on_tiny_data():
     assert result["best"]["epoch"] >= 1 and "test_exact_match" in last
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_the_optimizer_runs_the_fused_kernel_and_steps_as_the_per_tensor_one(weight_decay):
+    """Families train with PyTorch's fused Adam (AdamW with weight decay): the same steps as the per-tensor
+    kernel to rounding, and a checkpoint written by the per-tensor kernel goes on with it when loaded."""
+    config = FAM.make_config({**TINY, "weight_decay": weight_decay, "dropout": 0.0})
+    data = FAM.build_data(config)
+    torch.manual_seed(0)
+    fused_model = FAM.build_model(config, data)
+    plain_model = FAM.build_model(config, data)
+    plain_model.load_state_dict(fused_model.state_dict())
+    initial = [p.detach().clone() for p in fused_model.parameters()]
+    fused = FAM.optimizer(fused_model, config)
+    assert type(fused) is (torch.optim.AdamW if weight_decay else torch.optim.Adam) and fused.defaults["fused"]
+    plain = type(fused)(plain_model.parameters(), lr=config.lr, eps=fused.defaults["eps"], foreach=False,
+                        **({"weight_decay": weight_decay} if weight_decay else {}))
+    batches = FAM.batches(data, config, torch.Generator().manual_seed(0), torch.device("cpu"))
+    for _, batch in zip(range(5), batches):
+        for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+            optimizer.zero_grad()
+            FAM.loss(model, batch, config).backward()
+            optimizer.step()
+    moved = max((a - b).abs().max().item() for a, b in zip(fused_model.parameters(), initial))
+    assert moved > 1e-3  # the steps changed the weights
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), "the fused step differs from the per-tensor one"
+    again = FAM.optimizer(plain_model, config)
+    again.load_state_dict(plain.state_dict())
+    assert not again.param_groups[0]["fused"]  # a run resumed from an older checkpoint keeps its kernel
+
+
 def test_checkpoint_resume_continues_exactly(tmp_path):
     straight = train(FAM, FAM.make_config({**TINY, "epochs": 3}), checkpoint_dir=tmp_path / "a", progress=None)
     train(FAM, FAM.make_config({**TINY, "epochs": 2}), checkpoint_dir=tmp_path / "b", progress=None)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..base import Family, FamilyConfig, Param
+from ..base import Family, FamilyConfig, Param, adam
 from ..reportviews import ReportView
 from .data import ALPHABET, DIGITS, ArithData, build_arith
 from .init import INITS, KERAS_ADAM_EPS, apply_init
@@ -89,9 +89,7 @@ def char_metrics(logits_or_pred: torch.Tensor, target: torch.Tensor) -> tuple[fl
 def lstm_optimizer(model: nn.Module, config: FamilyConfig) -> torch.optim.Optimizer:
     """Adam with ``config.init``'s epsilon (Keras's 1e-7 or PyTorch's 1e-8); AdamW when ``weight_decay`` > 0."""
     eps = KERAS_ADAM_EPS if config.init == "keras" else 1e-8
-    if config.weight_decay > 0:
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, eps=eps, weight_decay=config.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, eps=eps)
+    return adam(model.parameters(), lr=config.lr, eps=eps, weight_decay=config.weight_decay)
 
 
 def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterable[torch.Tensor]:

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..base import ConfigError, Family, FamilyConfig, Param
+from ..base import ConfigError, Family, FamilyConfig, Param, adam
 from ..device import bf16_autocast_works, resolve_device
 from .attention import attention_figures
 from .beam import MODES
@@ -218,7 +218,7 @@ class T2MFamily(Family):
         return metrics
 
     def optimizer(self, model, config):
-        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        return adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
 
     def scheduler(self, optimizer, config):
         kind, epochs, floor = config.lr_schedule, max(1, config.epochs), 0.05
@@ -370,9 +370,9 @@ class T2MBertFT(T2MFamily):
         ids = {id(p) for p in enc}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
         if config.layer_lr_decay == 1.0:
-            return torch.optim.Adam([{"params": enc, "lr": config.encoder_lr}, {"params": rest, "lr": config.lr}])
+            return adam([{"params": enc, "lr": config.encoder_lr}, {"params": rest, "lr": config.lr}], lr=config.lr)
         groups = encoder_layer_groups(model.encoder, config.encoder_lr, config.layer_lr_decay)
-        return torch.optim.Adam([*groups, {"params": rest, "lr": config.lr, "name": "decoder"}])
+        return adam([*groups, {"params": rest, "lr": config.lr, "name": "decoder"}], lr=config.lr)
 
 
 def encoder_layer_groups(encoder: torch.nn.Module, lr: float, decay: float) -> list[dict[str, Any]]:
