@@ -25,20 +25,10 @@ from typing import Any, Sequence
 from ray.tune import Callback
 
 from mathtune.search.budget import BudgetClock
+from mathtune.trainables.loop import format_duration
 from mathtune.trainables.metrics import best_of, is_better
 
 __all__ = ["SearchProgress", "hide_tune_restore_hint", "format_duration"]
-
-
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``1 h 05 min``."""
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 60:
-        return f"{minutes:.0f} min"
-    return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
 
 
 def _fmt(value: Any) -> str:
