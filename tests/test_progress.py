@@ -52,7 +52,7 @@ def test_progress_lines_name_searched_parameters_asha_stops_and_the_time_left():
     assert "[mathtune] b stopped by ASHA at epoch 3: best val_exact_match 0.0500 (epoch 1)" in lines
     assert "[mathtune] a finished after 6 epochs: best val_exact_match 0.9000 (epoch 5)" in lines
     assert lines[-1] == ("[mathtune] status: 2/4 trials done (1 stopped early), 0 running, 2 pending | "
-                         "best val_exact_match 0.9000 (a) | 60 s elapsed, about 60 s left")
+                         "best val_exact_match 0.9000 (a) | 1 min elapsed, about 1 min left")
 
 
 def test_durations_read_as_a_person_says_them():
