@@ -31,6 +31,7 @@ from mathtune.search.driver import hold_experiment
 from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
 from mathtune.search.scheduler import GroupedASHA, OptunaPruning
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, open_storage
+from mathtune.search.staging import PROVENANCE_FILE, keep_own_files
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.base import ConfigError
@@ -43,7 +44,6 @@ from mathtune.trainables.tune_wrapper import make_trainable
 __all__ = ["SearchOptions", "SearchOutcome", "run_search", "resume_search", "check_trusted_folder", "ensure_ray",
            "apply_overrides", "EXPERIMENT_FILE", "SearchError"]
 
-PROVENANCE_FILE = "provenance.json"
 
 
 class SearchError(MathtuneError, RuntimeError):
@@ -307,7 +307,7 @@ def _run_config(space: Space, record: ExperimentRecord, *, sub: str | None = Non
 
     opts = record.options
     verbose = int(opts.get("verbose", 0))
-    callbacks = _loggers(record)
+    callbacks = keep_own_files(_loggers(record))
     if verbose == 0:
         hide_tune_restore_hint()
         callbacks.append(SearchProgress(params=list(space.params) if params is None else params,
@@ -505,6 +505,10 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
         trainable, _, _ = _build_tuner_parts(space, record)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
+        # an experiment begun before run configurations held KeepOwnFiles gets one (Tune keeps the restored run
+        # configuration on its internal tuner; Tuner.restore takes no new one)
+        run_config = tuner._local_tuner.get_run_config()
+        run_config.callbacks = keep_own_files(list(run_config.callbacks or []))
         print(f"[mathtune] resuming {exp_dir}", flush=True)
         return _finish_and_confirm(tuner, trainable, space, record, exp_dir)
 

@@ -5,6 +5,7 @@ searcher, ASHA and Tune; each epoch sleeps a fixed share of its recorded time)."
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -133,6 +134,36 @@ def test_resumed_search_keeps_counting_its_budget(tmp_path):
     # the driver recorded its commit, CPU and versions at the start and at the resume
     sessions = json.loads((exp / "provenance.json").read_text())["sessions"]
     assert len(sessions) == 2 and all(s["cpu"] and s["torch"] and s["ray"] for s in sessions)
+
+
+def test_a_resumed_searchs_budget_file_never_goes_back_and_a_killed_driver_keeps_its_time(tmp_path):
+    """After a restore Tune uploads its staging copies of the folder's top-level files at every snapshot: the
+    budget file must not go back to the count the session began with (``mathtune status`` reads it, and it is
+    all a driver killed with SIGKILL leaves of the session's time)."""
+    space = _replay_space(tmp_path, time_scale=0.15)
+    exp = tmp_path / "runs" / "budget-kill"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [MATHTUNE, "search", space, "--budget", "5m", "--max-concurrent", "2", "--scheduler", "none",
+           "--storage-path", str(tmp_path / "runs"), "--name", "budget-kill", "--no-dashboard", "--no-report"]
+    interrupt_after(cmd, exp, "trial_*/result.json", 10, timeout=120)
+    path = exp / "budget.json"
+    before = json.loads(path.read_text())["spent_s"]
+    proc = subprocess.Popen([MATHTUNE, "resume", str(exp), "--no-dashboard", "--no-report"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen: list[float] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (seen and seen[-1] > before + 15):  # 15 s of this session
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            seen.append(json.loads(path.read_text())["spent_s"])  # written whole (atomic replace)
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert seen and seen[-1] > before + 15, (before, seen[-5:])
+    back = [(a, b) for a, b in zip(seen, seen[1:]) if b < a]
+    assert not back, f"{len(back)} of {len(seen)} reads went back, e.g. {back[:3]} (the session began at {before})"
+    assert json.loads(path.read_text())["spent_s"] >= seen[-1]  # the session's time outlives the killed driver
 
 
 def test_budget_keeps_back_what_the_confirmation_needs(ray_session, tmp_path, capsys):
