@@ -462,14 +462,15 @@ def test_breakdown_by_beam_width_and_program_length(memorised):
 
 @pytest.mark.parametrize("family", ["t2m-lstm", "t2m-attn", "t2m-bert-frozen", "t2m-bert-ft"])
 def test_shipped_space_validates_against_its_family(family):
-    """Each family's space file loads, selects on val_exec_acc, searches teacher forcing in 0.3-1.0 and scores
-    beam widths at decode time, not as a trial dimension."""
+    """Each family's space file loads, selects on val_exec_acc, searches teacher forcing among the reference's
+    ablated values and 1.0 (the fused pass, which a float range would never draw) and scores beam widths at
+    decode time, not as a trial dimension."""
     from mathtune.spaces.loader import load_space
 
     space = load_space(family)
     assert (space.family, space.metric, space.mode) == (family, "val_exec_acc", "max")
     tf = space.params["teacher_forcing"]
-    assert (tf.low, tf.high) == (0.3, 1.0) and "beam_width" not in space.params
+    assert list(tf.values) == [0.3, 0.6, 0.9, 1.0] and "beam_width" not in space.params
     assert len(space.decode["beam_width"]) >= 3 and space.decode["beam_width"][0] == 1  # trained greedily
     for point in space.points_to_evaluate:
         space.config({}, point)
