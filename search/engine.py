@@ -28,7 +28,7 @@ from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, forma
 from mathtune.search.confirm import run_confirmation
 from mathtune.search.decode import score_decode_settings
 from mathtune.search.driver import hold_experiment
-from mathtune.search.progress import SearchProgress, hide_tune_restore_hint
+from mathtune.search.progress import SearchProgress, quiet_tune_messages
 from mathtune.search.scheduler import GroupedASHA, OptunaPruning
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, open_storage
 from mathtune.search.staging import PROVENANCE_FILE, keep_own_files
@@ -309,7 +309,7 @@ def _run_config(space: Space, record: ExperimentRecord, *, sub: str | None = Non
     verbose = int(opts.get("verbose", 0))
     callbacks = keep_own_files(_loggers(record))
     if verbose == 0:
-        hide_tune_restore_hint()
+        quiet_tune_messages()
         callbacks.append(SearchProgress(params=list(space.params) if params is None else params,
                                         factors=list(space.factors), metric=space.metric, mode=space.mode,
                                         max_epochs=space.epochs,

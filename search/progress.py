@@ -28,7 +28,7 @@ from mathtune.search.budget import BudgetClock
 from mathtune.trainables.loop import format_duration
 from mathtune.trainables.metrics import best_of, is_better
 
-__all__ = ["SearchProgress", "hide_tune_restore_hint", "format_duration"]
+__all__ = ["SearchProgress", "quiet_tune_messages", "format_duration"]
 
 
 def _fmt(value: Any) -> str:
@@ -178,9 +178,26 @@ class _DropRestoreHint(logging.Filter):
         return "Tuner.restore(" not in record.getMessage()
 
 
-def hide_tune_restore_hint() -> None:
-    """Drop Tune's "Resume experiment with: Tuner.restore(...)" warning after Ctrl-C: mathtune prints its
-    own ``mathtune resume EXP_DIR`` line, the command that works for a mathtune experiment."""
-    log = logging.getLogger("ray.tune.tune")
-    if not any(isinstance(f, _DropRestoreHint) for f in log.filters):
-        log.addFilter(_DropRestoreHint())
+class _GoneCheckpoint(logging.Filter):
+    """Tune's ERROR and traceback when a trial's checkpoint manager deletes an old checkpoint folder that is
+    already gone, which happens after a driver was killed (its last experiment snapshot lists folders the trial
+    had since replaced); Tune carries on with the trial. One mathtune line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        gone = record.exc_info is not None and isinstance(record.exc_info[1], FileNotFoundError)
+        if not (gone and str(record.msg).startswith("Trial %s: Error handling checkpoint")):
+            return True
+        trial = record.args[0] if isinstance(record.args, tuple) and record.args else "a trial"
+        print(f"[mathtune] {getattr(trial, 'trial_id', trial)}: an old checkpoint Tune meant to delete was already "
+              f"gone (replaced before the interruption); the trial goes on", flush=True)
+        return False
+
+
+def quiet_tune_messages() -> None:
+    """mathtune's own lines where Tune's would mislead: Tune's "Resume experiment with: Tuner.restore(...)"
+    warning after Ctrl-C goes (mathtune prints ``mathtune resume EXP_DIR``, the command that works for a
+    mathtune experiment), and so does the traceback of an already deleted checkpoint (:class:`_GoneCheckpoint`)."""
+    for name, kind in (("ray.tune.tune", _DropRestoreHint), ("ray.tune.execution.tune_controller", _GoneCheckpoint)):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in log.filters):
+            log.addFilter(kind())

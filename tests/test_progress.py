@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
 from types import SimpleNamespace
 
-from mathtune.search.progress import SearchProgress, format_duration
+from mathtune.search.progress import SearchProgress, format_duration, quiet_tune_messages
 
 
 class _Clock:
@@ -119,3 +120,29 @@ def test_a_trial_that_ran_its_own_shorter_schedule_finished_and_earlier_sessions
     whole = _trial("whole", status="TERMINATED", epochs=120)
     whole.last_result = {"epoch": 120, "val_exact_match": 0.4, "best_val_exact_match": 0.43, "best_epoch": 74}
     assert "4 trials done (2 stopped early)" in progress.status_line([short, cut, earlier, whole])
+
+
+def test_an_already_deleted_checkpoint_is_one_mathtune_line_and_other_tune_errors_stay(capsys):
+    """After a killed driver's resume, Tune's checkpoint manager may delete an old checkpoint folder that is
+    already gone and log an ERROR with a traceback (the trial goes on): mathtune says so in one line; any
+    other error of Tune's is logged as before."""
+    quiet_tune_messages()
+    quiet_tune_messages()  # once is enough: no second filter, no second line
+    log = logging.getLogger("ray.tune.execution.tune_controller")
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    log.addHandler(handler)
+    trial = SimpleNamespace(trial_id="c437590f")
+    try:
+        for exc in (FileNotFoundError("Path not found: (fs, /x/trial_c437590f/checkpoint_000002)"),
+                    ValueError("something else")):
+            try:
+                raise exc
+            except Exception:
+                log.exception("Trial %s: Error handling checkpoint %s", trial, "TrainingResult(...)")
+    finally:
+        log.removeHandler(handler)
+    assert [type(r.exc_info[1]) for r in seen] == [ValueError]
+    out = capsys.readouterr().out
+    assert out.count("[mathtune] c437590f: an old checkpoint Tune meant to delete was already gone") == 1, out
