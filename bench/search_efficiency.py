@@ -103,7 +103,8 @@ def record_table(exp_dir: str, table_path: str, *, partial: bool = False, merge:
 
     exp = Path(exp_dir)
     record = read_experiment(exp)
-    space_text = (exp / "space.yaml").read_text()
+    overrides = record.options.get("overrides") or {}
+    space_text = _as_searched((exp / "space.yaml").read_text(), overrides)
     params = list(yaml.safe_load(space_text)["params"])
     trials = load_trials(exp)
     if partial:
@@ -116,7 +117,8 @@ def record_table(exp_dir: str, table_path: str, *, partial: bool = False, merge:
     info = {"space": space_text, "metric": record.metric, "mode": record.mode, "experiment": exp.name,
             "command": f"mathtune search {record.space} --sampler grid --scheduler none "
                        f"--num-samples {record.options.get('num_samples')} --max-concurrent "
-                       f"{record.options.get('max_concurrent')}",
+                       f"{record.options.get('max_concurrent')}"
+                       + "".join(f" --set {k}={v}" for k, v in overrides.items()),
             "recorded": record.created, "written": time.strftime("%Y-%m-%d"),
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
                        f"1 torch thread per trial"}
@@ -126,6 +128,27 @@ def record_table(exp_dir: str, table_path: str, *, partial: bool = False, merge:
     n = write_table(trials, table_path, family=record.family, params=params, info=info, merge=base)
     print(f"wrote {table_path}: {n} configurations, {sum(len(t.history) for t in trials)} epochs "
           f"({Path(table_path).stat().st_size / 1024:.0f} KiB)")
+
+
+def _as_searched(space_text: str, overrides: dict) -> str:
+    """The space file's text with the search's ``--set`` values fixed as ``mathtune search`` fixed them
+    (constants, or a factor's one value; no longer searched, nor scored at decode time), so a table recorded
+    from a search with ``--set epochs=3`` replays 3-epoch curves under the space it was recorded with."""
+    if not overrides:
+        return space_text
+    import yaml
+
+    spec = yaml.safe_load(space_text)
+    for key, value in overrides.items():
+        for part in ("params", "decode"):
+            (spec.get(part) or {}).pop(key, None)
+        if key in (spec.get("factors") or {}):
+            spec["factors"][key] = [value]
+        else:
+            spec["constants"] = {**(spec.get("constants") or {}), key: value}
+    spec["points_to_evaluate"] = [p for p in ({k: v for k, v in point.items() if k not in overrides}
+                                              for point in spec.get("points_to_evaluate") or []) if p]
+    return yaml.safe_dump(spec, sort_keys=False)
 
 
 def _space_file(table, out_dir: Path, name: str, *, replay: bool, time_scale: float, grace: int,
@@ -281,14 +304,15 @@ def replay(args) -> None:
             print(f"({key}) seed {seed:2d}: " + ", ".join(f"{k} at {_s(v)}" for k, v in row["reached"].items()) +
                   f"; best val {best_val:.4f}, its test {test:.4f}; {row['completed']}/{len(trials)} trials ran "
                   f"all epochs; {row['total_cpu_s']:.0f} recorded CPU s; {row['wall_s']:.0f} s wall", flush=True)
-    print_replay(results, targets, args.methods, plot=args.plot)
+    print_replay(results, targets, args.methods, plot=args.plot, metric=metric)
 
 
 def _s(x: float) -> str:
     return "never" if not math.isfinite(x) else f"{x:.0f} s"
 
 
-def print_replay(results: list[dict], targets: dict[str, float], methods: str, plot: str | None = None) -> None:
+def print_replay(results: list[dict], targets: dict[str, float], methods: str, plot: str | None = None,
+                 metric: str = "val_exact_match") -> None:
     import numpy as np
     from scipy.stats import wilcoxon
 
@@ -302,8 +326,9 @@ def print_replay(results: list[dict], targets: dict[str, float], methods: str, p
     print(f"\n{len(seeds)} paired seeds; CPU s = recorded seconds of every epoch the search ran; "
           f"median [interquartile range]")
     head = " | ".join(f"CPU s to {k} ({v:.4f})" for k, v in targets.items())
-    print(f"\n| method | {head} | searches reaching {', '.join(targets)} (of {len(seeds)}) | best val EM | "
-          f"test EM of selected | CPU s in all |")
+    short = {"val_exact_match": "EM", "val_exec_acc": "execution"}.get(metric, metric.removeprefix("val_"))
+    print(f"\n| method | {head} | searches reaching {', '.join(targets)} (of {len(seeds)}) | best val {short} | "
+          f"test {short} of selected | CPU s in all |")
     print("|---|" + "---|" * (len(targets) + 4))
     for key, rows in by.items():
         rows = [r for r in rows if r["seed"] in seeds]

@@ -186,3 +186,28 @@ def test_a_table_recorded_in_two_parts_merges_into_the_whole(table, tmp_path):
     with pytest.raises(ReplayError, match="recorded twice"):
         write_table(trials[1:], tmp_path / "twice.parquet", family="arith-text2text", params=list(GRID), info=info,
                     merge=ReplayTable(first))
+
+
+def test_a_table_recorded_from_a_search_with_set_replays_under_the_space_as_searched(ray_session, tmp_path):
+    """`bench/search_efficiency.py --record` of a grid search run with --set epochs=2 stores the space as it
+    was searched (epochs 2), so a replay of the table asks for the 2 epochs each curve has."""
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("search_efficiency", ROOT / "bench" / "search_efficiency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    grid = run_search(_space(tmp_path, "grid"), SearchOptions(
+        num_samples=4, storage_path=str(tmp_path), name="grid2", verbose=0, scheduler="none", sampler="grid",
+        max_concurrent=2, overrides={"epochs": 2}))
+    path = tmp_path / "table.parquet"
+    bench.record_table(str(grid.experiment_dir), str(path))
+    table = ReplayTable(path)
+    assert yaml.safe_load(table.meta["space"])["constants"]["epochs"] == 2
+    assert table.meta["command"].endswith("--set epochs=2")
+    space = bench._space_file(table, tmp_path, "replay", replay=True, time_scale=0.0, grace=1, reduction=2)
+    outcome = run_search(str(space), SearchOptions(num_samples=2, storage_path=str(tmp_path), name="again",
+                                                   verbose=0, scheduler="none", max_concurrent=1))
+    assert set(outcome.counts) == {"TERMINATED"}, outcome.counts
+    assert [t.epochs_run for t in load_trials(outcome.experiment_dir)] == [2, 2]
