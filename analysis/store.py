@@ -28,7 +28,7 @@ from mathtune.trainables.metrics import best_of
 from mathtune.trainables.records import Record
 
 __all__ = ["TrialRecord", "load_trials", "load_experiment_meta", "tune_trial_states", "searched_params",
-           "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "BUDGET_FILE", "read_budget", "EXPERIMENT_FILE", "ExperimentRecord",
+           "load_confirmation", "STATUSES", "CONFIRM_FILE", "DECODE_FILE", "BUDGET_FILE", "read_budget", "EXPERIMENT_FILE", "PROVENANCE_FILE", "ExperimentRecord",
            "read_experiment", "OPTUNA_JOURNAL", "JOURNAL_PREFIX", "journal_url", "open_optuna_storage", "study_storage_url",
            "open_study_storage", "ExperimentError", "TRIAL_PREFIX", "trial_dirname", "tune_sessions"]
 
@@ -37,6 +37,7 @@ CONFIRM_FILE = "confirm.json"
 DECODE_FILE = "decode.json"
 BUDGET_FILE = "budget.json"  # a budgeted search's clock, written by mathtune.search.budget
 EXPERIMENT_FILE = "mathtune.json"
+PROVENANCE_FILE = "provenance.json"  # where the search driver ran, one entry per session (search.engine)
 OPTUNA_JOURNAL = "optuna.journal"  # an experiment's Optuna studies (Optuna's JournalStorage, one file)
 OPTUNA_SQLITE = "optuna.db"  # where experiments before the journal kept them
 JOURNAL_PREFIX = "journal:"  # journal:/path/to/optuna.journal, beside Optuna's SQLAlchemy URLs

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathtune.analysis.store import (EXPERIMENT_FILE, OPTUNA_JOURNAL, ExperimentRecord, journal_url, load_trials,
-                                     read_experiment, stopped_by_signal, trial_dirname)
+from mathtune.analysis.store import (EXPERIMENT_FILE, OPTUNA_JOURNAL, PROVENANCE_FILE, ExperimentRecord, journal_url,
+                                     load_trials, read_experiment, stopped_by_signal, trial_dirname)
 from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
 from mathtune.search.confirm import run_confirmation
 from mathtune.search.decode import score_decode_settings
@@ -31,7 +31,7 @@ from mathtune.search.driver import hold_experiment
 from mathtune.search.progress import SearchProgress, quiet_tune_messages
 from mathtune.search.scheduler import GroupedASHA, OptunaPruning
 from mathtune.search.searcher import FactorOptunaSearch, close_storages, open_storage
-from mathtune.search.staging import PROVENANCE_FILE, keep_own_files
+from mathtune.search.staging import keep_own_files
 from mathtune.spaces.loader import Space, SpaceError, check_combos, check_param_value, load_space
 from mathtune.trainables.atomic import write_json
 from mathtune.trainables.base import ConfigError

@@ -22,12 +22,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from mathtune.analysis.store import BUDGET_FILE, CONFIRM_FILE, EXPERIMENT_FILE
+from mathtune.analysis.store import BUDGET_FILE, CONFIRM_FILE, EXPERIMENT_FILE, PROVENANCE_FILE
 from mathtune.search.driver import DRIVER_FILE
 
-__all__ = ["KeepOwnFiles", "OWN_FILES", "PROVENANCE_FILE", "keep_own_files"]
+__all__ = ["KeepOwnFiles", "OWN_FILES", "keep_own_files"]
 
-PROVENANCE_FILE = "provenance.json"
 # the files mathtune writes at the top of an experiment folder that Tune's restore would copy
 OWN_FILES = (EXPERIMENT_FILE, BUDGET_FILE, CONFIRM_FILE, DRIVER_FILE, PROVENANCE_FILE)
 

@@ -20,11 +20,10 @@ from pathlib import Path
 
 from mathtune.analysis.store import (EXPERIMENT_FILE, STATUSES, load_confirmation, load_trials, read_budget,
                                      read_experiment, stopped_by_signal)
-from mathtune.search.budget import format_budget
-from mathtune.trainables.loop import format_duration
 from mathtune.search.confirm import CONFIRM_DIR
 from mathtune.search.driver import describe_driver, running_driver
 from mathtune.trainables.errors import MathtuneError
+from mathtune.trainables.loop import format_duration
 from mathtune.trainables.metrics import best_of
 
 __all__ = ["StatusError", "experiment_status"]
@@ -105,7 +104,7 @@ def experiment_status(exp_dir: str | Path, *, now: float | None = None) -> list[
 
     budget = read_budget(exp_dir)
     if budget:
-        lines.append(f"budget: {format_budget(float(budget['spent_s']))} of {format_budget(float(budget['budget_s']))}"
+        lines.append(f"budget: {format_duration(float(budget['spent_s']))} of {format_duration(float(budget['budget_s']))}"
                      f" spent over {budget.get('sessions', '?')} session(s)" + (", used up" if budget.get("exhausted")
                                                                               else ""))
     if confirm_asked:
