@@ -272,6 +272,40 @@ def test_all_at_once_training_path_equals_step_by_step(family, extra):
     assert torch.equal(ok, torch.isfinite(fast)) and torch.allclose(fast[ok], slow[ok], atol=1e-5)
 
 
+def test_training_batches_of_similar_lengths_cover_each_problem_once_and_pad_less():
+    """``batching=lengths`` (the default) deals every training problem once an epoch in full batches and one
+    rest, as many steps as the loop counts, and pads the encoder's inputs far less than batches sorted by program
+    length alone, on real MathQA problems; the same generator seed deals the same batches, another seed others."""
+    from mathtune.trainables.t2m.dataset import train_batches
+
+    fam, cfg = tiny_config("t2m-lstm", limit_train=3000, batch_size=64)
+    assert cfg.batching == "lengths"
+    part = fam.build_data(cfg).parts["train"]
+    padded = {}
+    for batching in ("lengths", "program"):
+        batches = list(train_batches(part, 64, torch.Generator().manual_seed(0), CPU, batching))
+        sizes = [len(b["src"]) for b in batches]
+        assert len(batches) == fam.steps_per_epoch(fam.build_data(cfg), cfg) == 47
+        assert sizes.count(64) == 46 and sum(sizes) == 3000
+        seen = sorted(map(tuple, (row[row > 0].tolist() for b in batches for row in b["src"])))
+        assert seen == sorted(tuple(part.src[i].tolist()) for i in range(3000))
+        padded[batching] = [sum(b[k].numel() for b in batches) / getattr(part, k).lengths.sum()
+                            for k in ("src", "tgt")]
+    assert padded["lengths"][0] < 1.6 < 2.0 < padded["program"][0]
+    assert padded["lengths"][1] < 1.5 and padded["program"][1] < 1.2
+
+    # 32 problems are one pool and one run: sorted by both lengths alone, they would make the same 8 batches of 4
+    # every epoch; problems share batches by chance among equal program lengths, so epochs deal new batches
+    small = tiny_config("t2m-lstm", limit_train=32)[1]
+    part = fam.build_data(small).parts["train"]
+
+    def dealt(seed):
+        return {frozenset(tuple(row[row > 0].tolist()) for row in b["src"])
+                for b in train_batches(part, 4, torch.Generator().manual_seed(seed), CPU)}
+
+    assert dealt(0) == dealt(0) and len(dealt(0)) == 8 and len(set().union(*map(dealt, range(4)))) > 16
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_padded_bilstm_equals_packed_sequences(layers):
     """The encoder's unpacked BiLSTM gives the packed LSTM's states (zeros at padding), last hidden states and

@@ -261,17 +261,29 @@ def collate(part: Part, rows: Sequence[int], device: torch.device) -> dict[str, 
 
 
 def train_batches(part: Part, batch_size: int, generator: torch.Generator,
-                  device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    """One shuffled epoch. Batches hold programs of similar length (sorted within pools of 50 batches),
-    in random order (drawn from ``generator``)."""
+                  device: torch.device, batching: str = "lengths") -> Iterator[dict[str, torch.Tensor]]:
+    """One shuffled epoch, in batches of similar lengths, in random order (drawn from ``generator``).
+
+    The shuffled problems are taken in pools of 50 batches. ``program``: each pool sorted by program length.
+    ``lengths``: each pool sorted by input length, then each run of 16 batches re-sorted by program length, so a
+    batch is short on both sides. The encoder runs over a batch's longest input and the decoder over its longest
+    program; on MathQA (inputs 39 tokens on average, up to 356; programs 14) ``program`` batches padded the
+    encoder's work 2.4x at batch 64, ``lengths`` 1.4x (programs 1.1x and 1.3x)."""
     n = len(part)
     order = torch.randperm(n, generator=generator).numpy()
-    lengths = part.tgt.lengths
+    src_len, tgt_len = part.src.lengths, part.tgt.lengths
     pool = batch_size * 50
     batches = []
     for start in range(0, n, pool):
         chunk = order[start:start + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        if batching == "program":
+            chunk = chunk[np.argsort(tgt_len[chunk], kind="stable")]
+        else:
+            by_input = np.argsort(src_len[chunk], kind="stable")
+            # each run back in shuffled order first, so problems of the same program length share batches by
+            # chance, not by input length: a pool that holds every problem still deals new batches each epoch
+            runs = [chunk[np.sort(by_input[i:i + 16 * batch_size])] for i in range(0, len(chunk), 16 * batch_size)]
+            chunk = np.concatenate([run[np.argsort(tgt_len[run], kind="stable")] for run in runs])
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     for b in torch.randperm(len(batches), generator=generator).tolist():
         yield collate(part, batches[b], device)

@@ -95,6 +95,9 @@ T2M_PARAMS: dict[str, Param] = {
                            "(train the decoder on frozen states first, then fine-tune); empty = random "
                            "initialisation; a resumed run keeps its own weights", str),
     "batch_size": Param(32, "training batch size", int, 1, 65_536),
+    "batching": Param("lengths", "which problems share a training batch: lengths: similar input and program "
+                                 "lengths (least padding, fastest); program: similar program lengths only",
+                      str, choices=("lengths", "program")),
     "grad_clip": Param(5.0, "clip the gradient norm to this value (0 = off)", float, 0.0, 1e6),
     "amp": Param(False, "train under bfloat16 autocast (weights and optimizer stay float32; evaluation and "
                         "decoding run in float32): about 1.6x faster training on CPUs with AVX512-BF16 or AMX and "
@@ -164,7 +167,7 @@ class T2MFamily(Family):
                         decoder=data.meta.get("decoder", config.decoder))
 
     def batches(self, data, config, generator, device):
-        return train_batches(data.parts["train"], config.batch_size, generator, device)
+        return train_batches(data.parts["train"], config.batch_size, generator, device, config.batching)
 
     def steps_per_epoch(self, data, config):
         return -(-len(data.parts["train"]) // config.batch_size)  # train_batches: full batches and one rest
