@@ -317,7 +317,8 @@ def _run_config(space: Space, record: ExperimentRecord, *, sub: str | None = Non
                                         scheduler="none" if sub else opts["scheduler"],
                                         budget_dir=None if sub or not opts.get("budget") else record.location))
     name, storage_path = (record.name, record.storage_path) if sub is None else (sub, record.location)
-    stop = BudgetStopper(record.location) if sub is None and opts.get("budget") else None
+    # the confirmation's clock runs on the same budget file, saved as it runs, never stopping it
+    stop = BudgetStopper(record.location, stops=sub is None) if opts.get("budget") else None
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=verbose, callbacks=callbacks, stop=stop,
         failure_config=tune.FailureConfig(max_failures=opts["max_failures"]),

@@ -15,12 +15,13 @@ Example::
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from mathtune.analysis.store import (EXPERIMENT_FILE, STATUSES, load_confirmation, load_trials, read_budget,
                                      read_experiment, stopped_by_signal)
-from mathtune.search.confirm import CONFIRM_DIR
+from mathtune.search.confirm import CONFIRM_DIR, PLAN_FILE
 from mathtune.search.driver import describe_driver, running_driver
 from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import format_duration
@@ -117,8 +118,12 @@ def experiment_status(exp_dir: str | Path, *, now: float | None = None) -> list[
         elif (exp_dir / CONFIRM_DIR).is_dir():
             runs = load_trials(exp_dir / CONFIRM_DIR)
             done = sum(r.status == "finished" for r in runs)
-            lines.append(f"confirmation: under way, {done} of {len(runs)} new-seed runs finished "
-                         f"({which})")
+            try:  # the plan lists every run; Tune's folders only those started so far
+                planned = len(json.loads((exp_dir / CONFIRM_DIR / PLAN_FILE).read_text())["runs"])
+            except (OSError, ValueError, KeyError, TypeError):
+                planned = len(runs)
+            lines.append(f"confirmation: under way, {done} of {max(planned, len(runs))} new-seed runs finished and "
+                         f"{len(runs) - done} more started ({which})")
         else:
             lines.append(f"confirmation: after the search ({which})")
     return lines

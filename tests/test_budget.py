@@ -166,6 +166,43 @@ def test_a_resumed_searchs_budget_file_never_goes_back_and_a_killed_driver_keeps
     assert json.loads(path.read_text())["spent_s"] >= seen[-1]  # the session's time outlives the killed driver
 
 
+def test_the_confirmation_keeps_the_budget_file_counting_and_a_killed_driver_keeps_its_time(tmp_path):
+    """The confirmation runs on the search's clock: ``budget.json`` counts on while its runs train (it is all a
+    driver killed with SIGKILL leaves of the session's time), and ``mathtune status`` counts its runs from the
+    plan, not from the runs Tune has started."""
+    from mathtune.search.status import experiment_status
+
+    space = _replay_space(tmp_path, time_scale=0.6)  # about 15 s a run
+    exp = tmp_path / "runs" / "confirm-kill"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    cmd = [MATHTUNE, "search", space, "--num-samples", "1", "--budget", "10m", "--max-concurrent", "1",
+           "--scheduler", "none", "--confirm-top", "1", "--confirm-seeds", "2", "--storage-path",
+           str(tmp_path / "runs"), "--name", "confirm-kill", "--no-dashboard", "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    path, seen = exp / "budget.json", []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(exp.glob("confirm/trial_*/result.json")):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            time.sleep(0.2)
+        confirming = json.loads(path.read_text())["spent_s"]
+        status = experiment_status(exp)  # one run at a time: the first has begun, the second waits
+        while time.monotonic() < deadline and not (seen and seen[-1] > confirming + 6):  # 6 s of confirmation
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            seen.append(json.loads(path.read_text())["spent_s"])
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    # (a clock saved only at the end moves once the confirmation is over: then confirm.json is there already)
+    assert not (exp / "confirm.json").exists(), f"the budget file stood still while the runs trained: {seen[-5:]}"
+    assert seen and seen[-1] > confirming + 6, (confirming, seen[-5:])
+    assert json.loads(path.read_text())["spent_s"] >= seen[-1]
+    assert re.fullmatch(r"confirmation: under way, 0 of 2 new-seed runs finished and 1 more started \(the best 1 "
+                        r"trial, 2 new seeds each\)", status[-1]), status
+
+
 def test_budget_keeps_back_what_the_confirmation_needs(ray_session, tmp_path, capsys):
     """With --confirm-top, the search's trials stop early enough that the confirmation fits in the same budget,
     and the clock counts both."""

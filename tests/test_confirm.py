@@ -119,8 +119,8 @@ def test_ctrl_c_during_the_confirmation_is_resumed_not_reported(tmp_path):
     assert not (exp / "confirm.json").exists()
     status = experiment_status(exp)
     assert status[1] == f"state: interrupted: continue with `mathtune resume {exp}`"
-    assert re.fullmatch(r"confirmation: under way, [0-2] of 2 new-seed runs finished \(the best 1 trial, 2 new "
-                        r"seeds each\)", status[-1]), status
+    assert re.fullmatch(r"confirmation: under way, [0-2] of 2 new-seed runs finished and [0-2] more started \(the "
+                        r"best 1 trial, 2 new seeds each\)", status[-1]), status
     resumed = subprocess.run([MATHTUNE, "resume", str(exp), "--no-dashboard", "--no-report"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
