@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
@@ -57,8 +58,8 @@ from mathtune.trainables.errors import MathtuneError
 from mathtune.trainables.loop import format_duration as format_budget
 from mathtune.trainables.metrics import is_better, rank
 
-__all__ = ["BUDGET_FILE", "BudgetError", "BudgetClock", "BudgetStopper", "BudgetGate", "parse_duration",
-           "format_budget"]
+__all__ = ["BUDGET_FILE", "BudgetError", "BudgetClock", "BudgetStopper", "BudgetSaver", "budget_saver", "BudgetGate",
+           "parse_duration", "format_budget"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s|m|h|d)")
@@ -178,11 +179,10 @@ class BudgetClock:
 class BudgetStopper(Stopper):
     """Stops every trial once the search's budget is spent; Tune then ends the experiment. Tune asks it at every
     step of its loop, so it also keeps ``budget.json`` up to date (every 5 s): all a driver killed with SIGKILL
-    leaves of its session's time. ``stops=False`` (the confirmation, which always runs to its end) only saves."""
+    leaves of its session's time."""
 
-    def __init__(self, exp_dir: str | Path, *, stops: bool = True):
+    def __init__(self, exp_dir: str | Path):
         self.exp_dir = str(exp_dir)
-        self.stops = stops
         self.announced = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -193,7 +193,7 @@ class BudgetStopper(Stopper):
         if clock is None:
             return False
         clock.save()
-        if not getattr(self, "stops", True) or clock.remaining() > clock.reserve_s:
+        if clock.remaining() > clock.reserve_s:
             return False
         if not self.announced:
             self.announced = True
@@ -399,3 +399,25 @@ class BudgetGate(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         self.searcher.restore(checkpoint_path)
+
+
+class BudgetSaver(Callback):
+    """Keeps ``budget.json`` up to date (every 5 s) through the confirmation, which runs to its end on the
+    search's clock: a Tune callback, since a restored run keeps the stopper it was saved with (Tune restores its
+    loop's state, the stopper in it) but takes the callbacks it is given."""
+
+    def __init__(self, exp_dir: str | Path):
+        self.exp_dir = str(exp_dir)
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        clock = BudgetClock.of(self.exp_dir)
+        if clock is not None:
+            clock.save()
+
+
+def budget_saver(callbacks: list, exp_dir: str | Path) -> list:
+    """``callbacks`` with a :class:`BudgetSaver` for ``exp_dir`` in it (added where it is missing, as in a
+    confirmation begun before there was one)."""
+    if not any(isinstance(c, BudgetSaver) for c in callbacks):
+        callbacks.append(BudgetSaver(exp_dir))
+    return callbacks

@@ -25,7 +25,7 @@ from typing import Any
 
 from mathtune.analysis.store import (CONFIRM_FILE, ExperimentRecord, TrialRecord, load_confirmation, load_trials,
                                      stopped_by_signal, trial_dirname)
-from mathtune.search.budget import BudgetStopper
+from mathtune.search.budget import budget_saver
 from mathtune.search.decode import score_decode_settings
 from mathtune.spaces.loader import Space
 from mathtune.trainables.atomic import write_json
@@ -162,9 +162,9 @@ def run_confirmation(space: Space, record: ExperimentRecord, exp_dir: Path, trai
     if tune.Tuner.can_restore(str(confirm_dir)):
         tuner = tune.Tuner.restore(str(confirm_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
-        restored = tuner._local_tuner.get_run_config()  # Tuner.restore takes no new run configuration
-        if restored.stop is None and opts.get("budget"):  # a confirmation begun before it saved the clock
-            restored.stop = BudgetStopper(exp_dir, stops=False)
+        if opts.get("budget"):  # a confirmation begun before it saved the clock as it ran gets the callback
+            restored = tuner._local_tuner.get_run_config()  # (Tuner.restore takes no new run configuration)
+            restored.callbacks = budget_saver(list(restored.callbacks or []), exp_dir)
     else:
         param_space = {k: (tune.choice(values[k]) if k in varying else values[k][0]) for k in keys}
         search = BasicVariantGenerator(points_to_evaluate=[{k: p.get(k) for k in varying} for p in points],

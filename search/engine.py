@@ -24,7 +24,7 @@ from typing import Any
 
 from mathtune.analysis.store import (EXPERIMENT_FILE, OPTUNA_JOURNAL, PROVENANCE_FILE, ExperimentRecord, journal_url,
                                      load_trials, read_experiment, stopped_by_signal, trial_dirname)
-from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, format_budget
+from mathtune.search.budget import BudgetClock, BudgetGate, BudgetStopper, budget_saver, format_budget
 from mathtune.search.confirm import run_confirmation
 from mathtune.search.decode import score_decode_settings
 from mathtune.search.driver import hold_experiment
@@ -317,8 +317,9 @@ def _run_config(space: Space, record: ExperimentRecord, *, sub: str | None = Non
                                         scheduler="none" if sub else opts["scheduler"],
                                         budget_dir=None if sub or not opts.get("budget") else record.location))
     name, storage_path = (record.name, record.storage_path) if sub is None else (sub, record.location)
-    # the confirmation's clock runs on the same budget file, saved as it runs, never stopping it
-    stop = BudgetStopper(record.location, stops=sub is None) if opts.get("budget") else None
+    stop = BudgetStopper(record.location) if sub is None and opts.get("budget") else None
+    if sub is not None and opts.get("budget"):  # the confirmation runs on the same clock, saved as it runs
+        budget_saver(callbacks, record.location)
     return tune.RunConfig(
         name=name, storage_path=storage_path, verbose=verbose, callbacks=callbacks, stop=stop,
         failure_config=tune.FailureConfig(max_failures=opts["max_failures"]),

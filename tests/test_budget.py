@@ -166,41 +166,55 @@ def test_a_resumed_searchs_budget_file_never_goes_back_and_a_killed_driver_keeps
     assert json.loads(path.read_text())["spent_s"] >= seen[-1]  # the session's time outlives the killed driver
 
 
+def _counts_on(proc, path: Path, exp: Path, seconds: float, deadline: float, started=None) -> list[float]:
+    """Reads of ``budget.json`` while the confirmation's runs train, until it has counted ``seconds`` more;
+    ``started()`` is called as soon as a confirmation run has reported."""
+    while time.monotonic() < deadline and not list(exp.glob("confirm/trial_*/result.json")):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    if started is not None:
+        started()
+    start, seen = json.loads(path.read_text())["spent_s"], []
+    while time.monotonic() < deadline and not (seen and seen[-1] > start + seconds):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        seen.append(json.loads(path.read_text())["spent_s"])
+        time.sleep(0.2)
+    # (a clock saved only at the end moves once the confirmation is over: then confirm.json is there already)
+    assert not (exp / "confirm.json").exists(), f"the budget file stood still while the runs trained: {seen[-5:]}"
+    assert seen and seen[-1] > start + seconds, (start, seen[-5:])
+    return seen
+
+
 def test_the_confirmation_keeps_the_budget_file_counting_and_a_killed_driver_keeps_its_time(tmp_path):
     """The confirmation runs on the search's clock: ``budget.json`` counts on while its runs train (it is all a
-    driver killed with SIGKILL leaves of the session's time), and ``mathtune status`` counts its runs from the
-    plan, not from the runs Tune has started."""
+    driver killed with SIGKILL leaves of the session's time), a resumed confirmation too, and ``mathtune status``
+    counts its runs from the plan, not from the runs Tune has started."""
     from mathtune.search.status import experiment_status
 
     space = _replay_space(tmp_path, time_scale=0.6)  # about 15 s a run
     exp = tmp_path / "runs" / "confirm-kill"
+    path = exp / "budget.json"
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     cmd = [MATHTUNE, "search", space, "--num-samples", "1", "--budget", "10m", "--max-concurrent", "1",
            "--scheduler", "none", "--confirm-top", "1", "--confirm-seeds", "2", "--storage-path",
            str(tmp_path / "runs"), "--name", "confirm-kill", "--no-dashboard", "--no-report"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    path, seen = exp / "budget.json", []
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not list(exp.glob("confirm/trial_*/result.json")):
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            time.sleep(0.2)
-        confirming = json.loads(path.read_text())["spent_s"]
-        status = experiment_status(exp)  # one run at a time: the first has begun, the second waits
-        while time.monotonic() < deadline and not (seen and seen[-1] > confirming + 6):  # 6 s of confirmation
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            seen.append(json.loads(path.read_text())["spent_s"])
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    # (a clock saved only at the end moves once the confirmation is over: then confirm.json is there already)
-    assert not (exp / "confirm.json").exists(), f"the budget file stood still while the runs trained: {seen[-5:]}"
-    assert seen and seen[-1] > confirming + 6, (confirming, seen[-5:])
-    assert json.loads(path.read_text())["spent_s"] >= seen[-1]
+    statuses: list[str] = []
+    for session in (1, 2):
+        proc = subprocess.Popen(cmd if session == 1 else [MATHTUNE, "resume", str(exp), "--no-dashboard",
+                                                          "--no-report"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            seen = _counts_on(proc, path, exp, 6, time.monotonic() + 240,
+                              started=lambda: statuses.append(experiment_status(exp)[-1]))
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        assert json.loads(path.read_text())["spent_s"] >= seen[-1]  # the session's time outlives the killed driver
+    assert json.loads(path.read_text())["sessions"] == 2
+    # as the first run began, one run at a time: the first has begun, the second waits
     assert re.fullmatch(r"confirmation: under way, 0 of 2 new-seed runs finished and 1 more started \(the best 1 "
-                        r"trial, 2 new seeds each\)", status[-1]), status
+                        r"trial, 2 new seeds each\)", statuses[0]), statuses
 
 
 def test_budget_keeps_back_what_the_confirmation_needs(ray_session, tmp_path, capsys):
