@@ -505,6 +505,8 @@ def resume_search(exp_dir: str | Path, *, address: str | None = None, dashboard:
         if clock is not None:
             print(f"[mathtune] budget: {clock.describe()} before this resume", flush=True)
         trainable, _, _ = _build_tuner_parts(space, record)
+        if int(record.options.get("verbose", 0)) == 0:
+            quiet_tune_messages()  # as a new search's run configuration does: a resume builds none
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
         # an experiment begun before run configurations held KeepOwnFiles gets one (Tune keeps the restored run

@@ -188,7 +188,8 @@ def _counts_on(proc, path: Path, exp: Path, seconds: float, deadline: float, sta
 def test_the_confirmation_keeps_the_budget_file_counting_and_a_killed_driver_keeps_its_time(tmp_path):
     """The confirmation runs on the search's clock: ``budget.json`` counts on while its runs train (it is all a
     driver killed with SIGKILL leaves of the session's time), a resumed confirmation too, and ``mathtune status``
-    counts its runs from the plan, not from the runs Tune has started."""
+    counts its runs from the plan, not from the runs Tune has started. A resumed driver stopped with Ctrl-C prints
+    the command that resumes a mathtune experiment, not Tune's own hint."""
     from mathtune.search.status import experiment_status
 
     space = _replay_space(tmp_path, time_scale=0.6)  # about 15 s a run
@@ -207,10 +208,16 @@ def test_the_confirmation_keeps_the_budget_file_counting_and_a_killed_driver_kee
         try:
             seen = _counts_on(proc, path, exp, 6, time.monotonic() + 240,
                               started=lambda: statuses.append(experiment_status(exp)[-1]))
+            if session == 2:  # Ctrl-C this time: the resumed driver prints mathtune's lines, not Tune's hints
+                proc.send_signal(signal.SIGINT)
+                printed = proc.communicate(timeout=90)[0]
+                assert proc.returncode == 130 and "Tuner.restore(" not in printed, printed[-3000:]
+                assert f"confirmation interrupted; continue it with: mathtune resume {exp}" in printed
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
-        assert json.loads(path.read_text())["spent_s"] >= seen[-1]  # the session's time outlives the killed driver
+        assert json.loads(path.read_text())["spent_s"] >= seen[-1]  # the session's time outlives the driver
     assert json.loads(path.read_text())["sessions"] == 2
     # as the first run began, one run at a time: the first has begun, the second waits
     assert re.fullmatch(r"confirmation: under way, 0 of 2 new-seed runs finished and 1 more started \(the best 1 "
