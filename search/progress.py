@@ -62,6 +62,7 @@ class SearchProgress(Callback):
         self.last_epoch: dict[str, int] = {}
         self.ended: dict[str, str] = {}  # trial id -> finished / stopped / error
         self.seen_first: set[str] = set()
+        self.started: set[str] = set()  # trials that began (or went on) in this session
 
     # ------------------------------------------------------------------ output
     def _print(self, text: str) -> None:
@@ -75,6 +76,7 @@ class SearchProgress(Callback):
 
     # ------------------------------------------------------------------ Tune callback hooks
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.__dict__.setdefault("started", set()).add(trial.trial_id)
         config = trial.config or {}
         searched = ", ".join(f"{k} {_fmt(config[k])}" for k in self.params if k in config)
         factors = ", ".join(f"{k}={_fmt(config[k])}" for k in self.factors if k in config)
@@ -135,24 +137,39 @@ class SearchProgress(Callback):
             self._print(self.status_line(trials))
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self._print(self.status_line(trials, final=True))
+        self._print(self.status_line(trials, final=True, interrupted=self._interrupted(trials)))
+
+    def _interrupted(self, trials: list) -> set[str]:
+        """Trials that began in this session and ended without Tune's ``on_trial_complete``: on Ctrl-C Tune ends
+        the running trials, marked TERMINATED like finished ones, without it. So does a spent budget (which
+        stops them for good), so a search whose budget is spent was not interrupted."""
+        budget = BudgetClock.of(self.budget_dir) if self.budget_dir else None
+        if budget is not None and budget.remaining() <= budget.reserve_s:
+            return set()
+        started = getattr(self, "started", set())
+        return {t.trial_id for t in trials if t.trial_id in started and t.trial_id not in self.ended
+                and t.status == "TERMINATED"}
 
     # ------------------------------------------------------------------ status
-    def status_line(self, trials: list, *, final: bool = False) -> str:
-        states = [t.status for t in trials]
+    def status_line(self, trials: list, *, final: bool = False, interrupted: set[str] = frozenset()) -> str:
+        """One status line; ``interrupted`` (the final line after Ctrl-C) names the trials Tune ended unfinished."""
+        states = [t.status for t in trials if t.trial_id not in interrupted]
         done = sum(s in ("TERMINATED", "ERROR") for s in states)
         running = states.count("RUNNING")
         capped = self.num_samples > 0
-        pending = max(0, self.num_samples - done - running) if capped else states.count("PENDING")
+        pending = max(0, self.num_samples - done - running - len(interrupted)) if capped else states.count("PENDING")
         stopped = sum(v == "stopped" for v in self.ended.values())
         if self.scheduler in ("asha", "optuna"):  # a resumed search: the trials stopped in its earlier sessions
             stopped += sum(1 for t in trials if t.status == "TERMINATED" and t.trial_id not in self.ended
+                           and t.trial_id not in interrupted
                            and 0 < int((getattr(t, "last_result", None) or {}).get("epoch") or 0) < self._planned(t))
         errors = states.count("ERROR")
         extras = ", ".join(x for x in (f"{stopped} stopped early" if stopped else "",
                                        f"{errors} errored" if errors else "") if x)
         of = f"/{self.num_samples}" if capped else ""
-        parts = [f"{done}{of} trials done{f' ({extras})' if extras else ''}, {running} running, {pending} pending"]
+        cut = f", {len(interrupted)} interrupted (saved at their last epoch)" if interrupted else ""
+        parts = [f"{done}{of} trials done{f' ({extras})' if extras else ''}{cut}, {running} running, "
+                 f"{pending} pending"]
         known = dict(self.best)
         for t in trials:  # a resumed search: what trials reported before this session, from Tune's restored state
             before = (getattr(t, "last_result", None) or {}).get(f"best_{self.metric}")
@@ -170,7 +187,8 @@ class SearchProgress(Callback):
         budget = BudgetClock.of(self.budget_dir) if self.budget_dir else None
         if budget is not None:
             parts.append(f"budget {budget.describe()}")
-        return ("search ended: " if final else "status: ") + " | ".join(parts)
+        head = "status: " if not final else "search interrupted: " if interrupted else "search ended: "
+        return head + " | ".join(parts)
 
 
 class _DropRestoreHint(logging.Filter):

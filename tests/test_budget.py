@@ -213,6 +213,8 @@ def test_the_confirmation_keeps_the_budget_file_counting_and_a_killed_driver_kee
                 printed = proc.communicate(timeout=90)[0]
                 assert proc.returncode == 130 and "Tuner.restore(" not in printed, printed[-3000:]
                 assert f"confirmation interrupted; continue it with: mathtune resume {exp}" in printed
+                assert re.search(r"search interrupted: [01]/2 trials done, 1 interrupted \(saved at their last "
+                                 r"epoch\), 0 running, [01] pending", printed), printed[-3000:]
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -122,6 +122,41 @@ def test_a_trial_that_ran_its_own_shorter_schedule_finished_and_earlier_sessions
     assert "4 trials done (2 stopped early)" in progress.status_line([short, cut, earlier, whole])
 
 
+def test_the_last_line_after_ctrl_c_counts_the_cut_trials_apart_and_a_spent_budget_is_not_an_interruption(
+        tmp_path):
+    """On Ctrl-C Tune ends the running trials as TERMINATED without ``on_trial_complete``: the last line says
+    the search was interrupted and counts them apart, not as done or stopped early. A spent budget ends its
+    running trials the same way, and those are stopped for good: that search ended."""
+    from mathtune.search.budget import BudgetClock
+
+    for budget_s in (None, 1e-6):
+        out = io.StringIO()
+        clock = BudgetClock.start(tmp_path, budget_s) if budget_s else None
+        progress = SearchProgress(params=["lr"], factors=["split"], metric="val_exact_match", mode="max",
+                                  max_epochs=6, num_samples=5, out=out, clock=_Clock(),
+                                  budget_dir=str(tmp_path) if clock else None)
+        done, cut, waiting = _trial("done"), _trial("cut"), _trial("waiting", status="PENDING")
+        earlier = _trial("earlier", status="TERMINATED")  # stopped by ASHA in an earlier session
+        earlier.last_result = {"epoch": 2, "val_exact_match": 0.1}
+        trials = [done, cut, waiting, earlier]
+        for t in (done, cut):
+            progress.on_trial_start(0, trials, t)
+            t.last_result = {"epoch": 6 if t is done else 3, "val_exact_match": 0.5}  # as Tune keeps it
+            progress.on_trial_result(0, trials, t, dict(t.last_result))
+        done.status = "TERMINATED"
+        progress.on_trial_complete(0, trials, done)
+        cut.status = "TERMINATED"  # Ctrl-C, or the budget: no on_trial_complete
+        progress.on_experiment_end(trials)
+        last = out.getvalue().splitlines()[-1]
+        if clock is None:
+            assert last.startswith("[mathtune] search interrupted: 2/5 trials done (1 stopped early), 1 interrupted "
+                                   "(saved at their last epoch), 0 running, 2 pending | "), last
+        else:
+            clock.close()
+            assert last.startswith("[mathtune] search ended: 3/5 trials done (2 stopped early), 0 running, "
+                                   "2 pending | "), last
+
+
 def test_an_already_deleted_checkpoint_is_one_mathtune_line_and_other_tune_errors_stay(capsys):
     """After a killed driver's resume, Tune's checkpoint manager may delete an old checkpoint folder that is
     already gone and log an ERROR with a traceback (the trial goes on): mathtune says so in one line; any
