@@ -307,6 +307,27 @@ def test_training_batches_of_similar_lengths_cover_each_problem_once_and_pad_les
 
 
 @pytest.mark.parametrize("layers", [1, 2])
+def test_one_lstm_step_equals_the_modules_own_call(layers):
+    """The decoders' one-step LSTM (the fused cell over the module's weights) gives the module's own output,
+    state and gradients, for every layer."""
+    from torch import nn
+
+    from mathtune.trainables.t2m.lstm import lstm_step
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(12, 8, layers, batch_first=True, dropout=0.3).eval()
+    x = torch.randn(5, 12)
+    state = (torch.randn(layers, 5, 8), torch.randn(layers, 5, 8))
+    ref, (h, c) = lstm(x.unsqueeze(1), state)
+    out, (h2, c2) = lstm_step(lstm, x, state)
+    assert torch.allclose(out, ref[:, 0], atol=1e-6) and torch.allclose(h2, h, atol=1e-6)
+    assert torch.allclose(c2, c, atol=1e-6)
+    g_ref = torch.autograd.grad(ref.sum() + c.sum(), list(lstm.parameters()))
+    g_new = torch.autograd.grad(out.sum() + c2.sum(), list(lstm.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_ref, g_new))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
 def test_padded_bilstm_equals_packed_sequences(layers):
     """The encoder's unpacked BiLSTM gives the packed LSTM's states (zeros at padding), last hidden states and
     gradients, with the module's own weights."""

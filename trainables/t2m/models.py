@@ -50,6 +50,7 @@ from torch import nn
 
 from ..checkpoints import state_meta
 from .data import Vocab
+from .lstm import lstm_step
 from .memory import Memory
 from .opdecoder import DECODERS, OpDecoder
 from .programs import GrammarState, TokenTable, advance, allowed_tokens, initial_state
@@ -273,13 +274,12 @@ class Decoder(nn.Module):
         """One step for every row: (logits (N, V), new state)."""
         e = self._embed(mem, prev.unsqueeze(1)).squeeze(1)
         if self.luong:
-            out, state = self.lstm(e.unsqueeze(1), state)
-            out = out.squeeze(1)
+            out, state = lstm_step(self.lstm, e, state)
             return self._logits(mem, out, self._attend(mem, out), e), state
         ctx = self._attend(mem, state[0][-1]) if self.attention else None
         inp = e if ctx is None else torch.cat([e, ctx], dim=-1)
-        out, state = self.lstm(inp.unsqueeze(1), state)
-        return self._logits(mem, out.squeeze(1), ctx, e), state
+        out, state = lstm_step(self.lstm, inp, state)
+        return self._logits(mem, out, ctx, e), state
 
     def sequence(self, mem: Memory, state, inputs: torch.Tensor) -> torch.Tensor:
         """All steps at once for fully teacher-forced inputs (N, T); only for :attr:`fused` decoders (no

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from .data import Vocab
+from .lstm import lstm_step
 from .memory import Memory
 from .programs import CONST, NUM, OP, OTHER, REF, TokenTable
 
@@ -175,7 +176,7 @@ class OpDecoder(nn.Module):
         advanced LSTM state). ``args`` (N, A * E)."""
         top = h[-1]
         res = torch.tanh(self.result(torch.cat([top, self.embed(op).to(top.dtype), args.to(top.dtype)], dim=-1)))
-        _, (h2, c2) = self.lstm(self.drop(res).unsqueeze(1), (h, c))
+        _, (h2, c2) = lstm_step(self.lstm, self.drop(res), (h, c))
         return self.result_key(res), h2, c2
 
     def _score(self, mem: Memory, top, ctx, need, nargs, steps, op, last, bank, visible=None) -> torch.Tensor:
