@@ -21,16 +21,21 @@ import time
 MODES = ("program", "lengths")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def epoch_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a side-by-side training-epoch benchmark (this one and ``t2m_lstm_step.py``)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--family", default="", help="family (default: the config file's)")
     p.add_argument("--config", default="trainables/configs/t2m-lstm.json",
                    help="a shipped or run config file to start from (default: the shipped t2m-lstm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     p.add_argument("--limit-train", type=int, default=3000, help="training problems in the epoch (default 3000)")
-    p.add_argument("--rounds", type=int, default=2, help="rounds of both modes, alternating (default 2)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of both ways, alternating (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return epoch_parser(__doc__.split("\n\n")[0]).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,15 +21,9 @@ import time
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", default="", help="family (default: the config file's)")
-    p.add_argument("--config", default="trainables/configs/t2m-lstm.json",
-                   help="a shipped or run config file to start from (default: the shipped t2m-lstm)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
-    p.add_argument("--limit-train", type=int, default=3000, help="training problems in the epoch (default 3000)")
-    p.add_argument("--rounds", type=int, default=2, help="rounds of both, alternating (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    return p.parse_args(argv)
+    from t2m_batching import epoch_parser  # this folder's side-by-side epoch benchmark: the same options
+
+    return epoch_parser(__doc__.split("\n\n")[0]).parse_args(argv)
 
 
 def module_call(lstm, x, state):
